@@ -1,0 +1,318 @@
+"""The configuration schema: one YAML file, overridable by ``ENVLABEL_`` variables.
+
+Precedence, highest first: ``ENVLABEL_<KEY>`` environment variables (nested
+keys joined by ``__``, values parsed as YAML: ``ENVLABEL_SCHEDULE__INTERVAL=5m``,
+``ENVLABEL_ENVIRONMENTS='[production, dr, staging, sandbox]'``), the file
+(``--config``, else ``$ENVLABEL_CONFIG``, else ``./envlabel.yaml``), defaults.
+Every model rejects unknown keys; errors name the field path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    model_validator,
+)
+
+from envlabel.errors import ConfigError
+
+ENV_PREFIX = "ENVLABEL_"
+#: ENVLABEL_ variables that belong to the SDK or the CLI, not to the config file.
+NOT_CONFIG = frozenset({"CONFIG", "URL", "TOKEN", "FAIL_OPEN", "TEST_POSTGRES_URL", "HOME"})
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
+_UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``30s``, ``15m``, ``2h``, ``7d`` (or a number of seconds) -> timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    raise ValueError(f"{value!r} is not a duration; write it as 30s, 15m, 2h or 7d")
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+Decision = Literal["allow", "require_approval", "deny"]
+ActionClass = Literal["read", "create", "modify", "delete"]
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def default_store_url() -> str:
+    """``sqlite:///$XDG_DATA_HOME/envlabel/envlabel.db`` (``~/.local/share/envlabel/envlabel.db``)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return f"sqlite:///{Path(base) / 'envlabel' / 'envlabel.db'}"
+
+
+DEFAULT_ENVIRONMENTS = ("production", "staging", "sandbox")
+DEFAULT_TAG_KEYS = ("environment", "env", "stage", "deployment.environment.name")
+DEFAULT_SYNONYMS: dict[str, list[str]] = {
+    "production": ["production", "prod", "prd", "live"],
+    "staging": ["staging", "stage", "stg", "preprod", "pre-prod", "uat"],
+    "sandbox": ["sandbox", "sbx", "dev", "development", "test", "testing", "qa", "playground"],
+}
+DEFAULT_POLICY: dict[str, dict[ActionClass, Decision]] = {
+    "production": {"read": "allow", "create": "require_approval", "modify": "require_approval",
+                   "delete": "deny"},
+    "staging": {"read": "allow", "create": "allow", "modify": "allow", "delete": "require_approval"},
+    "sandbox": {"read": "allow", "create": "allow", "modify": "allow", "delete": "allow"},
+}
+
+
+class Schedule(Model):
+    interval: Duration = timedelta(minutes=15)
+    jitter: Duration = timedelta(seconds=30)
+
+
+class ApiToken(Model):
+    name: str
+    role: Literal["reader", "admin"]
+    #: hex SHA-256 of the bearer token; the token itself is never stored.
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class Api(Model):
+    tokens: list[ApiToken] = []
+    max_body_bytes: int = Field(1_048_576, gt=0)
+    max_batch: int = Field(1000, gt=0)
+
+
+class Webhook(Model):
+    url: str = Field(pattern=r"^https?://")
+    #: name of an environment variable holding the HMAC secret
+    secret_env: str | None = None
+    events: list[Literal["environment_changed", "finding"]] = ["environment_changed", "finding"]
+
+
+class SourceBase(Model):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    interval: Duration | None = None
+
+
+class AwsSource(SourceBase):
+    type: Literal["aws"]
+    endpoint_url: str | None = None
+    regions: list[str] = Field(default_factory=lambda: ["us-east-1"], min_length=1)
+    organization: bool = False
+    #: role name (or ARN template with {account}) assumed in each member account
+    assume_role: str = "EnvlabelReadOnly"
+    profile: str | None = None
+    ou_environments: dict[str, str] = {}
+    account_environments: dict[Annotated[str, Field(pattern=r"^\d{12}$")], str] = {}
+
+
+class KubernetesResource(Model):
+    group: str = ""
+    version: str = "v1"
+    resource: str
+    namespaced: bool = True
+
+
+class KubernetesSource(SourceBase):
+    type: Literal["kubernetes"]
+    kubeconfig: str | None = None
+    context: str | None = None
+    in_cluster: bool = False
+    cluster: str | None = None
+    environment: str | None = None
+    parent: str | None = None
+    watch: bool = True
+    resources: list[KubernetesResource] = []
+
+    @property
+    def cluster_name(self) -> str:
+        return self.cluster or self.name
+
+
+class GcpSource(SourceBase):
+    type: Literal["gcp"]
+    organization: str = Field(pattern=r"^(organizations/)?\d+$")
+    api_endpoint: str | None = None
+
+    @property
+    def organization_name(self) -> str:
+        org = self.organization
+        return org if org.startswith("organizations/") else f"organizations/{org}"
+
+
+Source = Annotated[AwsSource | KubernetesSource | GcpSource, Field(discriminator="type")]
+
+
+class Config(Model):
+    store: str = Field(default_factory=default_store_url, pattern=r"^(sqlite|postgresql|postgres)://")
+    environments: list[str] = Field(default_factory=lambda: list(DEFAULT_ENVIRONMENTS), min_length=1)
+    tag_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_TAG_KEYS), min_length=1)
+    synonyms: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_SYNONYMS))
+    #: extra name tokens per environment (name evidence only); the synonyms always count.
+    name_tokens: dict[str, list[str]] = {}
+    stale_after: Duration = timedelta(hours=24)
+    schedule: Schedule = Schedule()
+    policy: dict[str, dict[ActionClass, Decision]] = Field(
+        default_factory=lambda: {env: dict(row) for env, row in DEFAULT_POLICY.items()})
+    approvers: dict[str, list[str]] = {}
+    api: Api = Api()
+    webhooks: list[Webhook] = []
+    sources: list[Source] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_for_environments(cls, data: Any) -> Any:
+        """Default synonyms and policy cover only the configured environments."""
+        if isinstance(data, dict) and isinstance(data.get("environments"), list):
+            envs = [str(e) for e in data["environments"]]
+            data = dict(data)
+            data.setdefault("synonyms", {e: w for e, w in DEFAULT_SYNONYMS.items() if e in envs})
+            data.setdefault("policy", {e: p for e, p in DEFAULT_POLICY.items() if e in envs})
+        return data
+
+    @model_validator(mode="after")
+    def _check_environment_names(self) -> Config:
+        envs = self.environments
+        problems: list[str] = []
+        if len(set(envs)) != len(envs):
+            problems.append(f"environments: listed twice in {envs}")
+        if "unknown" in envs:
+            problems.append("environments: 'unknown' is reserved for targets with no signal")
+        claimed: dict[str, str] = {}
+        for env, words in self.synonyms.items():
+            if env not in envs:
+                problems.append(f"synonyms.{env}: not one of the environments {envs}")
+            for word in words:
+                other = claimed.setdefault(word.lower(), env)
+                if other != env:
+                    problems.append(f"synonyms.{env}: {word!r} is also a synonym of {other!r}")
+        for section, mapping in (("name_tokens", self.name_tokens), ("policy", self.policy),
+                                 ("approvers", self.approvers)):
+            problems += [f"{section}.{env}: not one of the environments {envs}"
+                         for env in mapping if env not in envs]
+        problems += [f"policy: no entry for environment {env!r}" for env in envs if env not in self.policy]
+        names = [s.name for s in self.sources]
+        problems += [f"sources: name {n!r} used twice" for n in sorted({n for n in names if names.count(n) > 1})]
+        for i, src in enumerate(self.sources):
+            declared: dict[str, str] = {}
+            if isinstance(src, AwsSource):
+                declared = {f"ou_environments.{k}": v for k, v in src.ou_environments.items()}
+                declared |= {f"account_environments.{k}": v for k, v in src.account_environments.items()}
+            elif isinstance(src, KubernetesSource) and src.environment:
+                declared = {"environment": src.environment}
+            problems += [f"sources.{i}.{path}: {env!r} is not one of the environments {envs}"
+                         for path, env in declared.items() if env not in envs]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def source(self, name: str) -> Source:
+        for src in self.sources:
+            if src.name == name:
+                return src
+        raise KeyError(name)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or key[len(ENV_PREFIX):] in NOT_CONFIG:
+            continue
+        path = key[len(ENV_PREFIX):].lower().split("__")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        node = overrides
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return overrides
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def config_path(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> Path | None:
+    environ = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit)
+    if environ.get("ENVLABEL_CONFIG"):
+        return Path(environ["ENVLABEL_CONFIG"])
+    default = Path("envlabel.yaml")
+    return default if default.exists() else None
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Load and validate the configuration, raising :class:`ConfigError` with every problem."""
+    environ = os.environ if environ is None else environ
+    resolved = config_path(str(path) if path else None, environ)
+    data: Any = {}
+    if resolved is not None:
+        try:
+            data = yaml.safe_load(resolved.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError([("(file)", f"{resolved} does not exist; pass --config FILE "
+                                "or set ENVLABEL_CONFIG")], str(resolved)) from None
+        except yaml.YAMLError as exc:
+            raise ConfigError([("(file)", f"not valid YAML: {exc}")], str(resolved)) from None
+        if not isinstance(data, dict):
+            raise ConfigError([("(file)", "the top level must be a mapping of keys such as "
+                                "store, environments, sources")], str(resolved))
+    return config_from_dict(_merge(data, _env_overrides(environ)), str(resolved) if resolved else None)
+
+
+def config_from_dict(data: dict[str, Any], path: str | None = None) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc), path) from None
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for error in exc.errors():
+        loc = [str(p) for p in error["loc"]]
+        # drop the discriminator tag pydantic inserts ("sources.0.aws.regions" -> "sources.0.regions")
+        loc = [p for i, p in enumerate(loc) if not (i > 0 and loc[i - 1].isdigit() and p in
+                                                   ("aws", "gcp", "kubernetes"))]
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key; remove it or check its spelling"
+        if not loc:  # model-level validator: split our joined problems
+            problems += [tuple(p.split(": ", 1)) if ": " in p else ("(config)", p)  # type: ignore[misc]
+                         for p in message.split("; ")]
+            continue
+        problems.append((".".join(loc), message))
+    return problems

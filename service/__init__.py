@@ -1,0 +1,1 @@
+"""The running program: CLI, daemon, HTTP API, MCP server, authority decisions, audit."""

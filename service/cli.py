@@ -1,0 +1,37 @@
+"""The ``envlabel`` command. Exit codes: 0 ok, 1 error, 2 usage error; ``get`` 3 when never seen;
+``check`` 4 require approval, 5 deny. Each command lives in a module named for what it owns."""
+
+from __future__ import annotations
+
+import click
+
+from envlabel.errors import ConfigError
+from service import commands
+from service.clikit import config_option, fail, get_config
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Config file (default: $ENVLABEL_CONFIG, else ./envlabel.yaml).")
+@click.version_option(package_name="envlabel")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """envlabel: the authoritative environment (production / staging / sandbox) of every resource."""
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path
+
+
+@main.command()
+@config_option
+def validate() -> None:
+    """Check the configuration; print every problem with its field path."""
+    try:
+        config = get_config()
+    except ConfigError as exc:
+        fail(str(exc))
+    click.echo(f"configuration ok: {len(config.sources)} source(s), environments "
+               f"{', '.join(config.environments)}, store {config.store}")
+
+
+for command in commands.ALL:
+    main.add_command(command)

@@ -1,0 +1,103 @@
+"""One discovery + labeling pass per source, committed atomically.
+
+``commit_scan`` is the only writer of resources and labels: it stores what a
+scan saw, tombstones what a *complete* scan did not see, refreshes the scope
+times that staleness is measured from, and relabels the estate, writing only
+labels that changed (with history). A crash anywhere before the commit leaves
+the previous state intact.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from envlabel.config import Config, Source
+from envlabel.model import Override, Resolution, ScanError, ScanResult
+from labelers.resolve import Labeler
+from labelers.taxonomy import Taxonomy
+from store.sql import LabelChange, Store, Transaction
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class ScanSummary:
+    source: str
+    complete: bool
+    resources: int
+    written: int
+    removed: int
+    label_changes: int
+    environments: Counter[str] = field(default_factory=Counter)
+    errors: list[ScanError] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def same_label(a: Resolution | None, b: Resolution) -> bool:
+    return a is not None and (a.environment, a.decided_by, a.conflict, a.evidence, a.valid_until) == (
+        b.environment, b.decided_by, b.conflict, b.evidence, b.valid_until)
+
+
+def active_overrides(tx: Transaction, now: datetime) -> dict[str, Override]:
+    from store.sql import parse_ts
+
+    rows = tx.execute("SELECT target, environment, reason, author, created_at, expires_at FROM overrides").fetchall()
+    overrides = {r[0]: Override(r[0], r[1], r[2], r[3], parse_ts(r[4]) or now, parse_ts(r[5])) for r in rows}
+    return {t: o for t, o in overrides.items() if o.active(now)}
+
+
+def relabel(tx: Transaction, taxonomy: Taxonomy, now: datetime, scan_id: int | None,
+            targets: Sequence[str] | None = None) -> tuple[int, Counter[str]]:
+    """Recompute labels (all, or ``targets``) and write those that changed. Returns (changes, per environment)."""
+    labeler = Labeler(taxonomy, tx.containers(), active_overrides(tx, now))
+    changed = 0
+    environments: Counter[str] = Counter()
+    for batch in tx.iter_for_labeling(targets=targets):
+        changes: list[LabelChange] = []
+        for resource, current in batch:
+            resolution = labeler.label(resource)
+            environments[resolution.environment] += 1
+            if not same_label(current, resolution):
+                changes.append(LabelChange(resource.id, current.environment if current else None, resolution))
+        if changes:
+            tx.write_labels(changes, now, scan_id)
+            changed += len(changes)
+    return changed, environments
+
+
+def commit_scan(store: Store, taxonomy: Taxonomy, result: ScanResult, started_at: datetime,
+                now: datetime | None = None) -> ScanSummary:
+    now = now or utcnow()
+    clock = time.perf_counter()
+    with store.transaction() as tx:
+        scan_id = tx.record_scan(result.source, started_at, now, result.complete, result.errors)
+        seen, written = tx.upsert_resources(result.source, result.resources, now)
+        # An incomplete scan removes nothing: what it did not see may only be out of reach.
+        removed = tx.tombstone(result.source, seen, now, scan_id) if result.complete else []
+        tx.touch_scopes(result.source, result.scopes, now)
+        changes, _ = relabel(tx, taxonomy, now, scan_id)
+        tx.finish_scan(scan_id, len(seen), changes, len(removed))
+    return ScanSummary(result.source, result.complete, len(seen), written, len(removed), changes,
+                       Counter(store.environment_counts(result.source)), list(result.errors),
+                       time.perf_counter() - clock)
+
+
+def run_source(config: Config, store: Store, source: Source,
+               scan: Callable[[Source], ScanResult] | None = None) -> ScanSummary:
+    """Scan one source and commit what it saw. A scanner that raises is an incomplete scan of everything."""
+    from discovery import scanner_for
+
+    started = utcnow()
+    try:
+        result = scan(source) if scan else scanner_for(source).scan()
+    except Exception as exc:  # a scanner bug or an unreachable endpoint: record it, remove nothing
+        result = ScanResult(source.name, [], [ScanError(
+            source.name, f"{type(exc).__name__}: {exc}",
+            "check the source's endpoint and credentials; nothing was removed")])
+    return commit_scan(store, Taxonomy.from_config(config), result, started)

@@ -1,0 +1,91 @@
+"""The one query layer behind the CLI, HTTP API and MCP server.
+
+Everything an interface answers about a target comes from here, so the
+label JSON, fail-closed rules and staleness read the same everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from envlabel.config import Config
+from envlabel.model import UNKNOWN, Resolution
+from envlabel.targets import parse_target
+from labelers.resolve import Labeler
+from labelers.taxonomy import Taxonomy
+from service.pipeline import utcnow
+from store.sql import Store, StoredLabel, ts
+
+
+@dataclass
+class Query:
+    """Bound to one config and store; cheap to build, safe to share between threads."""
+
+    config: Config
+    store: Store
+
+    def __post_init__(self) -> None:
+        self.taxonomy = Taxonomy.from_config(self.config)
+
+    def label(self, raw_target: str, now: datetime | None = None) -> dict[str, Any]:
+        """The label JSON of DESIGN.md for ``raw_target`` (raises TargetError if malformed)."""
+        target = parse_target(raw_target)
+        now = now or utcnow()
+        stored = self.store.get(target.id)
+        if stored is None or stored.tombstoned_at is not None:
+            return not_found(raw_target, target.provider, stored)
+        resolution = stored.resolution
+        if resolution is None or (resolution.valid_until is not None and resolution.valid_until <= now):
+            resolution = self.relabel_one(stored, now)
+        return label_json(raw_target, stored, resolution, self.is_stale(stored, now))
+
+    def is_stale(self, stored: StoredLabel, now: datetime) -> bool:
+        return now - stored.observed_at > self.config.stale_after
+
+    def relabel_one(self, stored: StoredLabel, now: datetime) -> Resolution:
+        """Label one resource afresh (an override on its path expired since the last pass)."""
+        containers = {}
+        parent = stored.resource.parent
+        while parent is not None and parent not in containers:
+            above = self.store.get(parent)
+            if above is None:
+                break
+            containers[parent] = above.resource
+            parent = above.resource.parent
+        overrides = {t: o for t, o in self.store.overrides().items() if o.active(now)}
+        return Labeler(self.taxonomy, containers, overrides).label(stored.resource)
+
+
+def not_found(raw_target: str, provider: str, stored: StoredLabel | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "target": raw_target, "found": False, "environment": UNKNOWN, "authoritative": False,
+        "decided_by": "none", "conflict": False, "stale": False, "observed_at": None,
+        "provider": provider, "kind": None, "name": None, "parent": None, "evidence": [],
+    }
+    if stored is not None and stored.tombstoned_at is not None:
+        body.update(kind=stored.resource.kind, name=stored.resource.name, parent=stored.resource.parent,
+                    gone_at=ts(stored.tombstoned_at))
+    return body
+
+
+def label_json(raw_target: str, stored: StoredLabel, resolution: Resolution | None, stale: bool) -> dict[str, Any]:
+    r = stored.resource
+    environment = resolution.environment if resolution else UNKNOWN
+    return {
+        "target": raw_target,
+        "found": True,
+        "environment": environment,
+        "authoritative": environment != UNKNOWN and not stale,
+        "decided_by": resolution.decided_by if resolution else "none",
+        "conflict": resolution.conflict if resolution else False,
+        "stale": stale,
+        "observed_at": ts(stored.observed_at),
+        "provider": r.provider,
+        "kind": r.kind,
+        "name": r.name,
+        "parent": r.parent,
+        "id": r.id,
+        "evidence": [e.as_dict() for e in resolution.evidence] if resolution else [],
+    }

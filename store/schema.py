@@ -1,0 +1,96 @@
+"""Versioned schema migrations, applied in order at open; each runs once.
+
+Timestamps are ISO-8601 UTC text (``2026-01-02T03:04:05.000000Z``): they sort
+as text and read the same in SQLite and PostgreSQL. ``{serial}`` is the
+dialect's auto-increment primary key.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: the core pipeline
+    """
+    CREATE TABLE resources (
+        id TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        parent TEXT,
+        scope TEXT NOT NULL,
+        region TEXT NOT NULL,
+        path TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        name_signal INTEGER NOT NULL,
+        declared TEXT,
+        aliases TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        tombstoned_at TEXT
+    );
+    CREATE INDEX resources_source ON resources (source, tombstoned_at);
+    CREATE INDEX resources_parent ON resources (parent);
+    CREATE TABLE aliases (alias TEXT PRIMARY KEY, target TEXT NOT NULL);
+    CREATE TABLE scopes (
+        source TEXT NOT NULL, scope TEXT NOT NULL, last_ok TEXT NOT NULL,
+        PRIMARY KEY (source, scope)
+    );
+    CREATE TABLE scans (
+        id {serial},
+        source TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT NOT NULL,
+        complete INTEGER NOT NULL,
+        resources INTEGER NOT NULL,
+        changed INTEGER NOT NULL,
+        removed INTEGER NOT NULL,
+        errors TEXT NOT NULL
+    );
+    CREATE INDEX scans_source ON scans (source, id);
+    CREATE TABLE labels (
+        target TEXT PRIMARY KEY,
+        environment TEXT NOT NULL,
+        decided_by TEXT NOT NULL,
+        conflict INTEGER NOT NULL,
+        evidence TEXT NOT NULL,
+        valid_until TEXT,
+        labeled_at TEXT NOT NULL,
+        scan_id INTEGER
+    );
+    CREATE INDEX labels_environment ON labels (environment);
+    CREATE INDEX labels_valid_until ON labels (valid_until);
+    CREATE TABLE label_history (
+        id {serial},
+        target TEXT NOT NULL,
+        at TEXT NOT NULL,
+        scan_id INTEGER,
+        event TEXT NOT NULL,
+        before TEXT,
+        environment TEXT NOT NULL,
+        decided_by TEXT NOT NULL,
+        conflict INTEGER NOT NULL,
+        evidence TEXT NOT NULL
+    );
+    CREATE INDEX label_history_target ON label_history (target, at);
+    CREATE TABLE overrides (
+        target TEXT PRIMARY KEY,
+        environment TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        author TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT
+    );
+    CREATE TABLE override_events (
+        id {serial},
+        target TEXT NOT NULL,
+        action TEXT NOT NULL,
+        environment TEXT,
+        reason TEXT NOT NULL,
+        author TEXT NOT NULL,
+        at TEXT NOT NULL,
+        expires_at TEXT
+    );
+    CREATE INDEX override_events_target ON override_events (target, at);
+    """,
+]

@@ -1,0 +1,446 @@
+"""One SQL store over a DB-API connection; the dialect (SQLite, PostgreSQL) supplies connections.
+
+A scan commits in one transaction (``Store.transaction``): resources,
+tombstones, scope times, the scan record and every label change land
+together or not at all, so a process killed mid-scan leaves the previous
+state intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from envlabel.errors import StoreError
+from envlabel.model import Evidence, Override, Resolution, Resource, ScanError
+from store.schema import MIGRATIONS
+
+TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def ts(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(TS_FORMAT)
+
+
+def parse_ts(text: str | None) -> datetime | None:
+    return datetime.strptime(text, TS_FORMAT).replace(tzinfo=UTC) if text else None
+
+
+def _evidence_json(evidence: Sequence[Evidence]) -> str:
+    return json.dumps([[e.signal, e.environment, e.source, e.detail] for e in evidence],
+                      separators=(",", ":"))
+
+
+def _evidence(text: str) -> tuple[Evidence, ...]:
+    return tuple(Evidence(*row) for row in json.loads(text))
+
+
+def digest(resource: Resource) -> str:
+    """A fingerprint of everything labeling reads, so an unchanged resource is not rewritten."""
+    body = json.dumps([resource.provider, resource.kind, resource.name, resource.parent, resource.scope,
+                       resource.region, resource.path, sorted(resource.tags.items()), resource.name_signal,
+                       resource.declared, list(resource.aliases)], separators=(",", ":"))
+    return hashlib.blake2b(body.encode(), digest_size=12).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLabel:
+    """A resource as stored, with its current label (if labeled) and freshness."""
+
+    resource: Resource
+    source: str
+    resolution: Resolution | None
+    labeled_at: datetime | None
+    observed_at: datetime
+    tombstoned_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class LabelChange:
+    target: str
+    before: str | None
+    resolution: Resolution
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    target: str
+    at: datetime
+    scan_id: int | None
+    event: str  # "label" | "gone"
+    before: str | None
+    resolution: Resolution
+
+
+class Dialect(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def serial(self) -> str: ...
+
+    def connect(self) -> Any: ...
+    def sql(self, statement: str) -> str: ...
+
+
+_RESOURCE_COLUMNS = ("id, source, provider, kind, name, parent, scope, region, path, tags, name_signal, "
+                     "declared, aliases, digest, first_seen, updated_at, tombstoned_at")
+_R = ("r.id, r.provider, r.kind, r.name, r.parent, r.tags, r.scope, r.region, r.name_signal, r.declared, "
+      "r.aliases, r.path")
+_L = "l.environment, l.decided_by, l.conflict, l.evidence, l.valid_until, l.labeled_at"
+
+
+def _resource(row: Sequence[Any]) -> Resource:
+    return Resource(id=row[0], provider=row[1], kind=row[2], name=row[3], parent=row[4],
+                    tags=json.loads(row[5]), scope=row[6], region=row[7], name_signal=bool(row[8]),
+                    declared=row[9], aliases=tuple(json.loads(row[10])), path=row[11])
+
+
+def _resolution(row: Sequence[Any]) -> Resolution | None:
+    if row[0] is None:
+        return None
+    return Resolution(row[0], row[1], bool(row[2]), _evidence(row[3]), parse_ts(row[4]))
+
+
+class Transaction:
+    """The write side, valid inside ``Store.transaction()``."""
+
+    def __init__(self, conn: Any, dialect: Dialect) -> None:
+        self.conn = conn
+        self.dialect = dialect
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> Any:
+        cur = self.conn.cursor()
+        cur.execute(self.dialect.sql(statement), params)
+        return cur
+
+    def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> None:
+        cur = self.conn.cursor()
+        cur.executemany(self.dialect.sql(statement), rows)
+
+    # -- observations -------------------------------------------------------------------------
+    def live_ids(self, source: str) -> set[str]:
+        rows = self.execute("SELECT id FROM resources WHERE source = ? AND tombstoned_at IS NULL", (source,))
+        return {r[0] for r in rows.fetchall()}
+
+    def upsert_resources(self, source: str, resources: Iterable[Resource], now: datetime,
+                         batch: int = 5000) -> tuple[set[str], int]:
+        """Insert new and changed resources. Returns (ids seen, rows written)."""
+        stamp = ts(now)
+        seen: set[str] = set()
+        written = 0
+        pending: list[tuple[Any, ...]] = []
+        aliases: list[tuple[str, str]] = []
+        existing = dict(self.execute(
+            "SELECT id, digest FROM resources WHERE source = ? AND tombstoned_at IS NULL", (source,)).fetchall())
+
+        def flush() -> None:
+            self.executemany(
+                f"INSERT INTO resources ({_RESOURCE_COLUMNS}) VALUES ({', '.join('?' * 17)}) "
+                "ON CONFLICT (id) DO UPDATE SET source = excluded.source, provider = excluded.provider, "
+                "kind = excluded.kind, name = excluded.name, parent = excluded.parent, scope = excluded.scope, "
+                "region = excluded.region, path = excluded.path, tags = excluded.tags, "
+                "name_signal = excluded.name_signal, declared = excluded.declared, aliases = excluded.aliases, "
+                "digest = excluded.digest, updated_at = excluded.updated_at, tombstoned_at = NULL",
+                pending)
+            if aliases:
+                self.executemany("INSERT INTO aliases (alias, target) VALUES (?, ?) "
+                                 "ON CONFLICT (alias) DO UPDATE SET target = excluded.target", aliases)
+            pending.clear()
+            aliases.clear()
+
+        for r in resources:
+            if r.id in seen:
+                continue
+            seen.add(r.id)
+            fingerprint = digest(r)
+            if existing.get(r.id) == fingerprint:
+                continue
+            pending.append((r.id, source, r.provider, r.kind, r.name, r.parent, r.scope, r.region, r.path,
+                            json.dumps(dict(r.tags), separators=(",", ":"), sort_keys=True),
+                            int(r.name_signal), r.declared, json.dumps(list(r.aliases)), fingerprint,
+                            stamp, stamp, None))
+            aliases += [(a, r.id) for a in r.aliases]
+            written += 1
+            if len(pending) >= batch:
+                flush()
+        flush()
+        return seen, written
+
+    def tombstone(self, source: str, seen: set[str], now: datetime, scan_id: int) -> list[str]:
+        """Mark live resources of ``source`` that ``seen`` lacks as gone. Call only for complete scans."""
+        gone = sorted(self.live_ids(source) - seen)
+        stamp = ts(now)
+        self.executemany("UPDATE resources SET tombstoned_at = ? WHERE id = ?", [(stamp, g) for g in gone])
+        self.executemany(
+            "INSERT INTO label_history (target, at, scan_id, event, before, environment, decided_by, conflict, "
+            "evidence) SELECT target, ?, ?, 'gone', environment, environment, decided_by, conflict, evidence "
+            "FROM labels WHERE target = ?", [(stamp, scan_id, g) for g in gone])
+        return gone
+
+    def touch_scopes(self, source: str, scopes: Iterable[str], now: datetime) -> None:
+        stamp = ts(now)
+        self.executemany("INSERT INTO scopes (source, scope, last_ok) VALUES (?, ?, ?) "
+                         "ON CONFLICT (source, scope) DO UPDATE SET last_ok = excluded.last_ok",
+                         [(source, s, stamp) for s in scopes])
+
+    def record_scan(self, source: str, started_at: datetime, finished_at: datetime, complete: bool,
+                    errors: Sequence[ScanError]) -> int:
+        cur = self.execute(
+            "INSERT INTO scans (source, started_at, finished_at, complete, resources, changed, removed, errors) "
+            "VALUES (?, ?, ?, ?, ?, 0, 0, ?) RETURNING id",
+            (source, ts(started_at), ts(finished_at), int(complete), 0,
+             json.dumps([[e.scope, e.message, e.hint] for e in errors])))
+        return int(cur.fetchone()[0])
+
+    def finish_scan(self, scan_id: int, resources: int, changed: int, removed: int) -> None:
+        self.execute("UPDATE scans SET resources = ?, changed = ?, removed = ? WHERE id = ?",
+                     (resources, changed, removed, scan_id))
+
+    # -- labeling -----------------------------------------------------------------------------
+    def containers(self) -> dict[str, Resource]:
+        """Every resource that is some live resource's parent."""
+        rows = self.execute(
+            f"SELECT {_R} FROM resources r WHERE r.id IN "
+            "(SELECT DISTINCT parent FROM resources WHERE parent IS NOT NULL AND tombstoned_at IS NULL)")
+        return {row[0]: _resource(row) for row in rows.fetchall()}
+
+    def iter_for_labeling(self, batch: int = 10000,
+                          targets: Sequence[str] | None = None) -> Iterator[list[tuple[Resource, Resolution | None]]]:
+        """Live resources with their current label, in id order, ``batch`` at a time."""
+        query = (f"SELECT {_R}, {_L} FROM resources r LEFT JOIN labels l ON l.target = r.id "
+                 "WHERE r.tombstoned_at IS NULL")
+        if targets is not None:
+            for start in range(0, len(targets), 500):
+                chunk = targets[start:start + 500]
+                rows = self.execute(f"{query} AND r.id IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
+                yield [(_resource(row), _resolution(row[12:])) for row in rows]
+            return
+        after = ""
+        while True:
+            rows = self.execute(f"{query} AND r.id > ? ORDER BY r.id LIMIT ?", (after, batch)).fetchall()
+            if not rows:
+                return
+            yield [(_resource(row), _resolution(row[12:])) for row in rows]
+            after = rows[-1][0]
+
+    def write_labels(self, changes: Sequence[LabelChange], now: datetime, scan_id: int | None) -> None:
+        stamp = ts(now)
+        rows = [(c.target, c.resolution.environment, c.resolution.decided_by, int(c.resolution.conflict),
+                 _evidence_json(c.resolution.evidence),
+                 ts(c.resolution.valid_until) if c.resolution.valid_until else None, stamp, scan_id)
+                for c in changes]
+        self.executemany(
+            "INSERT INTO labels (target, environment, decided_by, conflict, evidence, valid_until, labeled_at, "
+            "scan_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (target) DO UPDATE SET "
+            "environment = excluded.environment, decided_by = excluded.decided_by, conflict = excluded.conflict, "
+            "evidence = excluded.evidence, valid_until = excluded.valid_until, labeled_at = excluded.labeled_at, "
+            "scan_id = excluded.scan_id", rows)
+        self.executemany(
+            "INSERT INTO label_history (target, at, scan_id, event, before, environment, decided_by, conflict, "
+            "evidence) VALUES (?, ?, ?, 'label', ?, ?, ?, ?, ?)",
+            [(c.target, stamp, scan_id, c.before, r[1], r[2], r[3], r[4]) for c, r in zip(changes, rows, strict=True)])
+
+    # -- overrides ----------------------------------------------------------------------------
+    def set_override(self, override: Override) -> None:
+        expires = ts(override.expires_at) if override.expires_at else None
+        self.execute(
+            "INSERT INTO overrides (target, environment, reason, author, created_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (target) DO UPDATE SET environment = excluded.environment, "
+            "reason = excluded.reason, author = excluded.author, created_at = excluded.created_at, "
+            "expires_at = excluded.expires_at",
+            (override.target, override.environment, override.reason, override.author,
+             ts(override.created_at), expires))
+        self.execute(
+            "INSERT INTO override_events (target, action, environment, reason, author, at, expires_at) "
+            "VALUES (?, 'set', ?, ?, ?, ?, ?)",
+            (override.target, override.environment, override.reason, override.author,
+             ts(override.created_at), expires))
+
+    def remove_override(self, target: str, author: str, reason: str, now: datetime) -> bool:
+        cur = self.execute("DELETE FROM overrides WHERE target = ?", (target,))
+        if cur.rowcount == 0:
+            return False
+        self.execute("INSERT INTO override_events (target, action, environment, reason, author, at, expires_at) "
+                     "VALUES (?, 'rm', NULL, ?, ?, ?, NULL)", (target, reason, author, ts(now)))
+        return True
+
+
+class Store:
+    """Reads anywhere, writes inside :meth:`transaction` (one writer at a time)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._writer = dialect.connect()
+        self._migrate()
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _reader(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self.dialect.connect()
+            self._local.conn = conn
+        return conn
+
+    def _query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        cur = self._reader().cursor()
+        cur.execute(self.dialect.sql(statement), params)
+        rows: list[Any] = cur.fetchall()
+        return rows
+
+    def _migrate(self) -> None:
+        with self.transaction() as tx:
+            tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = tx.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            current = int(row[0] or 0)
+            if current > len(MIGRATIONS):
+                raise StoreError(f"the store is at schema version {current}, newer than this envlabel "
+                                 f"({len(MIGRATIONS)}); upgrade envlabel")
+            for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+                for statement in script.format(serial=self.dialect.serial).split(";"):
+                    if statement.strip():
+                        tx.execute(statement)
+                tx.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._query("SELECT MAX(version) FROM schema_version")[0][0])
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        with self._write_lock:
+            conn = self._writer
+            try:
+                yield Transaction(conn, self.dialect)
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+
+    def close(self) -> None:
+        self._writer.close()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- reads --------------------------------------------------------------------------------
+    def resolve_id(self, target: str) -> str:
+        """The stored id for ``target`` (itself, or the resource it is an alias of)."""
+        rows = self._query("SELECT target FROM aliases WHERE alias = ?", (target,))
+        return str(rows[0][0]) if rows else target
+
+    def get(self, target: str) -> StoredLabel | None:
+        rows = self._query(
+            f"SELECT {_R}, {_L}, r.source, r.updated_at, r.tombstoned_at, s.last_ok FROM resources r "
+            "LEFT JOIN labels l ON l.target = r.id LEFT JOIN scopes s ON s.source = r.source AND s.scope = r.scope "
+            "WHERE r.id = ?", (target,))
+        if not rows:
+            alias = self.resolve_id(target)
+            if alias == target:
+                return None
+            return self.get(alias)
+        return self._stored(rows[0])
+
+    def _stored(self, row: Sequence[Any]) -> StoredLabel:
+        observed = parse_ts(row[21]) or parse_ts(row[19])
+        assert observed is not None
+        return StoredLabel(_resource(row), row[18], _resolution(row[12:18]), parse_ts(row[17]), observed,
+                           parse_ts(row[20]))
+
+    def list_labels(self, environment: str | None = None, provider: str | None = None, after: str = "",
+             limit: int | None = None, include_gone: bool = False) -> list[StoredLabel]:
+        clauses = ["r.id > ?"]
+        params: list[Any] = [after]
+        if not include_gone:
+            clauses.append("r.tombstoned_at IS NULL")
+        if environment:
+            clauses.append("l.environment = ?")
+            params.append(environment)
+        if provider:
+            clauses.append("r.provider = ?")
+            params.append(provider)
+        limit_sql = ""
+        if limit is not None:
+            limit_sql = " LIMIT ?"
+            params.append(limit)
+        rows = self._query(
+            f"SELECT {_R}, {_L}, r.source, r.updated_at, r.tombstoned_at, s.last_ok FROM resources r "
+            "LEFT JOIN labels l ON l.target = r.id LEFT JOIN scopes s ON s.source = r.source AND s.scope = r.scope "
+            f"WHERE {' AND '.join(clauses)} ORDER BY r.id{limit_sql}", params)
+        return [self._stored(row) for row in rows]
+
+    def history(self, target: str) -> list[HistoryEntry]:
+        rows = self._query(
+            "SELECT target, at, scan_id, event, before, environment, decided_by, conflict, evidence "
+            "FROM label_history WHERE target = ? ORDER BY at, id", (self.resolve_id(target),))
+        return [HistoryEntry(r[0], parse_ts(r[1]) or datetime.min, r[2], r[3], r[4],
+                             Resolution(r[5], r[6], bool(r[7]), _evidence(r[8]))) for r in rows]
+
+    def label_at(self, target: str, at: datetime) -> HistoryEntry | None:
+        """The last history entry of ``target`` at or before ``at``."""
+        rows = self._query(
+            "SELECT target, at, scan_id, event, before, environment, decided_by, conflict, evidence "
+            "FROM label_history WHERE target = ? AND at <= ? ORDER BY at DESC, id DESC LIMIT 1",
+            (self.resolve_id(target), ts(at)))
+        if not rows:
+            return None
+        r = rows[0]
+        return HistoryEntry(r[0], parse_ts(r[1]) or at, r[2], r[3], r[4],
+                            Resolution(r[5], r[6], bool(r[7]), _evidence(r[8])))
+
+    def overrides(self) -> dict[str, Override]:
+        rows = self._query("SELECT target, environment, reason, author, created_at, expires_at FROM overrides")
+        return {r[0]: Override(r[0], r[1], r[2], r[3], parse_ts(r[4]) or datetime.min, parse_ts(r[5]))
+                for r in rows}
+
+    def override_events(self, target: str | None = None) -> list[dict[str, Any]]:
+        where, params = ("WHERE target = ?", (target,)) if target else ("", ())
+        rows = self._query("SELECT target, action, environment, reason, author, at, expires_at "
+                           f"FROM override_events {where} ORDER BY at, id", params)
+        keys = ("target", "action", "environment", "reason", "author", "at", "expires_at")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def last_scans(self) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT s.source, s.id, s.started_at, s.finished_at, s.complete, s.resources, s.changed, s.removed, "
+            "s.errors FROM scans s WHERE s.id IN (SELECT MAX(id) FROM scans GROUP BY source) ORDER BY s.source")
+        keys = ("source", "id", "started_at", "finished_at", "complete", "resources", "changed", "removed")
+        return [dict(zip(keys, r[:8], strict=True)) | {"complete": bool(r[4]), "errors": json.loads(r[8])}
+                for r in rows]
+
+    def environment_counts(self, source: str) -> dict[str, int]:
+        """Live resources of ``source`` per environment."""
+        rows = self._query(
+            "SELECT COALESCE(l.environment, 'unknown'), COUNT(*) FROM resources r LEFT JOIN labels l "
+            "ON l.target = r.id WHERE r.source = ? AND r.tombstoned_at IS NULL GROUP BY 1", (source,))
+        return {r[0]: int(r[1]) for r in rows}
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Live resources per (provider, environment)."""
+        rows = self._query(
+            "SELECT r.provider, COALESCE(l.environment, 'unknown'), COUNT(*) FROM resources r "
+            "LEFT JOIN labels l ON l.target = r.id WHERE r.tombstoned_at IS NULL GROUP BY 1, 2")
+        return {(r[0], r[1]): int(r[2]) for r in rows}
+
+
+def open_store(url: str) -> Store:
+    """Open (creating and migrating) the store at ``url``."""
+    if url.startswith("sqlite://"):
+        from store.sqlite import SQLiteDialect
+
+        return Store(SQLiteDialect.from_url(url))
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            from store.postgresql import PostgresDialect  # type: ignore[import-not-found,unused-ignore]
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise StoreError(f"PostgreSQL store needs psycopg: pip install 'envlabel[daemon]' ({exc})") from exc
+        return Store(PostgresDialect.from_url(url))
+    raise StoreError(f"unsupported store URL {url!r}; use sqlite:///PATH or postgresql://USER@HOST/DB")

@@ -1,0 +1,44 @@
+"""The embedded default: one SQLite file in WAL mode."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from envlabel.errors import StoreError
+
+
+@dataclass(frozen=True)
+class SQLiteDialect:
+    path: str
+    name: str = "sqlite"
+    serial: str = "INTEGER PRIMARY KEY"
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteDialect:
+        path = url.removeprefix("sqlite://")
+        path = path.removeprefix("/")  # sqlite:///rel.db is relative, sqlite:////abs.db absolute
+        if not path or path == "/":
+            raise StoreError(f"store URL {url!r} names no file; write sqlite:////abs/path.db or sqlite:///rel.db")
+        if path != ":memory:":
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the directory of the store {path}: {exc}; "
+                                 "set store: sqlite:///A/WRITABLE/PATH.db") from exc
+        return cls(path)
+
+    def connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level="DEFERRED")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the SQLite store {self.path}: {exc}; check the path and its "
+                             "permissions, or set store: to another file") from exc
+        return conn
+
+    def sql(self, statement: str) -> str:
+        return statement
