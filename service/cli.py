@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+
 import click
 
 from envlabel.errors import ConfigError
-from service import commands
 from service.clikit import config_option, fail, get_config
 
 
@@ -33,5 +34,11 @@ def validate() -> None:
                f"{', '.join(config.environments)}, store {config.store}")
 
 
-for command in commands.ALL:
-    main.add_command(command)
+#: modules whose ``ALL`` lists commands; a new command group is one module and one line here.
+COMMAND_MODULES = [
+    "service.commands",
+]
+
+for _module in COMMAND_MODULES:
+    for _command in import_module(_module).ALL:
+        main.add_command(_command)
