@@ -71,6 +71,15 @@ def relabel(tx: Transaction, taxonomy: Taxonomy, now: datetime, scan_id: int | N
     return changed, environments
 
 
+def relabel_subtree(store: Store, taxonomy: Taxonomy, roots: Sequence[str], now: datetime | None = None,
+                    scan_id: int | None = None) -> int:
+    """Relabel ``roots`` and everything below them (after an override or a watch event). Returns changes."""
+    now = now or utcnow()
+    with store.transaction() as tx:
+        changes, _ = relabel(tx, taxonomy, now, scan_id, targets=tx.subtree(roots))
+    return changes
+
+
 def commit_scan(store: Store, taxonomy: Taxonomy, result: ScanResult, started_at: datetime,
                 now: datetime | None = None) -> ScanSummary:
     now = now or utcnow()

@@ -229,6 +229,18 @@ class Transaction:
             yield [(_resource(row), _resolution(row[12:])) for row in rows]
             after = rows[-1][0]
 
+    def subtree(self, roots: Sequence[str]) -> list[str]:
+        """``roots`` and every live resource below them."""
+        found: set[str] = set()
+        for start in range(0, len(roots), 500):
+            chunk = list(roots[start:start + 500])
+            rows = self.execute(
+                f"WITH RECURSIVE below(id) AS (SELECT id FROM resources WHERE id IN ({', '.join('?' * len(chunk))}) "
+                "UNION SELECT r.id FROM resources r JOIN below b ON r.parent = b.id WHERE r.tombstoned_at IS NULL) "
+                "SELECT id FROM below", chunk).fetchall()
+            found.update(r[0] for r in rows)
+        return sorted(found)
+
     def write_labels(self, changes: Sequence[LabelChange], now: datetime, scan_id: int | None) -> None:
         stamp = ts(now)
         rows = [(c.target, c.resolution.environment, c.resolution.decided_by, int(c.resolution.conflict),

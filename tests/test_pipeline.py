@@ -75,3 +75,17 @@ def test_killed_mid_scan_keeps_previous_state(store: Store) -> None:
         commit_scan(store, TAX, ScanResult("aws", exploding()), T0, T0)  # type: ignore[arg-type]
     stored = store.get("arn:aws:rds:us-east-1:222222222222:db:orders")
     assert stored is not None and stored.resource.tags == {"Environment": "dev"}
+
+
+def test_subtree_relabel_after_override(store: Store) -> None:
+    from envlabel.model import Override
+    from service.pipeline import relabel_subtree
+
+    commit_scan(store, TAX, ScanResult("aws", estate()), T0, T0)
+    with store.transaction() as tx:
+        tx.set_override(Override("222222222222", "sandbox", "migrating", "alice", T0))
+    changes = relabel_subtree(store, TAX, ["222222222222"], T0)
+    assert changes == 3  # the account, its VPC and the database; the OU above is untouched
+    stored = store.get("arn:aws:rds:us-east-1:222222222222:db:orders")
+    assert stored is not None and stored.resolution is not None
+    assert stored.resolution.environment == "sandbox"
