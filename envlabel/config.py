@@ -190,7 +190,10 @@ class Config(Model):
         if isinstance(data, dict) and isinstance(data.get("environments"), list):
             envs = [str(e) for e in data["environments"]]
             data = dict(data)
-            data.setdefault("synonyms", {e: w for e, w in DEFAULT_SYNONYMS.items() if e in envs})
+            # a default word that names another configured environment is that environment's, not a synonym
+            names = {e.lower() for e in envs}
+            data.setdefault("synonyms", {e: [w for w in words if w == e or w not in names]
+                                         for e, words in DEFAULT_SYNONYMS.items() if e in envs})
             data.setdefault("policy", {e: p for e, p in DEFAULT_POLICY.items() if e in envs})
         return data
 
@@ -202,14 +205,15 @@ class Config(Model):
             problems.append(f"environments: listed twice in {envs}")
         if "unknown" in envs:
             problems.append("environments: 'unknown' is reserved for targets with no signal")
-        claimed: dict[str, str] = {}
+        claimed: dict[str, str] = {e.lower(): e for e in envs}  # an environment's own name is its synonym
         for env, words in self.synonyms.items():
             if env not in envs:
                 problems.append(f"synonyms.{env}: not one of the environments {envs}")
             for word in words:
                 other = claimed.setdefault(word.lower(), env)
                 if other != env:
-                    problems.append(f"synonyms.{env}: {word!r} is also a synonym of {other!r}")
+                    what = "the name of environment" if word.lower() == other.lower() else "also a synonym of"
+                    problems.append(f"synonyms.{env}: {word!r} is {what} {other!r}")
         for section, mapping in (("name_tokens", self.name_tokens), ("policy", self.policy),
                                  ("approvers", self.approvers)):
             problems += [f"{section}.{env}: not one of the environments {envs}"

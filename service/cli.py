@@ -37,6 +37,8 @@ def validate() -> None:
 #: modules whose ``ALL`` lists commands; a new command group is one module and one line here.
 COMMAND_MODULES = [
     "service.commands",
+    "service.overrides",
+    "service.history",
 ]
 
 for _module in COMMAND_MODULES:

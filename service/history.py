@@ -1,28 +1,101 @@
-"""Labels as of a past moment, from the label history."""
+"""Label history: every change of a target's label, and the label as of a past moment.
+
+The store appends a history row whenever a label changes (``label``) and when a complete scan
+no longer sees a resource (``gone``). ``label_at`` reads it back; a label that relied on an
+override carries the override's expiry (``valid_until``), so a moment after the expiry gets the
+label that followed, not the lapsed one.
+"""
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from typing import Any
 
+import click
+
+from envlabel.model import UNKNOWN, Resolution
 from envlabel.targets import parse_target
+from service.clikit import EXIT_NOT_FOUND, config_option, emit_json, get_config, open_configured_store
 from service.query import Query, not_found
-from store.sql import ts
+from store.sql import HistoryEntry, StoredLabel, ts
+
+
+def entry_json(entry: HistoryEntry) -> dict[str, Any]:
+    res = entry.resolution
+    return {"target": entry.target, "at": ts(entry.at), "event": entry.event, "before": entry.before,
+            "environment": res.environment, "decided_by": res.decided_by, "conflict": res.conflict,
+            "scan_id": entry.scan_id, "valid_until": ts(res.valid_until) if res.valid_until else None,
+            "evidence": [e.as_dict() for e in res.evidence]}
+
+
+def history_json(query: Query, raw_target: str) -> list[dict[str, Any]]:
+    """Every label change of ``raw_target``, oldest first (raises TargetError if malformed)."""
+    return [entry_json(e) for e in query.store.history(parse_target(raw_target).id)]
 
 
 def label_at(query: Query, raw_target: str, at: datetime) -> dict[str, Any]:
-    """The label JSON as it stood at ``at`` (``found: false`` if unlabeled or gone then)."""
+    """The label JSON as it stood at ``at`` (``found: false`` if not yet labeled, or gone, then)."""
     target = parse_target(raw_target)
-    entry = query.store.label_at(target.id, at)
     stored = query.store.get(target.id)
-    if entry is None or entry.event == "gone" or stored is None:
+    entries = query.store.history(target.id)
+    index = max((i for i, e in enumerate(entries) if e.at <= at), default=None)
+    if index is None or stored is None:
         return not_found(raw_target, target.provider) | {"at": ts(at)}
+    entry = entries[index]
+    if entry.event == "gone":
+        return not_found(raw_target, target.provider) | {
+            "kind": stored.resource.kind, "name": stored.resource.name, "parent": stored.resource.parent,
+            "gone_at": ts(entry.at), "at": ts(at)}
+    resolution, since = entry.resolution, entry.at
+    lapsed = resolution.valid_until
+    if lapsed is not None and lapsed <= at:
+        # an override it relied on had expired by then: the next recorded label (the relabel that
+        # persisted the expiry) or, if none was recorded yet, the label computed without it
+        later = entries[index + 1] if index + 1 < len(entries) else None
+        resolution = later.resolution if later and later.event == "label" else query.relabel_one(stored, at)
+        since = lapsed
+    return _past_label(raw_target, stored, resolution, since) | {"at": ts(at)}
+
+
+def _past_label(raw_target: str, stored: StoredLabel, res: Resolution, since: datetime) -> dict[str, Any]:
     r = stored.resource
-    res = entry.resolution
     return {
         "target": raw_target, "found": True, "environment": res.environment,
-        "authoritative": res.environment != "unknown", "decided_by": res.decided_by,
-        "conflict": res.conflict, "stale": False, "observed_at": ts(entry.at), "provider": r.provider,
+        "authoritative": res.environment != UNKNOWN, "decided_by": res.decided_by,
+        "conflict": res.conflict, "stale": False, "observed_at": ts(since), "provider": r.provider,
         "kind": r.kind, "name": r.name, "parent": r.parent, "id": r.id,
-        "evidence": [e.as_dict() for e in res.evidence], "at": ts(at),
+        "evidence": [e.as_dict() for e in res.evidence],
     }
+
+
+@click.command()
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="Print the history as a JSON list.")
+@config_option
+def history(target: str, as_json: bool) -> None:
+    """Every label change of TARGET, newest last (exit 3 if it has none)."""
+    rows = history_json(Query(get_config(), open_configured_store()), target)
+    if as_json:
+        emit_json(rows)
+    else:
+        for row in rows:
+            click.echo(format_entry(row))
+        if not rows:
+            click.echo(f"{target}: no label history - never seen by a scan")
+    if not rows:
+        sys.exit(EXIT_NOT_FOUND)
+
+
+def format_entry(row: dict[str, Any]) -> str:
+    if row["event"] == "gone":
+        return f"{row['at']}  gone     {row['before']} -> (gone: a complete scan no longer saw it)"
+    flags = " [conflict]" if row["conflict"] else ""
+    until = f", until {row['valid_until']}" if row["valid_until"] else ""
+    scan = f", scan {row['scan_id']}" if row["scan_id"] is not None else ", override/relabel"
+    head = (f"{row['at']}  label    {row['before'] or '(none)'} -> {row['environment']}{flags}  "
+            f"decided by {row['decided_by']}{scan}{until}")
+    return "\n".join([head, *(f"    - {e['signal']}: {e['environment']} ({e['detail']})" for e in row["evidence"])])
+
+
+ALL = [history]

@@ -89,7 +89,10 @@ def commit_scan(store: Store, taxonomy: Taxonomy, result: ScanResult, started_at
         seen, written = tx.upsert_resources(result.source, result.resources, now)
         # An incomplete scan removes nothing: what it did not see may only be out of reach.
         removed = tx.tombstone(result.source, seen, now, scan_id) if result.complete else []
-        tx.touch_scopes(result.source, result.scopes, now)
+        # A complete scan listed every scope its live resources sit in, declared or not; a failed scope is not
+        # touched, so what it holds goes stale instead of disappearing.
+        tx.touch_scopes(result.source, result.scopes | tx.live_scopes(result.source) if result.complete
+                        else result.scopes, now)
         changes, _ = relabel(tx, taxonomy, now, scan_id)
         tx.finish_scan(scan_id, len(seen), changes, len(removed))
     return ScanSummary(result.source, result.complete, len(seen), written, len(removed), changes,

@@ -93,4 +93,9 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX override_events_target ON override_events (target, at);
     """,
+    # 2: history keeps when a label lapses (an override that took part expires), so `get --at` after
+    # that moment does not answer with the lapsed override
+    """
+    ALTER TABLE label_history ADD COLUMN valid_until TEXT
+    """,
 ]

@@ -101,6 +101,16 @@ def _resource(row: Sequence[Any]) -> Resource:
                     declared=row[9], aliases=tuple(json.loads(row[10])), path=row[11])
 
 
+_H = "target, at, scan_id, event, before, environment, decided_by, conflict, evidence, valid_until"
+
+
+def _history_entry(r: Sequence[Any]) -> HistoryEntry:
+    at = parse_ts(r[1])
+    assert at is not None
+    return HistoryEntry(r[0], at, r[2], r[3], r[4], Resolution(r[5], r[6], bool(r[7]), _evidence(r[8]),
+                                                               parse_ts(r[9])))
+
+
 def _resolution(row: Sequence[Any]) -> Resolution | None:
     if row[0] is None:
         return None
@@ -140,6 +150,10 @@ class Transaction:
             "SELECT id, digest FROM resources WHERE source = ? AND tombstoned_at IS NULL", (source,)).fetchall())
 
         def flush() -> None:
+            # a resource coming back after a tombstone starts unlabeled, so its return is a history event
+            self.executemany("DELETE FROM labels WHERE target = ? AND target IN "
+                             "(SELECT id FROM resources WHERE id = ? AND tombstoned_at IS NOT NULL)",
+                             [(row[0], row[0]) for row in pending])
             self.executemany(
                 f"INSERT INTO resources ({_RESOURCE_COLUMNS}) VALUES ({', '.join('?' * 17)}) "
                 "ON CONFLICT (id) DO UPDATE SET source = excluded.source, provider = excluded.provider, "
@@ -182,6 +196,11 @@ class Transaction:
             "evidence) SELECT target, ?, ?, 'gone', environment, environment, decided_by, conflict, evidence "
             "FROM labels WHERE target = ?", [(stamp, scan_id, g) for g in gone])
         return gone
+
+    def live_scopes(self, source: str) -> set[str]:
+        rows = self.execute("SELECT DISTINCT scope FROM resources WHERE source = ? AND tombstoned_at IS NULL",
+                            (source,))
+        return {r[0] for r in rows.fetchall()}
 
     def touch_scopes(self, source: str, scopes: Iterable[str], now: datetime) -> None:
         stamp = ts(now)
@@ -234,10 +253,12 @@ class Transaction:
         found: set[str] = set()
         for start in range(0, len(roots), 500):
             chunk = list(roots[start:start + 500])
+            marks = ", ".join("?" * len(chunk))
             rows = self.execute(
-                f"WITH RECURSIVE below(id) AS (SELECT id FROM resources WHERE id IN ({', '.join('?' * len(chunk))}) "
+                # a root may never have been observed itself (an override set ahead): start from its children too
+                f"WITH RECURSIVE below(id) AS (SELECT id FROM resources WHERE id IN ({marks}) OR parent IN ({marks}) "
                 "UNION SELECT r.id FROM resources r JOIN below b ON r.parent = b.id WHERE r.tombstoned_at IS NULL) "
-                "SELECT id FROM below", chunk).fetchall()
+                "SELECT id FROM below", chunk + chunk).fetchall()
             found.update(r[0] for r in rows)
         return sorted(found)
 
@@ -255,8 +276,15 @@ class Transaction:
             "scan_id = excluded.scan_id", rows)
         self.executemany(
             "INSERT INTO label_history (target, at, scan_id, event, before, environment, decided_by, conflict, "
-            "evidence) VALUES (?, ?, ?, 'label', ?, ?, ?, ?, ?)",
-            [(c.target, stamp, scan_id, c.before, r[1], r[2], r[3], r[4]) for c, r in zip(changes, rows, strict=True)])
+            "evidence, valid_until) VALUES (?, ?, ?, 'label', ?, ?, ?, ?, ?, ?)",
+            [(c.target, stamp, scan_id, c.before, r[1], r[2], r[3], r[4], r[5])
+             for c, r in zip(changes, rows, strict=True)])
+
+    def lapsed_labels(self, now: datetime) -> list[str]:
+        """Targets whose label relied on an override that has expired by ``now``."""
+        rows = self.execute("SELECT target FROM labels WHERE valid_until IS NOT NULL AND valid_until <= ? "
+                            "ORDER BY target", (ts(now),)).fetchall()
+        return [r[0] for r in rows]
 
     # -- overrides ----------------------------------------------------------------------------
     def set_override(self, override: Override) -> None:
@@ -390,23 +418,16 @@ class Store:
         return [self._stored(row) for row in rows]
 
     def history(self, target: str) -> list[HistoryEntry]:
-        rows = self._query(
-            "SELECT target, at, scan_id, event, before, environment, decided_by, conflict, evidence "
-            "FROM label_history WHERE target = ? ORDER BY at, id", (self.resolve_id(target),))
-        return [HistoryEntry(r[0], parse_ts(r[1]) or datetime.min, r[2], r[3], r[4],
-                             Resolution(r[5], r[6], bool(r[7]), _evidence(r[8]))) for r in rows]
+        """Every label change of ``target``, oldest first."""
+        rows = self._query(f"SELECT {_H} FROM label_history WHERE target = ? ORDER BY at, id",
+                           (self.resolve_id(target),))
+        return [_history_entry(r) for r in rows]
 
     def label_at(self, target: str, at: datetime) -> HistoryEntry | None:
         """The last history entry of ``target`` at or before ``at``."""
-        rows = self._query(
-            "SELECT target, at, scan_id, event, before, environment, decided_by, conflict, evidence "
-            "FROM label_history WHERE target = ? AND at <= ? ORDER BY at DESC, id DESC LIMIT 1",
-            (self.resolve_id(target), ts(at)))
-        if not rows:
-            return None
-        r = rows[0]
-        return HistoryEntry(r[0], parse_ts(r[1]) or at, r[2], r[3], r[4],
-                            Resolution(r[5], r[6], bool(r[7]), _evidence(r[8])))
+        rows = self._query(f"SELECT {_H} FROM label_history WHERE target = ? AND at <= ? "
+                           "ORDER BY at DESC, id DESC LIMIT 1", (self.resolve_id(target), ts(at)))
+        return _history_entry(rows[0]) if rows else None
 
     def overrides(self) -> dict[str, Override]:
         rows = self._query("SELECT target, environment, reason, author, created_at, expires_at FROM overrides")
