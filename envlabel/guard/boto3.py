@@ -1,0 +1,142 @@
+"""Guard boto3: every mutating AWS call is checked with envlabel before it is sent.
+
+    import boto3
+    from envlabel.guard.boto3 import protect
+
+    session = boto3.Session()
+    protect(session)                  # clients the session creates from now on
+    protect(existing_rds_client)      # a client created before protect()
+    protect()                         # boto3's default session (boto3.client(...))
+
+How a call is checked (botocore's event hooks, nothing patched):
+
+- ``before-endpoint-resolution`` remembers the call's API parameters and the
+  client's custom endpoint in the request context;
+- ``before-call`` (after parameter validation, before anything is signed or
+  sent) turns them into targets (:mod:`envlabel.guard.arns`) and asks
+  envlabel about ``SERVICE:Operation`` (``rds:DeleteDBInstance``) on each;
+  the strictest decision wins and a refusal raises ActionDenied /
+  ApprovalRequired.
+
+Reads (Describe*, Get*, List*...) and credential calls (STS) are not checked.
+A bare name becomes an ARN in the caller's own account, learned once per
+access key with ``sts:GetCallerIdentity`` (against the client's custom
+endpoint when it has one, as with moto or LocalStack). Clients created from
+a session *before* ``protect(session)`` keep their own copy of the session's
+hooks: protect them one by one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from envlabel.client import Client
+from envlabel.errors import EnvlabelError
+from envlabel.guard import enforce
+from envlabel.guard.arns import action_name, is_checked, targets_of
+
+log = logging.getLogger("envlabel.guard.boto3")
+
+_PARAMS = "envlabel_guard_params"
+_ENDPOINT = "envlabel_guard_endpoint"
+#: (event, unique id) of the two hooks, in the order botocore emits them
+_HOOKS = (("before-endpoint-resolution", "envlabel-guard-remember"), ("before-call", "envlabel-guard-check"))
+
+
+def protect(session_or_client: Any = None, client: Client | None = None) -> Client:
+    """Guard a boto3 ``Session`` (clients created from it afterwards), a single client, or (None)
+    boto3's default session. Protecting again replaces the previous guard. Returns the envlabel client."""
+    envlabel = client or Client()
+    guard = _Guard(envlabel)
+    events = _events_of(session_or_client)
+    handlers: tuple[Callable[..., None], ...] = (guard.remember, guard.check)
+    for (event, unique_id), handler in zip(_HOOKS, handlers, strict=True):
+        events.unregister(event, unique_id=unique_id)  # replace, never stack: one check per call
+        events.register(event, handler, unique_id=unique_id)
+    return envlabel
+
+
+def _events_of(target: Any) -> Any:
+    if target is None:
+        import boto3
+
+        target = boto3._get_default_session()  # what boto3.client() uses; created on first use
+    meta = getattr(target, "meta", None)
+    if meta is not None and hasattr(meta, "events"):  # a client
+        return meta.events
+    if hasattr(target, "events"):  # boto3.Session
+        return target.events
+    if hasattr(target, "get_component"):  # botocore.session.Session
+        return target.get_component("event_emitter")
+    raise TypeError(f"protect() takes a boto3 Session, a botocore Session or a boto3 client, not {target!r}")
+
+
+class _Guard:
+    def __init__(self, envlabel: Client) -> None:
+        self.envlabel = envlabel
+
+    def remember(self, params: dict[str, Any], context: dict[str, Any], builtins: dict[str, Any],
+                 **_: Any) -> None:
+        context[_PARAMS] = dict(params)
+        context[_ENDPOINT] = builtins.get("SDK::Endpoint")
+
+    def check(self, model: Any, request_signer: Any, context: dict[str, Any], **_: Any) -> None:
+        service = model.service_model.signing_name
+        operation = model.name
+        if not is_checked(service, operation):
+            return
+        region = context.get("client_region") or "us-east-1"
+        # botocore offers no public accessor for a client's credentials; the signer holds them
+        credentials = getattr(request_signer, "_credentials", None)
+        account = account_of(credentials, region, context.get(_ENDPOINT))
+        # without remembered parameters nothing more precise is known: check the account (fail closed)
+        targets = targets_of(service, operation, context.get(_PARAMS) or {}, region, account)
+        action = action_name(service, operation)
+        log.debug("checking %s on %s", action, targets)
+        enforce(self.envlabel, targets, action)
+
+
+_accounts: dict[str, str] = {}
+_accounts_lock = threading.Lock()
+_sts_session: Any = None
+
+
+def account_of(credentials: Any, region: str, endpoint_url: str | None = None) -> str:
+    """The account id of ``credentials`` (botocore Credentials), asked of STS once per access key."""
+    if credentials is None:
+        raise EnvlabelError("the envlabel guard found no AWS credentials on this client, so it cannot tell which "
+                            "account the call would act on; configure credentials (AWS_PROFILE, "
+                            "AWS_ACCESS_KEY_ID...) before calling")
+    frozen = credentials.get_frozen_credentials()
+    key = frozen.access_key
+    with _accounts_lock:
+        if key in _accounts:
+            return _accounts[key]
+    sts = _botocore_session().create_client(
+        "sts", region_name=region if region != "aws-global" else "us-east-1", endpoint_url=endpoint_url,
+        aws_access_key_id=frozen.access_key, aws_secret_access_key=frozen.secret_key,
+        aws_session_token=frozen.token)
+    try:
+        account: str = sts.get_caller_identity()["Account"]
+    except Exception as exc:
+        raise EnvlabelError(f"the envlabel guard could not learn the AWS account of access key {key[:8]}... "
+                            f"(sts:GetCallerIdentity failed: {exc}); it blocks calls it cannot attribute. Check "
+                            "the credentials and that STS is reachable") from exc
+    finally:
+        sts.close()
+    with _accounts_lock:
+        _accounts[key] = account
+    return account
+
+
+def _botocore_session() -> Any:
+    # a private session of our own: its clients carry none of the guarded session's hooks
+    global _sts_session  # noqa: PLW0603 (built lazily, once, never at import time)
+    if _sts_session is None:
+        import botocore.session
+
+        _sts_session = botocore.session.get_session()
+    return _sts_session
