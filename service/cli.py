@@ -39,6 +39,7 @@ COMMAND_MODULES = [
     "service.commands",
     "service.overrides",
     "service.history",
+    "service.demo",
 ]
 
 for _module in COMMAND_MODULES:

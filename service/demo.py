@@ -1,0 +1,174 @@
+"""``envlabel demo``: the main job on a bundled demo estate and an embedded SQLite store.
+
+It starts local fakes (an in-process moto server holding a demo AWS Organization; more
+providers join through :data:`service.demo_estate.PARTS`), writes a config that points at
+them, scans every source through the same pipeline as ``envlabel scan``, prints what it
+found and commands to try that work exactly as printed, then serves the HTTP API on
+loopback until Ctrl-C (``--no-serve`` stops after the scan).
+
+The demo directory is started fresh each run, but only the files the demo owns are
+removed, so ``--dir`` can never wipe anything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import yaml
+
+from envlabel.config import Config, load_config
+from service.clikit import fail
+from service.commands import format_summary
+from service.demo_estate import PARTS, DemoPart, Highlight
+
+CONFIG_NAME = "envlabel.yaml"
+STORE_NAME = "envlabel.db"
+#: the files a demo run writes; a fresh run removes these and nothing else.
+OWNED = (CONFIG_NAME, STORE_NAME, f"{STORE_NAME}-wal", f"{STORE_NAME}-shm", f"{STORE_NAME}-journal")
+
+
+def default_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "envlabel" / "demo"
+
+
+@click.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the demo's config and SQLite store go (default ~/.local/share/envlabel/demo).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the API listens on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
+              help="Port the API listens on.")
+@click.option("--no-serve", is_flag=True, help="Stop after the scan instead of serving the API.")
+def demo(directory: Path | None, host: str, port: int, no_serve: bool) -> None:
+    """The main job on a bundled demo estate: fake cloud, scan, labels, then the API on loopback."""
+    directory = (directory or default_dir()).expanduser().resolve()
+    prepare_directory(directory)
+    # Fakes log every request they answer; the demo's output is the labels, not their traffic.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    click.echo("starting the demo estate (local fakes, no cloud account is touched) ...")
+    with started_parts() as parts:
+        config_file = write_config(directory, parts)
+        config = load_config(config_file)
+        from store import open_store
+
+        store = open_store(config.store)
+        try:
+            if not scan_all(config, store):
+                fail("a demo source failed to scan (see above); this is a bug in the demo, please report it")
+            click.echo("")
+            click.echo(next_steps(config_file, [h for p in parts for h in p.highlights], host, port, no_serve))
+            if not no_serve:
+                serve(config, store, host, port)
+        finally:
+            store.close()
+
+
+def prepare_directory(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in OWNED:
+            (directory / name).unlink(missing_ok=True)
+    except OSError as exc:
+        fail(f"cannot prepare the demo directory {directory}: {exc}; pass --dir A/WRITABLE/DIR")
+
+
+@contextlib.contextmanager
+def started_parts() -> Iterator[list[DemoPart]]:
+    """Start every provider's fake; stop them all on the way out, whatever happens."""
+    parts: list[DemoPart] = []
+    try:
+        for start in PARTS:
+            parts.append(start())
+        yield parts
+    finally:
+        for part in reversed(parts):
+            with contextlib.suppress(Exception):  # stopping a fake must not hide the real error
+                part.stop()
+
+
+def write_config(directory: Path, parts: list[DemoPart]) -> Path:
+    config = {"store": f"sqlite:///{directory / STORE_NAME}",
+              "sources": [source for part in parts for source in part.sources]}
+    path = directory / CONFIG_NAME
+    path.write_text("# Written by `envlabel demo`; the endpoints live only while the demo runs.\n"
+                    + yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def scan_all(config: Config, store: object) -> bool:
+    from service.pipeline import run_source
+
+    ok = True
+    for source in config.sources:
+        click.echo(f"scanning {source.name} ({source.type}) ...")
+        summary = run_source(config, store, source)  # type: ignore[arg-type]
+        click.echo(format_summary(summary))
+        ok = ok and summary.complete
+    return ok
+
+
+def envlabel_command() -> str:
+    """How to call envlabel from a shell: its name if that is what PATH finds, else its full path."""
+    running = Path(sys.argv[0]).resolve()
+    on_path = shutil.which("envlabel")
+    if on_path and Path(on_path).resolve() == running:
+        return "envlabel"
+    if running.name == "envlabel" and running.exists():
+        return shlex.quote(str(running))
+    return f"{shlex.quote(sys.executable)} -m service.cli"
+
+
+def available_commands() -> set[str]:
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root().command if ctx else None
+    return set(root.commands) if isinstance(root, click.Group) else set()
+
+
+def next_steps(config_file: Path, highlights: list[Highlight], host: str, port: int, no_serve: bool) -> str:
+    """Commands that work exactly as printed (against the demo store, so they need no fake running)."""
+    base = f"{envlabel_command()} --config {shlex.quote(str(config_file))}"
+    commands = available_commands()
+    lines = ["Try these (they read the demo store; paste them as they are):"]
+    for h in highlights:
+        lines += [f"  # {h.what}: {h.expected}", f"  {base} get {shlex.quote(h.target)}"]
+    twin = next((h for h in highlights if h.expected == "production"), None)
+    if twin is not None and "check" in commands:
+        lines += ["  # may an agent delete it? (exit 5: deny)",
+                  f"  {base} check --action rds:DeleteDBInstance {shlex.quote(twin.target)}"]
+    lines += ["  # everything production", f"  {base} list --environment production"]
+    if "audit" in commands:
+        lines += ["  # conflicts, unlabeled and messy tags, with the fix for each", f"  {base} audit"]
+    if "history" in commands and twin is not None:
+        lines += [f"  {base} history {shlex.quote(twin.target)}"]
+    if not no_serve:
+        url = f"http://{host}:{port}"
+        target = twin.target if twin else ""
+        lines += ["", f"The API serves on {url} until Ctrl-C:",
+                  f"  curl -s '{url}/v1/label?target={target}'",
+                  f"  curl -s -X POST {url}/v1/check -H 'content-type: application/json' "
+                  f"-d '{{\"target\": \"{target}\", \"action\": \"rds:DeleteDBInstance\"}}'"]
+    return "\n".join(lines)
+
+
+def serve(config: Config, store: object, host: str, port: int) -> None:
+    """Serve the HTTP API (and MCP) on ``host:port`` until Ctrl-C; the fakes stay up for re-scans."""
+    try:
+        from service.server import serve_app  # type: ignore[import-not-found,attr-defined,unused-ignore]
+    except ImportError:
+        # DEMO HOOK: service/server.py (the API engineer's serve_app) is not in this build yet.
+        fail("the HTTP API is not available in this build (service.server.serve_app is missing); "
+             "run the demo with --no-serve")
+    with contextlib.suppress(KeyboardInterrupt):
+        serve_app(config, store, host, port)
+    click.echo("demo stopped")
+
+
+ALL = [demo]
