@@ -186,15 +186,25 @@ class Config(Model):
     @model_validator(mode="before")
     @classmethod
     def _defaults_for_environments(cls, data: Any) -> Any:
-        """Default synonyms and policy cover only the configured environments."""
-        if isinstance(data, dict) and isinstance(data.get("environments"), list):
-            envs = [str(e) for e in data["environments"]]
-            data = dict(data)
-            # a default word that names another configured environment is that environment's, not a synonym
-            names = {e.lower() for e in envs}
-            data.setdefault("synonyms", {e: [w for w in words if w == e or w not in names]
-                                         for e, words in DEFAULT_SYNONYMS.items() if e in envs})
-            data.setdefault("policy", {e: p for e, p in DEFAULT_POLICY.items() if e in envs})
+        """Each configured environment the config does not describe keeps its default synonyms and policy row.
+
+        Writing ``policy: {dr: ...}`` adds a row; it does not drop production's. A default word that names
+        another configured environment, or that the config gives to another environment, is dropped from
+        the defaults (``development`` is not a sandbox synonym once it is an environment).
+        """
+        if not isinstance(data, dict):
+            return data
+        envs = data.get("environments", list(DEFAULT_ENVIRONMENTS))
+        synonyms, policy = data.get("synonyms", {}), data.get("policy", {})
+        if not (isinstance(envs, list) and isinstance(synonyms, dict) and isinstance(policy, dict)):
+            return data  # wrong shapes: let field validation name them
+        envs = [str(e) for e in envs]
+        claimed = {e.lower() for e in envs} | {str(w).lower() for words in synonyms.values()
+                                               if isinstance(words, list) for w in words}
+        data = dict(data)
+        data["synonyms"] = {e: [w for w in DEFAULT_SYNONYMS[e] if w == e or w not in claimed]
+                            for e in envs if e in DEFAULT_SYNONYMS and e not in synonyms} | synonyms
+        data["policy"] = {e: dict(DEFAULT_POLICY[e]) for e in envs if e in DEFAULT_POLICY and e not in policy} | policy
         return data
 
     @model_validator(mode="after")
@@ -312,6 +322,8 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
         loc = [p for i, p in enumerate(loc) if not (i > 0 and loc[i - 1].isdigit() and p in
                                                    ("aws", "gcp", "kubernetes"))]
         message = error["msg"].removeprefix("Value error, ")
+        if loc and loc[-1] == "[key]":  # a mapping's key is wrong, not its value
+            loc, message = loc[:-1], f"this key is invalid: {message}"
         if error["type"] == "extra_forbidden":
             message = "unknown key; remove it or check its spelling"
         if not loc:  # model-level validator: split our joined problems
