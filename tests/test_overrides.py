@@ -24,7 +24,6 @@ from service.overrides import (
 from service.pipeline import commit_scan
 from service.query import Query
 from store import open_store
-from store.sql import Store
 from tests.estates import ACCOUNT, BUCKET, DB, OU, T0, VPC, aws_estate, cli, scan_of, write_config
 
 
@@ -67,7 +66,7 @@ def test_container_override_replaces_its_signal_for_the_subtree_only(query: Quer
         label = query.label(target, now=T0)
         assert label["environment"] == "sandbox", target
         # the OU "Production" above the account is hidden, so nothing disagrees
-        assert [e["signal"] for e in label["evidence"]][0] == "override"
+        assert label["evidence"][0]["signal"] == "override"
         assert all("Production" not in e["detail"] for e in label["evidence"])
     assert env_of(query, OU) == "production"
     assert json.loads(json.dumps(body))["label"]["decided_by"] == "override"
