@@ -186,7 +186,7 @@ class Transaction:
         flush()
         return seen, written
 
-    def tombstone(self, source: str, seen: set[str], now: datetime, scan_id: int) -> list[str]:
+    def tombstone(self, source: str, seen: set[str], now: datetime, scan_id: int | None) -> list[str]:
         """Mark live resources of ``source`` that ``seen`` lacks as gone. Call only for complete scans."""
         gone = sorted(self.live_ids(source) - seen)
         stamp = ts(now)
