@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from envlabel.config import Config, Source
-from envlabel.model import Override, Resolution, ScanError, ScanResult
+from envlabel.model import Override, Resolution, Resource, ScanError, ScanResult
 from labelers.resolve import Labeler
 from labelers.taxonomy import Taxonomy
 from store.sql import LabelChange, Store, Transaction
@@ -98,6 +98,24 @@ def commit_scan(store: Store, taxonomy: Taxonomy, result: ScanResult, started_at
     return ScanSummary(result.source, result.complete, len(seen), written, len(removed), changes,
                        Counter(store.environment_counts(result.source)), list(result.errors),
                        time.perf_counter() - clock)
+
+
+def commit_changes(store: Store, taxonomy: Taxonomy, source: str, resources: Sequence[Resource],
+                   *, gone: Sequence[str] = (), kind: str | None = None, now: datetime | None = None) -> int:
+    """Apply what a watch saw between scans in one transaction: upsert ``resources``, tombstone ``gone``
+    and, for a relist of one ``kind``, its live resources the relist lacked; relabel what sits below.
+    Returns the number of label changes."""
+    now = now or utcnow()
+    with store.transaction() as tx:
+        seen, _ = tx.upsert_resources(source, resources, now)
+        doomed = set(gone)
+        if kind is not None:
+            rows = tx.execute("SELECT id FROM resources WHERE source = ? AND kind = ? AND tombstoned_at IS NULL",
+                              (source, kind)).fetchall()
+            doomed |= {r[0] for r in rows} - seen
+        removed = tx.tombstone(source, tx.live_ids(source) - doomed, now, None) if doomed else []
+        changes, _ = relabel(tx, taxonomy, now, None, targets=tx.subtree([*seen, *removed]))
+    return changes
 
 
 def run_source(config: Config, store: Store, source: Source,
