@@ -14,11 +14,10 @@ from typing import Any
 
 import click
 
-from envlabel.model import UNKNOWN, Resolution
 from envlabel.targets import parse_target
 from service.clikit import EXIT_NOT_FOUND, config_option, emit_json, get_config, open_configured_store
-from service.query import Query, not_found
-from store.sql import HistoryEntry, StoredLabel, ts
+from service.query import Query, label_json, not_found
+from store.sql import HistoryEntry, ts
 
 
 def entry_json(entry: HistoryEntry) -> dict[str, Any]:
@@ -55,18 +54,8 @@ def label_at(query: Query, raw_target: str, at: datetime) -> dict[str, Any]:
         later = entries[index + 1] if index + 1 < len(entries) else None
         resolution = later.resolution if later and later.event == "label" else query.relabel_one(stored, at)
         since = lapsed
-    return _past_label(raw_target, stored, resolution, since) | {"at": ts(at)}
-
-
-def _past_label(raw_target: str, stored: StoredLabel, res: Resolution, since: datetime) -> dict[str, Any]:
-    r = stored.resource
-    return {
-        "target": raw_target, "found": True, "environment": res.environment,
-        "authoritative": res.environment != UNKNOWN, "decided_by": res.decided_by,
-        "conflict": res.conflict, "stale": False, "observed_at": ts(since), "provider": r.provider,
-        "kind": r.kind, "name": r.name, "parent": r.parent, "id": r.id,
-        "evidence": [e.as_dict() for e in res.evidence],
-    }
+    # staleness is about now, not the past: a label as it stood is reported as it was
+    return label_json(raw_target, stored, resolution, stale=False) | {"observed_at": ts(since), "at": ts(at)}
 
 
 @click.command()
