@@ -1,0 +1,265 @@
+"""Resources of one account: per region, and S3 (global).
+
+Two sources are merged per region. The per-service listings (EC2, RDS, EKS,
+Lambda, DynamoDB) are the truth for their kinds: they give topology (VpcId),
+untagged resources (which the Resource Groups Tagging API never returns) and
+kinds the tagging API misses (EKS in some implementations). The tagging API
+adds the tags the listings do not carry (Lambda, DynamoDB) and every other
+tagged resource type, parented on the account.
+
+Topology: account -> VPC -> instances, subnets, security groups, RDS
+instances (DBSubnetGroup.VpcId) and Lambda functions in a VPC; everything
+else hangs off the account. A VPC shared into this account (RAM) belongs to
+its owner's scan; resources here still point at it by the owner's ARN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from discovery.aws.calls import Api, Clients, ScopeFailed
+from discovery.aws.records import (
+    LISTED_KINDS,
+    PROVIDER,
+    arn_parts,
+    dynamodb_arn,
+    ec2_arn,
+    identifier_of_arn,
+    kind_of_arn,
+    name_of,
+    s3_arn,
+    tag_dict,
+)
+from envlabel.model import Resource
+
+PERMISSIONS = (
+    "ec2:DescribeVpcs",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeInstances",
+    "rds:DescribeDBInstances",
+    "rds:DescribeDBClusters",
+    "eks:ListClusters",
+    "eks:DescribeCluster",
+    "lambda:ListFunctions",
+    "dynamodb:ListTables",
+    "tag:GetResources",
+    "s3:ListAllMyBuckets",
+    "s3:GetBucketLocation",
+    "s3:GetBucketTagging",
+)
+
+#: instances that still exist (terminated ones linger in listings for about an hour)
+_LIVE_STATES = ["pending", "running", "shutting-down", "stopping", "stopped"]
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """The account and region being scanned, and how to spell ARNs there."""
+
+    partition: str
+    account: str
+    region: str
+
+    @property
+    def scope(self) -> str:
+        return f"{self.account}/{self.region}"
+
+    def record(self, arn: str, kind: str, identifier: str, tags: dict[str, str], parent: str | None = None) -> Resource:
+        return Resource(arn, PROVIDER, kind, name_of(tags, identifier), parent or self.account, tags, self.scope,
+                        self.region)
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    """The VPCs and subnets visible in one account and region (its own and those shared into it)."""
+
+    vpc_owners: Mapping[str, str]
+    subnet_vpcs: Mapping[str, str]
+
+    def parent(self, where: Where, vpc_id: str | None, subnet_ids: Iterable[str] = ()) -> str | None:
+        """The VPC's ARN (by its owner's account), found by id or through a subnet; None: the account.
+
+        A VPC this account cannot see is never named as a parent: an unseen
+        parent would cut the resource off from its account's environment.
+        """
+        if vpc_id not in self.vpc_owners:
+            vpc_id = next((self.subnet_vpcs[s] for s in subnet_ids if s in self.subnet_vpcs), None)
+        if vpc_id is None or vpc_id not in self.vpc_owners:
+            return None
+        return ec2_arn(where.partition, where.region, self.vpc_owners[vpc_id], "vpc", vpc_id)
+
+
+def scan_region(clients: Clients, where: Where) -> list[Resource]:
+    """Every resource of one account and region. Raises ScopeFailed: a region is all or nothing."""
+    ec2 = clients.api("ec2")
+    vpcs = list(ec2.items("DescribeVpcs", "Vpcs"))
+    subnets = list(ec2.items("DescribeSubnets", "Subnets"))
+    net = Network({v["VpcId"]: v.get("OwnerId") or where.account for v in vpcs},
+                  {s["SubnetId"]: s["VpcId"] for s in subnets if s.get("VpcId")})
+    listed = [
+        *transform_vpcs(vpcs, where),
+        *transform_subnets(subnets, where, net),
+        *transform_security_groups(ec2.items("DescribeSecurityGroups", "SecurityGroups"), where, net),
+        *transform_instances(
+            (i for r in ec2.items("DescribeInstances", "Reservations",
+                                  Filters=[{"Name": "instance-state-name", "Values": _LIVE_STATES}])
+             for i in r.get("Instances", ())), where, net),
+        *get_rds(clients.api("rds"), where, net),
+        *get_eks(clients.api("eks"), where),
+        *transform_functions(clients.api("lambda").items("ListFunctions", "Functions"), where, net),
+        *transform_tables(clients.api("dynamodb").items("ListTables", "TableNames"), where),
+    ]
+    tagged = get_tagged(clients.api("resourcegroupstaggingapi"))
+    return merge_tagged(listed, tagged, where)
+
+
+def _own(item: Mapping[str, Any], where: Where) -> bool:
+    """Owned here, not shared in from another account (whose own scan reports it)."""
+    return (item.get("OwnerId") or where.account) == where.account
+
+
+def transform_vpcs(vpcs: Iterable[Mapping[str, Any]], where: Where) -> list[Resource]:
+    return [where.record(ec2_arn(where.partition, where.region, where.account, "vpc", v["VpcId"]), "ec2:vpc",
+                         v["VpcId"], tag_dict(v.get("Tags")))
+            for v in vpcs if _own(v, where)]
+
+
+def transform_subnets(subnets: Iterable[Mapping[str, Any]], where: Where,
+                      net: Network) -> list[Resource]:
+    return [where.record(ec2_arn(where.partition, where.region, where.account, "subnet", s["SubnetId"]),
+                         "ec2:subnet", s["SubnetId"], tag_dict(s.get("Tags")),
+                         net.parent(where, s.get("VpcId")))
+            for s in subnets if _own(s, where)]
+
+
+def transform_security_groups(groups: Iterable[Mapping[str, Any]], where: Where,
+                              net: Network) -> list[Resource]:
+    return [where.record(ec2_arn(where.partition, where.region, where.account, "security-group", g["GroupId"]),
+                         "ec2:security-group", g.get("GroupName") or g["GroupId"], tag_dict(g.get("Tags")),
+                         net.parent(where, g.get("VpcId")))
+            for g in groups if _own(g, where)]
+
+
+def transform_instances(instances: Iterable[Mapping[str, Any]], where: Where,
+                        net: Network) -> list[Resource]:
+    return [where.record(ec2_arn(where.partition, where.region, where.account, "instance", i["InstanceId"]),
+                         "ec2:instance", i["InstanceId"], tag_dict(i.get("Tags")),
+                         net.parent(where, i.get("VpcId"), [i.get("SubnetId") or ""]))
+            for i in instances]
+
+
+def get_rds(rds: Api, where: Where, net: Network) -> list[Resource]:
+    return [*transform_db_instances(rds.items("DescribeDBInstances", "DBInstances"), where, net),
+            *transform_db_clusters(rds.items("DescribeDBClusters", "DBClusters"), where)]
+
+
+def transform_db_instances(dbs: Iterable[Mapping[str, Any]], where: Where,
+                           net: Network) -> list[Resource]:
+    records = []
+    for db in dbs:
+        group = db.get("DBSubnetGroup") or {}
+        subnets = [s.get("SubnetIdentifier", "") for s in group.get("Subnets", ())]
+        records.append(where.record(db["DBInstanceArn"], "rds:db", db["DBInstanceIdentifier"],
+                                    tag_dict(db.get("TagList")), net.parent(where, group.get("VpcId"), subnets)))
+    return records
+
+
+def transform_db_clusters(clusters: Iterable[Mapping[str, Any]], where: Where) -> list[Resource]:
+    return [where.record(c["DBClusterArn"], "rds:cluster", c["DBClusterIdentifier"], tag_dict(c.get("TagList")))
+            for c in clusters]
+
+
+def get_eks(eks: Api, where: Where) -> list[Resource]:
+    """ListClusters gives names only; DescribeCluster gives the ARN and tags."""
+    clusters: list[Mapping[str, Any]] = []
+    for name in eks.items("ListClusters", "clusters"):
+        try:
+            clusters.append(eks.call("DescribeCluster", name=name)["cluster"])
+        except ScopeFailed as failure:
+            if failure.code != "ResourceNotFoundException":  # deleted since it was listed
+                raise
+    return transform_clusters(clusters, where)
+
+
+def transform_clusters(clusters: Iterable[Mapping[str, Any]], where: Where) -> list[Resource]:
+    return [where.record(c["arn"], "eks:cluster", c["name"], tag_dict(c.get("tags"))) for c in clusters]
+
+
+def transform_functions(functions: Iterable[Mapping[str, Any]], where: Where,
+                        net: Network) -> list[Resource]:
+    """Tags come from the tagging API (ListFunctions does not carry them)."""
+    records = []
+    for f in functions:
+        vpc = f.get("VpcConfig") or {}
+        records.append(where.record(f["FunctionArn"], "lambda:function", f["FunctionName"], {},
+                                    net.parent(where, vpc.get("VpcId"), vpc.get("SubnetIds", ()))))
+    return records
+
+
+def transform_tables(names: Iterable[str], where: Where) -> list[Resource]:
+    """Tags come from the tagging API (ListTables gives names only)."""
+    return [where.record(dynamodb_arn(where.partition, where.region, where.account, n), "dynamodb:table", n, {})
+            for n in names]
+
+
+def get_tagged(tagging: Api) -> dict[str, dict[str, str]]:
+    return {m["ResourceARN"]: tag_dict(m.get("Tags"))
+            for m in tagging.items("GetResources", "ResourceTagMappingList", ResourcesPerPage=100)}
+
+
+def merge_tagged(listed: list[Resource], tagged: Mapping[str, dict[str, str]], where: Where) -> list[Resource]:
+    """Listed resources with the tagging API's tags added; other tagged resources parented on the account.
+
+    A tagged ARN of a listed kind that the listing did not return is gone (a
+    terminated instance) and is dropped; S3 belongs to the global scope, and
+    an ARN of another region (a global service answering here) is left to it.
+    """
+    merged: list[Resource] = []
+    for r in listed:
+        extra = tagged.get(r.id)
+        tags = {**extra, **r.tags} if extra else r.tags  # the service's own answer is fresher than the index
+        merged.append(replace(r, tags=tags, name=tags.get("Name") or r.name) if extra else r)
+    seen = {r.id for r in listed}
+    for arn, tags in tagged.items():
+        kind = kind_of_arn(arn)
+        _, region, _, _ = arn_parts(arn)
+        if arn in seen or kind in LISTED_KINDS or region not in ("", where.region):
+            continue
+        merged.append(where.record(arn, kind, identifier_of_arn(arn), tags))
+    return merged
+
+
+def scan_buckets(s3: Api, partition: str, account: str) -> tuple[list[Resource], list[ScopeFailed]]:
+    """S3 buckets of the account (global). A bucket whose tags cannot be read is skipped, not emitted tagless."""
+    buckets: list[Resource] = []
+    failures: list[ScopeFailed] = []
+    for bucket in s3.items("ListBuckets", "Buckets"):
+        name = bucket["Name"]
+        try:
+            region = bucket.get("BucketRegion") or bucket_region(s3, name)
+            tags = bucket_tags(s3, name)
+        except ScopeFailed as failure:
+            if failure.code != "NoSuchBucket":  # deleted since it was listed
+                failures.append(ScopeFailed(f"bucket {name}: {failure.message}", failure.hint))
+            continue
+        buckets.append(Resource(s3_arn(partition, name), PROVIDER, "s3:bucket", name_of(tags, name), account, tags,
+                                f"{account}/global", region))
+    return buckets, failures
+
+
+def bucket_region(s3: Api, bucket: str) -> str:
+    constraint = s3.call("GetBucketLocation", Bucket=bucket).get("LocationConstraint")
+    # the API's historical spellings: none for us-east-1, "EU" for eu-west-1
+    return {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(constraint, constraint or "us-east-1")
+
+
+def bucket_tags(s3: Api, bucket: str) -> dict[str, str]:
+    try:
+        return tag_dict(s3.call("GetBucketTagging", Bucket=bucket).get("TagSet"))
+    except ScopeFailed as failure:
+        if failure.code == "NoSuchTagSet":  # a bucket that never had tags
+            return {}
+        raise
