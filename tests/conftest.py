@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,3 +71,23 @@ def moto(moto_url: str) -> str:
     with urllib.request.urlopen(request, timeout=10):
         pass
     return moto_url
+
+
+@pytest.fixture
+def gcp_crm() -> Any:
+    """The fake Cloud Resource Manager's example estate, two items a page so every listing pages."""
+    from service.fakes.gcp_crm import FakeCrm, seed_example
+
+    return seed_example(FakeCrm(max_page_size=2))
+
+
+@pytest.fixture
+def gcp_url(gcp_crm: Any) -> Iterator[str]:
+    """The fake Cloud Resource Manager serving ``gcp_crm`` on a loopback port for this test."""
+    from service.fakes.gcp_crm import start_fake_gcp
+
+    url, server = start_fake_gcp(gcp_crm)
+    try:
+        yield url
+    finally:
+        server.stop()

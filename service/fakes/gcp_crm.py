@@ -152,6 +152,15 @@ class FakeCrm:
         node, value = self._node(resource), self.tags[tag_value]
         node.bindings = [v for v in node.bindings if self.tags[v].parent != value.parent] + [value.name]
 
+    def folder_named(self, display_name: str) -> str:
+        """The folders/N called ``display_name``."""
+        return next(n.name for n in self.nodes.values() if n.display_name == display_name
+                    and n.name.startswith("folders/"))
+
+    def project_number(self, project_id: str) -> str:
+        """The projects/NUMBER of ``project_id``."""
+        return self._node(f"projects/{project_id}").name
+
     def tag_value(self, namespaced_name: str) -> str:
         """The tagValues/N whose namespaced name is ``ORG/key/value``."""
         return next(t.name for t in self.tags.values() if t.namespaced_name == namespaced_name
@@ -386,7 +395,8 @@ class FakeGcpServer(ThreadingHTTPServer):
     def __init__(self, crm: FakeCrm, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__((host, port), _Handler)
         self.crm = crm
-        self._thread = threading.Thread(target=self.serve_forever, name="fake-gcp-crm", daemon=True)
+        # a short poll interval makes stop() prompt (shutdown waits for the loop's next poll)
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), name="fake-gcp-crm", daemon=True)
 
     @property
     def url(self) -> str:
