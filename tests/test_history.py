@@ -137,6 +137,10 @@ def test_failing_scans_make_labels_stale_not_gone(query: Query, config_path: Pat
     assert stale["observed_at"] == "2026-03-01T00:00:00.000000Z"
     account = query.label(ACCOUNT, now=T0 + 25 * HOUR)  # its scope was scanned fine
     assert (account["stale"], account["authoritative"]) == (False, True)
+    # a scan that failed outright (the scanner raised) removes nothing either
+    scan(query, [], T0 + 26 * HOUR, [ScanError("aws", "EndpointConnectionError")], frozenset())
+    assert query.label(DB, now=T0 + 26 * HOUR)["found"] is True
+    assert query.label(ACCOUNT, now=T0 + 26 * HOUR)["stale"] is False  # 25h scan of "org" is 1h old
     rows = json.loads(cli(config_path, "list", "--json").stdout)  # wall clock: long after T0, all stale
     assert {r["target"]: r["stale"] for r in rows}[DB] is True
 
