@@ -155,13 +155,13 @@ class Client:
 
 
 def _detail(response: httpx.Response) -> str:
-    """The server's error message: FastAPI's ``detail``, an ``error``/``message`` field, or the text."""
+    """The server's error message: envlabel's ``message``, FastAPI's ``detail``, ``error``, or the text."""
     try:
         body = response.json()
     except ValueError:
         return response.text[:300] or response.reason_phrase
     if isinstance(body, dict):
-        for key in ("detail", "error", "message"):
+        for key in ("message", "detail", "error"):
             if key in body:
                 value = body[key]
                 return value if isinstance(value, str) else str(value)

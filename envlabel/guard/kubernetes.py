@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 from envlabel.client import Client
 from envlabel.guard import enforce
-from envlabel.targets import K8S_KIND_ALIASES, k8s_target
+from envlabel.targets import k8s_target
 
 log = logging.getLogger("envlabel.guard.kubernetes")
 
@@ -44,7 +44,6 @@ VERBS = {"DELETE": "delete", "PUT": "update", "PATCH": "patch", "POST": "create"
 #: API groups whose POSTs are questions (SubjectAccessReview, TokenReview), not changes
 QUESTION_GROUPS = frozenset({"authorization.k8s.io", "authentication.k8s.io"})
 _NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
-_BUILTIN_RESOURCES = frozenset(K8S_KIND_ALIASES.values())
 
 
 def protect(api_client: Any = None, *, cluster: str, client: Client | None = None) -> Client:
@@ -103,6 +102,5 @@ def target_of(cluster: str, method: str, path: str) -> tuple[str, str] | None:
     container = k8s_target(cluster, "namespaces", namespace) if namespace else f"k8s://{cluster}"
     if len(rest) < 2:  # a collection: creating in it, or deleting all of it
         return container, "deletecollection" if verb == "delete" else verb
-    resource, name = rest[0], rest[1]
-    kind = resource if resource in _BUILTIN_RESOURCES or not group else f"{resource}.{group}"
-    return k8s_target(cluster, kind, name, namespace), verb
+    # the plural resource is the kind of envlabel's ids, custom resources included (KIND.GROUP is an alias)
+    return k8s_target(cluster, rest[0], rest[1], namespace), verb
