@@ -30,6 +30,7 @@ removes nothing.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ PERMISSION_OF: Mapping[str, str] = {
 PERMISSIONS: tuple[str, ...] = tuple(sorted(set(PERMISSION_OF.values())))
 
 #: ErrorInfo reasons of a 403 that is a rate limit, not a refusal (older Google APIs answer 403 for these)
+_REQUEST_PREFIX = re.compile(r"^[A-Z]+ \S+: ")
 _RATE_LIMIT_REASONS = frozenset({"RATE_LIMIT_EXCEEDED", "rateLimitExceeded", "userRateLimitExceeded"})
 
 
@@ -116,8 +118,10 @@ def describe_failure(failure: CallFailed, where: str) -> ScanError:
     permission = PERMISSION_OF[failure.call]
     cause = failure.cause
     code = getattr(cause, "code", None)
-    message = getattr(cause, "message", None) or str(cause)
-    text = f"{failure.call} on {failure.resource} ({where}) failed: " + (f"{code} {message}" if code else message)
+    # the REST client prefixes "GET http://...: "; the URL only repeats what the message says
+    message = _REQUEST_PREFIX.sub("", getattr(cause, "message", None) or str(cause))
+    text = (f"{failure.call} on {failure.resource} ({where}; needs {permission}) failed: "
+            + (f"{code} {message}" if code else message))
     if isinstance(cause, exceptions.Forbidden | exceptions.Unauthenticated):
         hint = (f"grant {permission} on {failure.resource} to the scanner's identity (discovery/gcp-role.yaml is a "
                 "read-only role with every permission envlabel uses); nothing was removed")
