@@ -22,8 +22,8 @@ from envlabel.config import config_from_dict
 from envlabel.errors import ActionDenied, ApprovalRequired, EnvlabelError, TargetError, UnreachableError
 from labelers.taxonomy import Taxonomy
 from service.pipeline import commit_scan
+from service.server import BackgroundServer
 from store import open_store
-from tests.api_server import serve_api
 from tests.conftest import free_port
 from tests.estates import ACCOUNT, BUCKET, DB, T0, aws_estate, scan_of
 
@@ -147,8 +147,8 @@ def api(tmp_path: Path) -> Iterator[str]:
         "stale_after": "100000d", "approvers": {"production": ["sre-oncall"]},
         "api": {"tokens": [{"name": "agent", "role": "reader", "sha256": hashlib.sha256(TOKEN.encode()).hexdigest()}]},
     })
-    with serve_api(config, store) as url:
-        yield url
+    with BackgroundServer(config, store) as server:
+        yield server.url
 
 
 def test_label_carries_environment_and_evidence(api: str) -> None:

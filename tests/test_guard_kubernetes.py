@@ -17,8 +17,8 @@ from envlabel.errors import ActionDenied, ApprovalRequired, UnreachableError
 from envlabel.guard.kubernetes import protect, target_of
 from service.fakes.kubernetes_api import FakeKubernetes, start_fake_cluster, write_kubeconfig
 from service.pipeline import run_source
+from service.server import BackgroundServer
 from store import open_store
-from tests.api_server import serve_api
 from tests.conftest import free_port
 
 CLUSTER = "prod-eu"
@@ -67,8 +67,8 @@ def envlabel_url(tmp_path: Path, fake_cluster: tuple[str, FakeKubernetes]) -> It
         {"name": "k8s", "type": "kubernetes", "kubeconfig": str(kubeconfig), "cluster": CLUSTER, "watch": False}]})
     store = open_store(config.store)
     assert run_source(config, store, config.sources[0]).complete
-    with serve_api(config, store) as url:
-        yield url
+    with BackgroundServer(config, store) as server:
+        yield server.url
 
 
 def api_client(url: str) -> Any:
