@@ -40,6 +40,7 @@ COMMAND_MODULES = [
     "service.overrides",
     "service.history",
     "service.demo",
+    "service.agent_commands",
 ]
 
 for _module in COMMAND_MODULES:

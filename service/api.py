@@ -1,0 +1,464 @@
+"""The HTTP API (DESIGN.md "Interfaces"): FastAPI routes behind a small ASGI front door.
+
+The front door (:class:`Gate`) does what every request needs and nothing more: bearer-token
+roles, the body size limit, the latency histogram and JSON errors. It answers the hot
+``GET /v1/label`` itself, straight from the query layer on the event loop (one indexed SQLite
+read, no thread hop, no FastAPI dependency resolution), because agents call it before every
+action; FastAPI still declares the route, so it is in the OpenAPI document, and both paths
+call :func:`label_body`. Everything else is ordinary FastAPI with pydantic bodies
+(``extra="forbid"``) and errors shaped ``{"error", "message"}``.
+
+Routes that read one target answer on the event loop; routes whose cost grows with the estate
+(listing, findings, overrides that relabel a subtree) are ``def`` routes run in the threadpool.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi import Query as Param
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from envlabel.config import Config
+from envlabel.errors import TargetError
+from envlabel.targets import ACCEPTED_FORMS
+from service.authority import check
+from service.listing import DEFAULT_LIMIT, MAX_LIMIT, InvalidRequest, NotAvailable, list_findings, list_resources
+from service.metrics import Metrics
+from service.query import Query
+from service.tokens import ADMIN, READER, Tokens
+from store.sql import Store
+
+JSON = "application/json"
+#: routes anyone may call: probes, metrics scrapes and the API description
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+#: (method, path) that need the admin role; every other route needs reader
+ADMIN_ROUTES = frozenset({("POST", "/v1/overrides"), ("DELETE", "/v1/overrides")})
+_KNOWN_ROUTES = frozenset({"/v1/label", "/v1/labels", "/v1/check", "/v1/resources", "/v1/findings", "/v1/history",
+                           "/v1/overrides", "/mcp", *OPEN_PATHS})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def dumps(body: Any) -> bytes:
+    return orjson.dumps(body)
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(dumps(body), status_code=status, media_type=JSON)
+
+
+def error_body(error: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": error, "message": message, **extra}
+
+
+def error_response(status: int, error: str, message: str, **extra: Any) -> Response:
+    return json_response(error_body(error, message, **extra), status)
+
+
+def label_body(query: Query, target: str | None) -> tuple[int, dict[str, Any]]:
+    """(status, body) of ``GET /v1/label``: the label JSON, or a 400 naming the accepted forms."""
+    if not target:
+        return 400, error_body("missing target", f"pass ?target=TARGET; {ACCEPTED_FORMS}")
+    try:
+        return 200, query.label(target)
+    except TargetError as exc:
+        return 400, error_body("malformed target", str(exc))
+
+
+# -- request bodies and documented responses ------------------------------------------------------
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LabelsRequest(Body):
+    targets: list[str] = Field(min_length=1, description="Target ids, in any accepted form.")
+
+
+class CheckRequest(Body):
+    target: str = Field(description="The target the action would touch.")
+    action: str = Field(min_length=1, max_length=256,
+                        description="An AWS operation (rds:DeleteDBInstance) or a Kubernetes verb (delete).")
+
+
+class OverrideRequest(Body):
+    target: str
+    environment: str
+    reason: str = Field(min_length=1)
+    author: str | None = Field(None, description="Who vouches for it; defaults to the token's name.")
+    expires: str | None = Field(None, description="A time (2026-01-31T12:00:00Z) or a duration (2h, 7d).")
+
+
+class EvidenceDoc(BaseModel):
+    signal: str
+    environment: str
+    source: str
+    detail: str
+
+
+class LabelDoc(BaseModel):
+    target: str
+    found: bool
+    environment: str = Field(description="production, staging, sandbox (as configured) or unknown.")
+    authoritative: bool
+    decided_by: str
+    conflict: bool
+    stale: bool
+    observed_at: str | None
+    provider: str
+    kind: str | None
+    name: str | None
+    parent: str | None
+    evidence: list[EvidenceDoc]
+
+
+class LabelsDoc(BaseModel):
+    labels: list[LabelDoc]
+
+
+class CheckDoc(BaseModel):
+    target: str
+    action: str
+    action_class: str = Field(description="read, create, modify or delete (unrecognized actions: delete).")
+    environment: str = Field(description="The environment decided as (production if unknown or stale).")
+    decision: str = Field(description="allow, require_approval or deny.")
+    reversible: bool
+    reasons: list[str]
+    approvers: list[str]
+    label: LabelDoc
+
+
+class ResourcesDoc(BaseModel):
+    resources: list[LabelDoc]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page.")
+
+
+class ErrorDoc(BaseModel):
+    error: str
+    message: str = Field(description="What to do about it.")
+
+
+def _doc(model: type[BaseModel], *statuses: int) -> dict[int | str, dict[str, Any]]:
+    responses: dict[int | str, dict[str, Any]] = {200: {"model": model}}
+    responses.update({s: {"model": ErrorDoc} for s in statuses})
+    return responses
+
+
+# -- the app --------------------------------------------------------------------------------------
+def create_app(config: Config, store: Store, *, host: str = "127.0.0.1", metrics: Metrics | None = None,
+               mcp: bool = True) -> Gate:
+    """The API as an ASGI app. Raises EnvlabelError if ``host`` is not loopback and no tokens are configured."""
+    query = Query(config, store)
+    tokens = Tokens.for_host(config.api.tokens, host)
+    metrics = metrics or Metrics()
+    mcp_server = None
+    if mcp:
+        from service.mcp_server import build_mcp
+
+        mcp_server = build_mcp(query)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if mcp_server is None:
+            yield
+            return
+        async with mcp_server.session_manager.run():
+            yield
+
+    app = FastAPI(title="envlabel", version=_version(), lifespan=lifespan, redoc_url=None,
+                  description="The authoritative environment of every resource, and the check agents call "
+                              "before they act. Errors are {\"error\", \"message\"}; message says what to do.")
+    _add_error_handlers(app)
+    _add_query_routes(app, query)
+    _add_override_routes(app, query)
+    _add_operation_routes(app, query, metrics)
+    if mcp_server is not None:
+        mcp_app = mcp_server.streamable_http_app(streamable_http_path="/mcp", stateless_http=True,
+                                                 json_response=True, host=host)
+        app.router.routes.extend(mcp_app.routes)
+    return Gate(app, query, tokens, metrics, config.api.max_body_bytes)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("envlabel")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0"
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            return error_response(404, "not found", f"no route {request.method} {request.url.path}; the API is "
+                                                    "described at /openapi.json")
+        if exc.status_code == 405:
+            return error_response(405, "method not allowed", f"{request.url.path} does not accept "
+                                                             f"{request.method}; see /openapi.json")
+        return error_response(exc.status_code, "http error", str(exc.detail))
+
+    async def invalid(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        problems = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        return error_response(422, "invalid request", f"fix these fields and retry: {summary}", problems=problems)
+
+    async def bad_filter(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, InvalidRequest)
+        return error_response(422, "invalid request", str(exc),
+                              problems=[{"field": f"query.{exc.field}", "message": str(exc)}])
+
+    async def bad_target(request: Request, exc: Exception) -> Response:
+        return error_response(400, "malformed target", str(exc))
+
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(InvalidRequest, bad_filter)
+    app.add_exception_handler(TargetError, bad_target)
+
+
+def _add_query_routes(app: FastAPI, query: Query) -> None:
+    config = query.config
+
+    @app.get("/v1/label", responses=_doc(LabelDoc, 400), tags=["labels"])
+    async def get_label(target: str = Param(description="A target id in any accepted form.")) -> Response:
+        """The label of one target. ``found: false`` / ``unknown`` means never seen: treat it as production."""
+        status, body = label_body(query, target)
+        return json_response(body, status)
+
+    @app.post("/v1/labels", responses=_doc(LabelsDoc, 400, 413), tags=["labels"])
+    async def post_labels(request: LabelsRequest) -> Response:
+        """Labels of many targets in one request, in the order given (at most ``api.max_batch``)."""
+        if len(request.targets) > config.api.max_batch:
+            return error_response(413, "batch too large", f"{len(request.targets)} targets; at most "
+                                  f"{config.api.max_batch} per request (api.max_batch): split the batch")
+        labels = []
+        for i, target in enumerate(request.targets):
+            try:
+                labels.append(query.label(target))
+            except TargetError as exc:
+                return error_response(400, "malformed target", f"targets.{i}: {exc}")
+        return json_response({"labels": labels})
+
+    @app.post("/v1/check", responses=_doc(CheckDoc, 400, 422), tags=["authority"])
+    async def post_check(request: CheckRequest) -> Response:
+        """May ``action`` be done to ``target``? ``decision`` is allow, require_approval (ask ``approvers``)
+        or deny; ``reasons`` say why. A target with no authoritative label is decided as production."""
+        return json_response(check(query, request.target, request.action))
+
+    @app.get("/v1/resources", responses=_doc(ResourcesDoc, 422), tags=["labels"])
+    def get_resources(environment: str | None = None, provider: str | None = None,
+                      limit: int = Param(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
+                      cursor: str | None = None) -> Response:
+        """Labeled resources in id order, a page at a time; follow ``next_cursor`` until it is null."""
+        return json_response(list_resources(query, environment, provider, limit, cursor))
+
+    @app.get("/v1/findings", tags=["audit"], responses={501: {"model": ErrorDoc}})
+    def get_findings(kind: str | None = None, severity: str | None = None, provider: str | None = None) -> Response:
+        """Audit findings: conflicting, ambiguous, unlabeled, non-canonical, unrecognized, name-mismatch, stale."""
+        try:
+            return json_response(list_findings(query, kind, severity, provider))
+        except NotAvailable as exc:
+            return error_response(501, "not implemented", str(exc))
+
+    @app.get("/v1/history", tags=["labels"], responses={400: {"model": ErrorDoc}})
+    def get_history(target: str) -> Response:
+        """Every label change of ``target``, oldest first (an empty list if it was never seen)."""
+        from service.history import history_json
+
+        return json_response({"target": target, "history": history_json(query, target)})
+
+
+
+def _add_override_routes(app: FastAPI, query: Query) -> None:
+    @app.get("/v1/overrides", tags=["overrides"])
+    def get_overrides(include_all: bool = Param(False, alias="all")) -> Response:
+        """Overrides in force (``?all=true``: expired ones too, and every change event)."""
+        from service.overrides import list_overrides
+
+        return json_response(list_overrides(query, include_all))
+
+    @app.post("/v1/overrides", tags=["overrides"], responses={400: {"model": ErrorDoc}, 403: {"model": ErrorDoc}})
+    def post_override(request: Request, body: OverrideRequest) -> Response:
+        """Decide a target's environment (admin). For a container it decides everything below it too."""
+        from service.overrides import InvalidOverride, parse_expiry, set_override
+        from service.pipeline import utcnow
+
+        now = utcnow()
+        try:
+            expires_at = parse_expiry(body.expires, now) if body.expires else None
+            result = set_override(query, body.target, body.environment, reason=body.reason,
+                                  author=body.author or _caller(request), expires_at=expires_at, now=now)
+        except InvalidOverride as exc:
+            return error_response(400, "invalid override", str(exc))
+        return json_response(result)
+
+    @app.delete("/v1/overrides", tags=["overrides"], responses={404: {"model": ErrorDoc}, 403: {"model": ErrorDoc}})
+    def delete_override(request: Request, target: str, reason: str = "", author: str | None = None) -> Response:
+        """Remove the override on ``target`` (admin); its own and inherited signals count again."""
+        from service.overrides import InvalidOverride, NoOverride, remove_override
+
+        try:
+            result = remove_override(query, target, author=author or _caller(request), reason=reason)
+        except InvalidOverride as exc:
+            return error_response(400, "invalid override", str(exc))
+        except NoOverride as exc:
+            return error_response(404, "no override", str(exc))
+        return json_response(result)
+
+
+
+def _add_operation_routes(app: FastAPI, query: Query, metrics: Metrics) -> None:
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> Response:
+        """The process answers."""
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz", tags=["operations"], responses={503: {"model": ErrorDoc}})
+    def readyz() -> Response:
+        """The store opens and holds data or a completed scan."""
+        try:
+            scans = query.store.last_scans()
+            ready = any(s["complete"] for s in scans) or bool(query.store.list_labels(limit=1))
+        except Exception as exc:  # any store failure means not ready; say which
+            return error_response(503, "store unavailable", f"{type(exc).__name__}: {exc}; check the store URL "
+                                  "and that the database is reachable")
+        if not ready:
+            return error_response(503, "not ready", "no completed scan and no data yet; run `envlabel scan` or "
+                                  "wait for the first scheduled scan")
+        return json_response({"status": "ready", "scans": len(scans)})
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    def get_metrics() -> Response:
+        """Prometheus metrics (text exposition format)."""
+        return Response(metrics.exposition(), media_type=metrics.content_type)
+
+
+def _caller(request: Request) -> str:
+    name = request.scope.get("envlabel.token")
+    return f"token:{name}" if name else "api"
+
+
+class Gate:
+    """The ASGI front door: tokens, body limit, latency metrics, and the ``GET /v1/label`` fast path."""
+
+    def __init__(self, app: ASGIApp, query: Query, tokens: Tokens, metrics: Metrics, max_body: int) -> None:
+        self.app = app
+        self.query = query
+        self.tokens = tokens
+        self.metrics = metrics
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # lifespan
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        method: str = scope["method"]
+        path: str = scope["path"]
+        status = await self._handle(scope, receive, send, method, path)
+        route = path if path in _KNOWN_ROUTES else "other"
+        self.metrics.observe_request(method, route, status, time.perf_counter() - start)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, method: str, path: str) -> int:
+        if path not in OPEN_PATHS:
+            refusal = self._authorize(scope, method, path)
+            if refusal is not None:
+                return await _send_json(send, *refusal)
+        if path == "/v1/label" and method == "GET":
+            target = next((v for k, v in parse_qsl(scope["query_string"].decode("latin-1")) if k == "target"), None)
+            return await _send_json(send, *label_body(self.query, target))
+        if method in _BODY_METHODS:
+            body = await _read_body(receive, self.max_body)
+            if body is None:
+                return await _send_json(send, 413, error_body(
+                    "body too large", f"request bodies are limited to {self.max_body} bytes (api.max_body_bytes); "
+                                      "send fewer targets per request"))
+            receive = _replay(body, receive)
+        return await _call_with_status(self.app, scope, receive, send)
+
+    def _authorize(self, scope: Scope, method: str, path: str) -> tuple[int, dict[str, Any]] | None:
+        if not self.tokens.required:
+            return None
+        token = self.tokens.match(_header(scope, b"authorization"))
+        if token is None:
+            return 401, error_body("unauthorized", "send Authorization: Bearer TOKEN with a token whose sha256 is "
+                                                   "listed in the server's api.tokens")
+        scope["envlabel.token"] = token.name
+        needed = ADMIN if (method, path) in ADMIN_ROUTES else READER
+        if needed == ADMIN and token.role != ADMIN:
+            return 403, error_body("forbidden", f"token {token.name!r} has role {token.role}; {method} {path} "
+                                                "needs an admin token")
+        return None
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> int:
+    payload = dumps(body)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="envlabel"'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+    return status
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None once it exceeds ``limit`` bytes (API bodies are small JSON)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()  # later calls wait for the disconnect, as the server would deliver it
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+async def _call_with_status(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> int:
+    status = 500
+
+    async def recording_send(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        await send(message)
+
+    await app(scope, receive, recording_send)
+    return status
