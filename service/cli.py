@@ -41,6 +41,7 @@ COMMAND_MODULES = [
     "service.history",
     "service.demo",
     "service.agent_commands",
+    "service.audit",
 ]
 
 for _module in COMMAND_MODULES:

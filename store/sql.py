@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,20 +32,43 @@ def parse_ts(text: str | None) -> datetime | None:
     return datetime.strptime(text, TS_FORMAT).replace(tzinfo=UTC) if text else None
 
 
+# Encoders built once: json.dumps with options builds a new encoder per call, which the scan path
+# (a few encodes per resource, a million resources) cannot afford.
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+_sorted_compact = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
 def _evidence_json(evidence: Sequence[Evidence]) -> str:
-    return json.dumps([[e.signal, e.environment, e.source, e.detail] for e in evidence],
-                      separators=(",", ":"))
+    return _compact([[e.signal, e.environment, e.source, e.detail] for e in evidence])
 
 
 def _evidence(text: str) -> tuple[Evidence, ...]:
     return tuple(Evidence(*row) for row in json.loads(text))
 
 
-def digest(resource: Resource) -> str:
-    """A fingerprint of everything labeling reads, so an unchanged resource is not rewritten."""
-    body = json.dumps([resource.provider, resource.kind, resource.name, resource.parent, resource.scope,
-                       resource.region, resource.path, sorted(resource.tags.items()), resource.name_signal,
-                       resource.declared, list(resource.aliases)], separators=(",", ":"))
+def _tags_json(tags: Mapping[str, str]) -> str:
+    return _sorted_compact(dict(tags)) if tags else "{}"
+
+
+def _aliases_json(aliases: Sequence[str]) -> str:
+    return _compact(list(aliases)) if aliases else "[]"
+
+
+def _loads_tags(text: str) -> dict[str, str]:
+    tags: dict[str, str] = {} if text == "{}" else json.loads(text)
+    return tags
+
+
+def digest(resource: Resource, tags_json: str | None = None) -> str:
+    """A fingerprint of everything labeling reads, so an unchanged resource is not rewritten.
+
+    ``tags_json`` is the resource's tags as stored (:func:`_tags_json`), when the caller has it already.
+    """
+    head = _compact([resource.provider, resource.kind, resource.name, resource.parent, resource.scope,
+                     resource.region, resource.path, resource.name_signal, resource.declared,
+                     list(resource.aliases)])
+    # a JSON array is self-delimiting, so head + tags is an unambiguous body
+    body = head + (tags_json if tags_json is not None else _tags_json(resource.tags))
     return hashlib.blake2b(body.encode(), digest_size=12).hexdigest()
 
 
@@ -93,12 +116,14 @@ _RESOURCE_COLUMNS = ("id, source, provider, kind, name, parent, scope, region, p
 _R = ("r.id, r.provider, r.kind, r.name, r.parent, r.tags, r.scope, r.region, r.name_signal, r.declared, "
       "r.aliases, r.path")
 _L = "l.environment, l.decided_by, l.conflict, l.evidence, l.valid_until, l.labeled_at"
+_CONTAINERS = (f"SELECT {_R} FROM resources r WHERE r.id IN "
+               "(SELECT DISTINCT parent FROM resources WHERE parent IS NOT NULL AND tombstoned_at IS NULL)")
 
 
 def _resource(row: Sequence[Any]) -> Resource:
     return Resource(id=row[0], provider=row[1], kind=row[2], name=row[3], parent=row[4],
-                    tags=json.loads(row[5]), scope=row[6], region=row[7], name_signal=bool(row[8]),
-                    declared=row[9], aliases=tuple(json.loads(row[10])), path=row[11])
+                    tags=_loads_tags(row[5]), scope=row[6], region=row[7], name_signal=bool(row[8]),
+                    declared=row[9], aliases=() if row[10] == "[]" else tuple(json.loads(row[10])), path=row[11])
 
 
 _H = "target, at, scan_id, event, before, environment, decided_by, conflict, evidence, valid_until"
@@ -148,12 +173,13 @@ class Transaction:
         aliases: list[tuple[str, str]] = []
         existing = dict(self.execute(
             "SELECT id, digest FROM resources WHERE source = ? AND tombstoned_at IS NULL", (source,)).fetchall())
+        gone = self.tombstoned_ids()
 
         def flush() -> None:
             # a resource coming back after a tombstone starts unlabeled, so its return is a history event
-            self.executemany("DELETE FROM labels WHERE target = ? AND target IN "
-                             "(SELECT id FROM resources WHERE id = ? AND tombstoned_at IS NOT NULL)",
-                             [(row[0], row[0]) for row in pending])
+            revived = [(row[0],) for row in pending if row[0] in gone]
+            if revived:
+                self.executemany("DELETE FROM labels WHERE target = ?", revived)
             self.executemany(
                 f"INSERT INTO resources ({_RESOURCE_COLUMNS}) VALUES ({', '.join('?' * 17)}) "
                 "ON CONFLICT (id) DO UPDATE SET source = excluded.source, provider = excluded.provider, "
@@ -172,12 +198,12 @@ class Transaction:
             if r.id in seen:
                 continue
             seen.add(r.id)
-            fingerprint = digest(r)
+            tags = _tags_json(r.tags)
+            fingerprint = digest(r, tags)
             if existing.get(r.id) == fingerprint:
                 continue
             pending.append((r.id, source, r.provider, r.kind, r.name, r.parent, r.scope, r.region, r.path,
-                            json.dumps(dict(r.tags), separators=(",", ":"), sort_keys=True),
-                            int(r.name_signal), r.declared, json.dumps(list(r.aliases)), fingerprint,
+                            tags, int(r.name_signal), r.declared, _aliases_json(r.aliases), fingerprint,
                             stamp, stamp, None))
             aliases += [(a, r.id) for a in r.aliases]
             written += 1
@@ -185,6 +211,16 @@ class Transaction:
                 flush()
         flush()
         return seen, written
+
+    def tombstoned_ids(self) -> set[str]:
+        """Ids of every resource that is gone (tombstoned), whatever its source."""
+        # one indexed range per source (resources_source), never a scan of the whole table
+        sources = [r[0] for r in self.execute("SELECT DISTINCT source FROM scans").fetchall()]
+        gone: set[str] = set()
+        for name in sources:
+            rows = self.execute("SELECT id FROM resources WHERE source = ? AND tombstoned_at IS NOT NULL", (name,))
+            gone.update(r[0] for r in rows.fetchall())
+        return gone
 
     def tombstone(self, source: str, seen: set[str], now: datetime, scan_id: int | None) -> list[str]:
         """Mark live resources of ``source`` that ``seen`` lacks as gone. Call only for complete scans."""
@@ -224,10 +260,7 @@ class Transaction:
     # -- labeling -----------------------------------------------------------------------------
     def containers(self) -> dict[str, Resource]:
         """Every resource that is some live resource's parent."""
-        rows = self.execute(
-            f"SELECT {_R} FROM resources r WHERE r.id IN "
-            "(SELECT DISTINCT parent FROM resources WHERE parent IS NOT NULL AND tombstoned_at IS NULL)")
-        return {row[0]: _resource(row) for row in rows.fetchall()}
+        return {row[0]: _resource(row) for row in self.execute(_CONTAINERS).fetchall()}
 
     def iter_for_labeling(self, batch: int = 10000,
                           targets: Sequence[str] | None = None) -> Iterator[list[tuple[Resource, Resolution | None]]]:
@@ -455,6 +488,21 @@ class Store:
             "SELECT COALESCE(l.environment, 'unknown'), COUNT(*) FROM resources r LEFT JOIN labels l "
             "ON l.target = r.id WHERE r.source = ? AND r.tombstoned_at IS NULL GROUP BY 1", (source,))
         return {r[0]: int(r[1]) for r in rows}
+
+    # -- audit reads (streamed: an estate of millions never sits in memory at once) ----------------
+    def containers(self) -> dict[str, Resource]:
+        """Every resource that is some live resource's parent."""
+        return {row[0]: _resource(row) for row in self._query(_CONTAINERS)}
+
+    def iter_observed(self, batch: int = 20000) -> Iterator[list[tuple[Resource, str, str]]]:
+        """Live resources as ``(resource, source, observed)``, ``batch`` at a time; ``observed`` is the
+        TS_FORMAT text of the last complete scan of its scope (else of its last change), comparable as text."""
+        cur = self._reader().cursor()
+        cur.execute(self.dialect.sql(
+            f"SELECT {_R}, r.source, COALESCE(s.last_ok, r.updated_at) FROM resources r "
+            "LEFT JOIN scopes s ON s.source = r.source AND s.scope = r.scope WHERE r.tombstoned_at IS NULL"))
+        while rows := cur.fetchmany(batch):
+            yield [(_resource(row), row[12], row[13]) for row in rows]
 
     def counts(self) -> dict[tuple[str, str], int]:
         """Live resources per (provider, environment)."""

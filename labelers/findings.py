@@ -1,0 +1,354 @@
+"""Audit rules: observed resources + the labeling rules -> findings, one per fix.
+
+Pure: no storage, no cloud SDKs. :class:`Auditor` is fed resources one at a
+time (the service streams them out of the store) and keeps only what a
+finding needs, so an estate of a million resources is audited without
+holding it in memory. It recomputes each label from the same rules as
+``labelers.resolve`` (tags, the container chain, active overrides) instead
+of reading evidence back, which is both cheaper and exactly what the next
+relabel would store.
+
+Where a finding is reported is the point of the audit: on the resource
+whose tag must change, not on everything that inherits the consequence.
+
+>>> from envlabel.model import Resource
+>>> from labelers.taxonomy import Taxonomy
+>>> account = Resource("222222222222", "aws", "aws:account", "shop", None, {"Environment": "prod"})
+>>> vpc = Resource("vpc-1", "aws", "ec2:vpc", "main", "222222222222", {"env": "dev"})
+>>> auditor = Auditor(Taxonomy(), {account.id: account, vpc.id: vpc}, {})
+>>> for r in (account, vpc, Resource("i-1", "aws", "ec2:instance", "web", "vpc-1")):
+...     auditor.add(r)
+>>> [(f.target, f.kind, f.severity, f.environment) for f in auditor.findings()]
+[('vpc-1', 'conflict', 'high', 'production'), ('222222222222', 'non-canonical', 'high', 'production')]
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from envlabel.config import DEFAULT_TAG_KEYS
+from envlabel.model import UNKNOWN, Evidence, Override, Resource
+from labelers.resolve import Labeler, describe
+from labelers.taxonomy import Match, Taxonomy
+
+CONFLICT = "conflict"
+AMBIGUOUS = "ambiguous"
+UNLABELED = "unlabeled"
+NON_CANONICAL = "non-canonical"
+UNRECOGNIZED = "unrecognized"
+NAME_MISMATCH = "name-mismatch"
+STALE = "stale"
+#: report order within a severity: what leaves a target wrong or unknown first
+KINDS = (CONFLICT, AMBIGUOUS, UNLABELED, UNRECOGNIZED, STALE, NAME_MISMATCH, NON_CANONICAL)
+SEVERITIES = ("high", "medium", "low")
+#: kinds whose fix is real work even away from production; the others are hygiene
+_MEDIUM_KINDS = frozenset({CONFLICT, AMBIGUOUS, UNLABELED, UNRECOGNIZED, STALE})
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing to fix. ``tags`` is the fix when it is a tag change (keys keep the casing the
+    resource already uses); ``advice`` says in words what to do; ``covers`` counts the resources
+    the fix relabels (an unlabeled account covers everything in it)."""
+
+    target: str
+    kind: str
+    severity: str
+    environment: str
+    message: str
+    advice: str
+    tags: tuple[tuple[str, str], ...] = ()
+    resource: Resource | None = None
+    covers: int = 1
+    #: for stale findings: the source whose scan must succeed again
+    source: str = ""
+
+    def sort_key(self) -> tuple[int, int, str]:
+        return SEVERITIES.index(self.severity), KINDS.index(self.kind), self.target
+
+
+@dataclass(frozen=True, slots=True)
+class StaleScope:
+    """Where staleness is measured (``scope`` of a ``source``) and what its last scan said."""
+
+    source: str
+    scope: str
+    errors: tuple[str, ...] = ()
+
+
+@dataclass
+class _Stale:
+    count: int = 0
+    environments: Counter[str] = field(default_factory=Counter)
+    last_seen: str = ""
+
+
+class Auditor:
+    """Feed every live resource to :meth:`add`, then read :meth:`findings`.
+
+    ``containers`` are the resources that are some resource's parent (their signals flow
+    down); ``overrides`` the active overrides; a resource observed before ``stale_before``
+    (an ISO text timestamp, compared as text) counts towards a ``stale`` finding of its scope.
+    """
+
+    def __init__(self, taxonomy: Taxonomy, containers: Mapping[str, Resource], overrides: Mapping[str, Override],
+                 *, stale_before: str | None = None, scan_errors: Mapping[tuple[str, str], Iterable[str]] | None = None,
+                 tag_key: str = DEFAULT_TAG_KEYS[0]) -> None:
+        self.taxonomy = taxonomy
+        self.containers = containers
+        self.overrides = overrides
+        self.stale_before = stale_before
+        self.scan_errors = {k: tuple(v) for k, v in (scan_errors or {}).items()}
+        self._labeler = Labeler(taxonomy, containers, overrides)
+        self._above: dict[str | None, tuple[tuple[Evidence, ...], frozenset[str], str]] = {}
+        self._first_key = tag_key
+        self._found: list[Finding] = []
+        self._unknown: list[Resource] = []
+        self._unknown_containers: set[str] = set()
+        self._known_parents: set[str] = set()
+        self._stale: dict[tuple[str, str], _Stale] = defaultdict(_Stale)
+        self._top = taxonomy.environments[0]
+
+    # -- per resource -------------------------------------------------------------------------
+    def above(self, parent: str | None) -> tuple[tuple[Evidence, ...], frozenset[str], str]:
+        """The chain handed to children of ``parent``: evidence, its environments, the most restrictive."""
+        cached = self._above.get(parent)
+        if cached is None:
+            evidence = self._labeler.chain(parent).evidence
+            envs = frozenset(e.environment for e in evidence)
+            cached = (evidence, envs, self.taxonomy.most_restrictive(envs))
+            self._above[parent] = cached
+        return cached
+
+    def add(self, resource: Resource, source: str = "", observed: str = "") -> None:
+        """Audit one resource. ``observed`` is when its scope was last scanned completely (ISO text)."""
+        taxonomy = self.taxonomy
+        chain, chain_envs, chain_env = self.above(resource.parent)
+        tagged = taxonomy.environment_tags(resource.tags) if resource.tags else []
+        own = self.own_environments(resource, tagged)
+        override = self.overrides.get(resource.id)
+        if override is not None:
+            environment = override.environment
+        elif own:
+            environment = taxonomy.most_restrictive((*own, chain_env)) if chain else taxonomy.most_restrictive(own)
+        else:
+            environment = chain_env
+        if environment == UNKNOWN:
+            self._unknown.append(resource)
+            if resource.id in self.containers:
+                self._unknown_containers.add(resource.id)
+        elif resource.parent is not None and resource.parent not in self._known_parents:
+            self._mark_known(resource.parent)
+        if tagged:
+            self._check_tags(resource, tagged, own, chain=chain, chain_envs=chain_envs, environment=environment,
+                             override=override)
+        elif own and override is None and (any(e != own[0] for e in chain_envs) or any(e != own[0] for e in own)):
+            self._conflict(resource, [], own[0], chain=chain, environment=environment, own=own)
+        if not resource.name_signal and resource.name and environment != UNKNOWN:
+            self._check_name(resource, environment)
+        if self.stale_before is not None and observed and observed < self.stale_before:
+            stale = self._stale[(source, resource.scope)]
+            stale.count += 1
+            stale.environments[environment] += 1
+            stale.last_seen = max(stale.last_seen, observed)
+
+    def own_environments(self, resource: Resource, tagged: list[tuple[str, str, Match]]) -> list[str]:
+        """The environments a resource's own signals say: its tags, its configured environment, a declaring name."""
+        own: list[str] = [m.environment for _, _, m in tagged if m.environment is not None]
+        if resource.declared:
+            own.append(resource.declared)
+        if resource.name_signal:
+            declared = self.taxonomy.normalize(resource.name).environment
+            if declared is not None:
+                own.append(declared)
+        return own
+
+    def _mark_known(self, node: str | None) -> None:
+        """Note that something below ``node`` (and every container above it) has an environment."""
+        while node is not None and node not in self._known_parents:
+            self._known_parents.add(node)
+            parent = self.containers.get(node)
+            node = parent.parent if parent is not None else None
+
+    def _check_tags(self, resource: Resource, tagged: list[tuple[str, str, Match]], own: list[str], *,
+                    chain: tuple[Evidence, ...], chain_envs: frozenset[str], environment: str,
+                    override: Override | None) -> None:
+        recognized = {m.environment for _, _, m in tagged if m.environment is not None}
+        if len(recognized) > 1:
+            self._ambiguous(resource, tagged, environment)
+            return  # the fix rewrites every environment tag; nothing else on this resource remains
+        fixed = False
+        if recognized:
+            mine = next(iter(recognized))
+            if override is not None:  # a person decided; a tag saying otherwise misleads every other tool
+                if mine != override.environment:
+                    decided = Evidence("override", override.environment, override.target,
+                                       f"an override by {override.author} ({override.reason})")
+                    self._conflict(resource, tagged, mine, chain=(decided,), environment=environment, own=[])
+                    fixed = True
+            elif any(e != mine for e in chain_envs) or any(e != mine for e in own):
+                self._conflict(resource, tagged, mine, chain=chain, environment=environment, own=own)
+                fixed = True
+        for key, value, match in tagged:
+            if match.environment is None:
+                self._unrecognized(resource, key, value, environment)
+            elif not match.canonical and not fixed:
+                self._non_canonical(resource, key, value, match.environment, environment)
+
+    # -- finding builders ---------------------------------------------------------------------
+    def severity(self, kind: str, *environments: str) -> str:
+        """high when production (the most restrictive environment) or an unknown target is involved."""
+        if any(e in (self._top, UNKNOWN) for e in environments):
+            return "high"
+        return "medium" if kind in _MEDIUM_KINDS else "low"
+
+    def _emit(self, resource: Resource, kind: str, environment: str, current: str, *, message: str, advice: str,
+              tags: tuple[tuple[str, str], ...] = (), covers: int = 1) -> None:
+        self._found.append(Finding(resource.id, kind, self.severity(kind, environment, current), environment,
+                                   message, advice, tags, resource, covers))
+
+    def tag_key(self, resource: Resource) -> str:
+        """The environment tag key to set: the one the resource already uses, else the first configured."""
+        for key in resource.tags:
+            if self.taxonomy.is_environment_key(key):
+                return key
+        return self._first_key
+
+    def _conflict(self, resource: Resource, tagged: list[tuple[str, str, Match]], mine: str, *,
+                  chain: tuple[Evidence, ...], environment: str, own: list[str]) -> None:
+        other = next((e for e in chain if e.environment != mine), None)
+        if other is None:  # the disagreement is between its own tag and its configured environment or name
+            theirs = next(e for e in own if e != mine)
+            other = Evidence("tag", theirs, resource.id, f"the configured environment or name of {describe(resource)}")
+        said = f"tag {tagged[0][0]}={tagged[0][1]}" if tagged else "its own signal"
+        key = tagged[0][0] if tagged else self.tag_key(resource)
+        where = f"{other.detail} ({other.source})" if other.source not in other.detail else other.detail
+        message = (f"{describe(resource)} says {mine} ({said}) but {where} says {other.environment}; "
+                   f"it is labeled {environment}")
+        if other.signal == "override":
+            advice = f"set {key}={other.environment} to agree with the override, which can then be removed"
+            fix = other.environment
+        elif self.taxonomy.rank(mine) > self.taxonomy.rank(other.environment):
+            advice = (f"set {key}={environment}: it is inside {other.environment} and is treated as "
+                      f"{environment}; if it really is {mine}, move it out of {other.source} instead")
+            fix = environment
+        else:  # the resource claims more than its container: moving it is as likely a fix as retagging
+            advice = (f"if it really is {mine}, move it out of {other.source} (a {other.environment} container); "
+                      f"otherwise set {key}={other.environment}. Until then it is treated as {environment}")
+            fix = other.environment
+        tags = ((key, fix),) if tagged else ()
+        if not tagged:
+            advice = (f"its {mine} comes from configuration or its name ({describe(resource)}); change that, or "
+                      f"set an environment tag on {other.source}")
+        self._emit(resource, CONFLICT, environment, mine, message=message, advice=advice, tags=tags)
+
+    def _ambiguous(self, resource: Resource, tagged: list[tuple[str, str, Match]], environment: str) -> None:
+        values = ", ".join(f"{k}={v}" for k, v, _ in tagged)
+        keys = tuple(dict.fromkeys(k for k, _, _ in tagged))
+        message = f"{describe(resource)} has environment tags that disagree ({values}); it is labeled {environment}"
+        advice = f"keep one environment tag, or set every one of them to {environment}"
+        self._emit(resource, AMBIGUOUS, environment, environment, message=message, advice=advice,
+                   tags=tuple((k, environment) for k in keys))
+
+    def _unrecognized(self, resource: Resource, key: str, value: str, environment: str) -> None:
+        expected = environment if environment != UNKNOWN else self.expected_unknown(resource)
+        allowed = ", ".join(self.taxonomy.environments)
+        message = f"{describe(resource)} has tag {key}={value}, which names no environment ({allowed})"
+        if environment == UNKNOWN:
+            message += "; it has no environment and is treated as production"
+        else:
+            message += f"; it is labeled {environment} from its containers"
+        advice = f"set {key} to one of {allowed}; {expected} if it is what it is treated as"
+        self._emit(resource, UNRECOGNIZED, expected, environment, message=message, advice=advice,
+                   tags=((key, expected),))
+
+    def _non_canonical(self, resource: Resource, key: str, value: str, means: str, environment: str) -> None:
+        message = f"{describe(resource)} has tag {key}={value}, understood as {means} but not spelled {means}"
+        advice = f"set {key}={means} so every tool reading the tag agrees"
+        self._emit(resource, NON_CANONICAL, means, environment, message=message, advice=advice, tags=((key, means),))
+
+    def _check_name(self, resource: Resource, environment: str) -> None:
+        said = self.taxonomy.name_environments(resource.name)
+        if not said or environment in said:
+            return
+        hinted = self.taxonomy.most_restrictive(said)
+        expected = self.taxonomy.most_restrictive((hinted, environment))
+        key = self.tag_key(resource)
+        message = (f"{describe(resource)}: its name {resource.name!r} says {hinted} but it is labeled "
+                   f"{environment}")
+        if expected == hinted:
+            advice = (f"if it is {hinted}, set {key}={hinted} (a look-alike twin is how the wrong system gets "
+                      f"deleted); if it is not, rename it")
+        else:
+            advice = f"rename it: a name saying {hinted} on a {environment} resource invites the wrong action"
+        self._emit(resource, NAME_MISMATCH, expected, environment, message=message, advice=advice,
+                   tags=((key, expected),) if expected == hinted else ())
+
+    def expected_unknown(self, resource: Resource) -> str:
+        """What an unlabeled resource should probably be: its name's hint, else the most restrictive."""
+        hinted = self.taxonomy.name_environments(resource.name) if resource.name else set()
+        return self.taxonomy.most_restrictive(hinted) if hinted else self._top
+
+    # -- whole-estate findings ----------------------------------------------------------------
+    def _anchor(self, resource: Resource, fully: set[str]) -> str:
+        """Where the fix for an unlabeled resource belongs: the top-most container whose whole subtree
+        (``fully``) is unlabeled, else the resource itself."""
+        top = resource.id
+        node = resource.parent
+        while node in fully:
+            top = node
+            container = self.containers.get(node)
+            node = container.parent if container is not None else None
+        return top
+
+    def _unlabeled(self) -> None:
+        # A container that is unlabeled while resources in it carry their own environment (an Organization
+        # root, an OU holding production and sandbox accounts) needs no label of its own: tagging it would
+        # only add conflicts below. What is unlabeled in it is reported where its own subtree ends.
+        fully = self._unknown_containers - self._known_parents
+        anchors: Counter[str] = Counter(self._anchor(r, fully) for r in self._unknown
+                                        if r.id not in self._unknown_containers or r.id in fully)
+        resources = {r.id: r for r in self._unknown if r.id in anchors}
+        unrecognized = {f.target: i for i, f in enumerate(self._found) if f.kind == UNRECOGNIZED}
+        for target, count in sorted(anchors.items()):
+            if target in unrecognized:  # one fix: give the tag a recognized value
+                found = self._found[unrecognized[target]]
+                if count > 1:
+                    self._found[unrecognized[target]] = replace(
+                        found, covers=count, message=f"{found.message}; {count - 1} resource(s) in it inherit nothing "
+                        "until it is fixed")
+                continue
+            resource = resources.get(target) or self.containers.get(target)
+            if resource is None:
+                continue
+            expected = self.expected_unknown(resource)
+            key = self.tag_key(resource)
+            below = f" and {count - 1} resource(s) in it have" if count > 1 else " has"
+            message = (f"{describe(resource)}{below} no environment signal (no tag, no labeled container); "
+                       f"agents must treat {'them' if count > 1 else 'it'} as production")
+            advice = f"set {key}={expected} on it (or staging / sandbox, whichever it is)"
+            if count > 1:
+                advice += f"; everything in it inherits the tag ({count} resources)"
+            self._emit(resource, UNLABELED, expected, UNKNOWN, message=message, advice=advice, tags=((key, expected),),
+                       covers=count)
+
+    def _stale_scopes(self) -> None:
+        for (source, scope), stale in self._stale.items():
+            environment = self.taxonomy.most_restrictive(stale.environments)
+            errors = self.scan_errors.get((source, scope)) or self.scan_errors.get((source, ""), ())
+            why = f"; the last scan failed: {'; '.join(errors)}" if errors else ""
+            message = (f"{stale.count} resource(s) of scope {scope or source} (source {source}) were last scanned "
+                       f"completely at {stale.last_seen}{why}; their labels are stale and agents treat them as "
+                       "production")
+            advice = f"make the scan of source {source} succeed again (fix its credentials or endpoint), then rescan"
+            self._found.append(Finding(scope or source, STALE, self.severity(STALE, environment), environment,
+                                       message, advice, (), None, stale.count, source))
+
+    def findings(self) -> list[Finding]:
+        """Every finding, most severe first, then by kind and target (a stable order for diffs and golden files)."""
+        self._unlabeled()
+        self._stale_scopes()
+        found, self._found = self._found, []
+        return sorted(found, key=Finding.sort_key)
