@@ -248,6 +248,8 @@ class FakeKubernetes:
         self.expired = 0  # bumped by compact(expire_watches=True): every open watch gets a 410
         self.stopping = False
         self.server: ThreadingHTTPServer | None = None
+        #: called before every list page with (kind, continue token): tests compact the store mid-list with it
+        self.on_list: Callable[[Kind, str], None] | None = None
         #: per kind, object keys joined as "namespace/name" in order: pages are bisected, not re-sorted
         self._order: dict[tuple[str, str, str], list[str]] = {}
 
@@ -295,6 +297,7 @@ class FakeKubernetes:
     def compact(self, expire_watches: bool = False) -> int:
         """Forget history: older resourceVersions and continue tokens get 410 Gone. Returns the new floor."""
         with self.cond:
+            self.rv += 1  # lists and watches started from here on are valid; older ones are not
             self.compacted_rv = self.rv
             self.events.clear()
             if expire_watches:
@@ -398,6 +401,8 @@ class FakeKubernetes:
     def list_objects(self, kind: Kind, namespace: str | None, selector: str = "", limit: int = 0,
              token: str = "") -> Obj:
         """One page of a list; ``token`` is a continue token from an earlier page."""
+        if self.on_list is not None:
+            self.on_list(kind, token)
         with self.cond:
             start, list_rv = "", self.rv
             if token:
@@ -407,7 +412,7 @@ class FakeKubernetes:
                 except (ValueError, KeyError, TypeError):
                     raise ApiError(410, "Expired", "the provided continue parameter is not valid; restart the "
                                    "list without it") from None
-                if list_rv <= self.compacted_rv:
+                if list_rv < self.compacted_rv:
                     raise ApiError(410, "Expired", "The provided continue parameter is too old to display a "
                                    "consistent list result. You can start a new list without the continue "
                                    "parameter.")
@@ -535,7 +540,9 @@ class _Handler(BaseHTTPRequestHandler):
         path = path.rstrip("/")
         grouped = _group_versions(self.fake)
         if path == "/version":
-            return {"major": "1", "minor": "31", "gitVersion": "v1.31.0-envlabel-fake", "platform": "linux/amd64"}
+            return {"major": "1", "minor": "31", "gitVersion": "v1.31.0-envlabel-fake", "gitCommit": "0" * 40,
+                    "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23.0",
+                    "compiler": "gc", "platform": "linux/amd64"}
         if path == "/api":
             return {"kind": "APIVersions", "versions": ["v1"],
                     "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}
@@ -696,7 +703,7 @@ def start_fake_cluster(host: str = "127.0.0.1", port: int = 0,
     fake = FakeKubernetes(bookmark_interval)
     server = _Server((host, port), fake)
     fake.server = server
-    thread = threading.Thread(target=server.serve_forever, name="fake-kubernetes", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-kubernetes", daemon=True)
     thread.start()
     fake.seed("namespaces", "default")
     return f"http://{host}:{server.server_address[1]}", fake
