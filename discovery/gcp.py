@@ -31,8 +31,10 @@ removes nothing.
 from __future__ import annotations
 
 import re
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,12 +166,15 @@ class GcpScanner:
     permissions = PERMISSIONS
 
     def __init__(self, source: GcpSource, *, clients: Clients | None = None, retry: Any = None,
-                 page_size: int = 300, timeout_s: float = 30.0) -> None:
+                 page_size: int = 300, timeout_s: float = 30.0, max_workers: int = 8) -> None:
         self.source = source
         self.clients = clients or make_clients(source)
         self.retry = retry if retry is not None else default_retry()
         self.page_size = page_size
         self.timeout_s = timeout_s
+        self.max_workers = max_workers
+        # held across the (few: one per distinct tag value) lookups so each name is fetched once
+        self._names_lock = threading.Lock()
         self._tag_names: dict[str, tuple[str, str]] = {}  # tagValues/N -> (key short name, value short name)
         self._key_names: dict[str, str] = {}  # tagKeys/N -> short name
 
@@ -196,6 +201,10 @@ class GcpScanner:
 
     def _tag_pair(self, value_name: str, key_name: str | None = None) -> tuple[str, str]:
         """(key short name, value short name) of a tag value, each looked up once per scan."""
+        with self._names_lock:
+            return self._lookup_tag_pair(value_name, key_name)
+
+    def _lookup_tag_pair(self, value_name: str, key_name: str | None) -> tuple[str, str]:
         if value_name not in self._tag_names:
             value = self._call("get_tag_value", value_name, self.clients.tag_values.get_tag_value, name=value_name)
             key_name = key_name or value.parent
@@ -228,18 +237,24 @@ class GcpScanner:
             return ScanResult(self.source.name, [], [describe_failure(failure, "the organization")])
         resources, errors, scopes = [root], [], set()
         queue: deque[tuple[str, str]] = deque([(org_name, root.path)])
-        while queue:
-            container, path = queue.popleft()
-            found, failures = self.scan_children(container, path)
-            resources += found
-            errors += [describe_failure(f, where) for f, where in failures]
-            queue.extend((r.id.removeprefix(GCP_CRM), r.path) for r in found if r.kind == "gcp:folder")
-            if not failures:
-                scopes.add(container)
+        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="envlabel-gcp") as pool:
+            while queue:
+                container, path = queue.popleft()
+                found, failures = self.scan_children(pool, container, path)
+                resources += found
+                errors += [describe_failure(f, where) for f, where in failures]
+                queue.extend((r.id.removeprefix(GCP_CRM), r.path) for r in found if r.kind == "gcp:folder")
+                if not failures:
+                    scopes.add(container)
         return ScanResult(self.source.name, resources, errors, frozenset(scopes))
 
-    def scan_children(self, container: str, path: str) -> tuple[list[Resource], list[tuple[CallFailed, str]]]:
-        """The folders and projects directly in ``container``, each with its tags; and what failed."""
+    def scan_children(self, pool: ThreadPoolExecutor, container: str,
+                      path: str) -> tuple[list[Resource], list[tuple[CallFailed, str]]]:
+        """The folders and projects directly in ``container``, each with its tags; and what failed.
+
+        Listing is one paged call per kind; reading each child's tags is one call per child, so
+        those run on ``pool`` (a large organization has thousands of projects in few folders).
+        """
         found: list[Resource] = []
         failures: list[tuple[CallFailed, str]] = []
         listings: Iterable[tuple[str, Callable[..., Any]]] = (
@@ -251,13 +266,19 @@ class GcpScanner:
             except CallFailed as failure:
                 failures.append((failure, path))
                 continue
-            for child in children:
-                try:
-                    if call == "list_folders":
-                        found.append(transform_folder(child, self.get_bound_tags(child.name), path))
-                    else:
-                        found.append(transform_project(child, self.get_own_effective_tags(child.name), path))
-                except CallFailed as failure:
+            for child, outcome in zip(children, pool.map(lambda c: self.read_child(c, path), children), strict=True):
+                if isinstance(outcome, CallFailed):
                     # its tags are unknown: record neither it nor (for a folder) anything below it
-                    failures.append((failure, f"{path}/{getattr(child, 'display_name', '') or child.name}"))
+                    failures.append((outcome, f"{path}/{getattr(child, 'display_name', '') or child.name}"))
+                else:
+                    found.append(outcome)
         return found, failures
+
+    def read_child(self, child: Any, path: str) -> Resource | CallFailed:
+        """A listed folder or project with its own tags, or the call that failed reading them."""
+        try:
+            if child.name.startswith("folders/"):
+                return transform_folder(child, self.get_bound_tags(child.name), path)
+            return transform_project(child, self.get_own_effective_tags(child.name), path)
+        except CallFailed as failure:
+            return failure

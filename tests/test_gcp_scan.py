@@ -90,6 +90,7 @@ def test_throttled_calls_are_retried_then_succeed(gcp_crm: FakeCrm, config: Conf
     gcp_crm.throttle(3, path_contains="/v3/effectiveTags")
     result = scan(config)
     assert result.complete and len(result.resources) == 11
+    assert [r.status for r in gcp_crm.requests][:4] == [429, 429, 429, 200]  # the organization, fourth time
     assert [r.status for r in gcp_crm.requests if r.path == "/v3/effectiveTags"][:4] == [429, 429, 429, 200]
 
 

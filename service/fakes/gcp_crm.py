@@ -106,8 +106,7 @@ class FakeCrm:
         self.granted: frozenset[str] | None = None
         self._denied: dict[str, str | None] = {}
         self._broken: dict[str, int] = {}
-        self._throttle = 0
-        self._throttle_match = ""
+        self._throttles: list[list[Any]] = []  # [calls left, path substring]
         self._lock = threading.Lock()
         self._serial = 0
 
@@ -168,9 +167,9 @@ class FakeCrm:
 
     # -- faults -------------------------------------------------------------------------------
     def throttle(self, times: int, path_contains: str = "") -> None:
-        """Answer the next ``times`` calls (whose path contains ``path_contains``) with 429."""
+        """Answer the next ``times`` calls (whose path contains ``path_contains``) with 429. Rules add up."""
         with self._lock:
-            self._throttle, self._throttle_match = times, path_contains
+            self._throttles.append([times, path_contains])
 
     def deny(self, resource: str, permission: str | None = None) -> None:
         """403 for calls checked on ``resource`` (only those needing ``permission``, if given)."""
@@ -200,8 +199,9 @@ class FakeCrm:
         return status, body
 
     def _check(self, path: str, permission: str, resource: str) -> None:
-        if self._throttle > 0 and self._throttle_match in path:
-            self._throttle -= 1
+        rule = next((r for r in self._throttles if r[0] > 0 and r[1] in path), None)
+        if rule is not None:
+            rule[0] -= 1
             raise ApiError(429, "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per "
                            "minute' of service 'cloudresourcemanager.googleapis.com'.", [{
                                "@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED",
