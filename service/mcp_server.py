@@ -74,7 +74,7 @@ _READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempoten
 
 def build_mcp(query: Query) -> MCPServer:
     """An MCP server whose tools answer from ``query``."""
-    server: MCPServer = MCPServer("envlabel", instructions=INSTRUCTIONS)
+    server: MCPServer = MCPServer("envlabel", instructions=INSTRUCTIONS, log_level="WARNING")
 
     @server.tool(description=GET_ENVIRONMENT, annotations=_READ_ONLY)
     def get_environment(target: str) -> dict[str, Any]:
