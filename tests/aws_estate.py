@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import io
 import json
+import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+
+from discovery.aws import Credentials, SessionFactory, make_sessions
 
 MANAGEMENT = "123456789012"  # moto's default account: the one the plain test credentials act as
 ROLE = "EnvlabelReadOnly"
@@ -78,9 +81,14 @@ class _Account:
         self.session = session
         self.info = info
         self.name = name
+        self._clients: dict[tuple[str, str], Any] = {}
 
     def client(self, service: str, region: str = "us-east-1") -> Any:
-        return self.session.client(service, region_name=region, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
+        key = (service, region)
+        if key not in self._clients:
+            self._clients[key] = self.session.client(  # type: ignore[call-overload]
+                service, region_name=region, endpoint_url=self.endpoint_url)
+        return self._clients[key]
 
     def note(self, name: str, arn: str) -> str:
         self.info.arns[f"{self.name}/{name}"] = arn
@@ -114,14 +122,14 @@ class _Account:
         rds.create_db_subnet_group(DBSubnetGroupName=f"{name}-subnets", DBSubnetGroupDescription=name,
                                    SubnetIds=subnets)
         db = rds.create_db_instance(DBInstanceIdentifier=name, DBInstanceClass="db.t3.micro", Engine="postgres",
-                                    MasterUsername="admin", MasterUserPassword="not-a-secret-1",  # noqa: S106
+                                    MasterUsername="admin", MasterUserPassword="not-a-secret-1",
                                     AllocatedStorage=20, DBSubnetGroupName=f"{name}-subnets", Tags=_tags(tags))
         return self.note(name, db["DBInstance"]["DBInstanceArn"])
 
     def db_cluster(self, region: str, name: str, tags: dict[str, str]) -> str:
         cluster = self.client("rds", region).create_db_cluster(
             DBClusterIdentifier=name, Engine="aurora-postgresql", MasterUsername="admin",
-            MasterUserPassword="not-a-secret-1", Tags=_tags(tags))  # noqa: S106
+            MasterUserPassword="not-a-secret-1", Tags=_tags(tags))
         return self.note(name, cluster["DBCluster"]["DBClusterArn"])
 
     def eks(self, region: str, name: str, subnets: list[str], tags: dict[str, str]) -> str:
@@ -170,8 +178,8 @@ class _Account:
         return self.note(name, f"arn:aws:sqs:{region}:{self.id}:{name}")
 
 
-def build_organization(endpoint_url: str, info: EstateInfo) -> None:
-    org = boto3.client("organizations", region_name="us-east-1", endpoint_url=endpoint_url)
+def build_organization(mgmt: _Account, info: EstateInfo) -> None:
+    org = mgmt.client("organizations")
     org.create_organization(FeatureSet="ALL")
     root = org.list_roots()["Roots"][0]
     info.root = root["Arn"]
@@ -190,28 +198,28 @@ def build_organization(endpoint_url: str, info: EstateInfo) -> None:
             org.move_account(AccountId=account, SourceParentId=root["Id"], DestinationParentId=ids[path])
 
 
-def member(endpoint_url: str, info: EstateInfo, name: str) -> _Account:
+def member(mgmt: _Account, info: EstateInfo, name: str, sessions: SessionFactory) -> _Account:
     """Act inside a member account the way the scanner will: through the role."""
     account = info.accounts[name]
-    sts = boto3.client("sts", region_name="us-east-1", endpoint_url=endpoint_url)
-    creds = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/{ROLE}", RoleSessionName="estate")["Credentials"]
-    session = boto3.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
-                            aws_session_token=creds["SessionToken"])
-    return _Account(endpoint_url, account, session, info, name)
+    creds = mgmt.client("sts").assume_role(RoleArn=f"arn:aws:iam::{account}:role/{ROLE}",
+                                           RoleSessionName="estate")["Credentials"]
+    session = sessions(Credentials(creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]))
+    return _Account(mgmt.endpoint_url, account, session, info, name)
 
 
 def build_estate(endpoint_url: str) -> EstateInfo:
     """Build the organization and its resources in an empty moto server; returns the ids to assert on."""
     info = EstateInfo(endpoint_url, MANAGEMENT, "")
     info.accounts["management"] = MANAGEMENT
-    build_organization(endpoint_url, info)
+    sessions = make_sessions()
+    mgmt = _Account(endpoint_url, MANAGEMENT, sessions(None), info, "management")
+    build_organization(mgmt, info)
     e = "us-east-1"
 
-    mgmt = _Account(endpoint_url, MANAGEMENT, boto3.Session(), info, "management")
     mgmt.bucket("org-audit-trail", {"Name": "audit trail"})
 
-    prod = member(endpoint_url, info, "orders-prod")
-    vpc, subnets, sg = prod.vpc(e, "orders-prod-vpc", "10.1.0.0/16")
+    prod = member(mgmt, info, "orders-prod", sessions)
+    _, subnets, sg = prod.vpc(e, "orders-prod-vpc", "10.1.0.0/16")
     prod.instance(e, "orders-api", {"team": "orders"}, subnets[0])
     prod.database(e, "orders-db", subnets, {"Environment": "sandbox"})  # contradicts its production account
     prod.db_cluster(e, "orders-aurora", {})
@@ -221,33 +229,41 @@ def build_estate(endpoint_url: str) -> EstateInfo:
     prod.bucket("orders-prod-assets", {"Environment": "Production"})
     prod.instance("eu-west-1", "orders-api-eu", {})
 
-    payments = member(endpoint_url, info, "payments-eu")
+    payments = member(mgmt, info, "payments-eu", sessions)
     _, pay_subnets, _ = payments.vpc("eu-west-1", "payments-vpc", "10.2.0.0/16")
     payments.instance("eu-west-1", "payments-api", {}, pay_subnets[0])
     payments.table("eu-west-1", "payments-ledger", {"env": "prd-eu"})
     payments.queue("eu-west-1", "payments-events", {"env": "prod"})
 
-    staging = member(endpoint_url, info, "orders-staging")
+    staging = member(mgmt, info, "orders-staging", sessions)
     _, stg_subnets, _ = staging.vpc(e, "orders-staging-vpc", "10.3.0.0/16")
     staging.instance(e, "orders-api", {"team": "orders"}, stg_subnets[0])  # the twin: same names as production
     staging.database(e, "orders-db", stg_subnets, {})
     staging.eks(e, "orders", stg_subnets, {"Stage": "staging"})
     staging.bucket("orders-staging-assets", {})
 
-    dev = member(endpoint_url, info, "dev-playground")
+    dev = member(mgmt, info, "dev-playground", sessions)
     dev.instance(e, "scratch-box", {"ENV": "dev"})
     dev.function(e, "scratch", {"env": "test"})
     dev.table(e, "scratch-table", {"env": "test"})
     dev.bucket("dev-playground-eu", {"owner": "someone"}, region="eu-west-1")
 
-    shared = member(endpoint_url, info, "shared-services")
+    shared = member(mgmt, info, "shared-services", sessions)
     _, shared_subnets, _ = shared.vpc(e, "shared-vpc", "10.4.0.0/16", {"env": "prod"})
     shared.instance(e, "bastion", {"Environment": "staging"}, shared_subnets[0])
 
-    legacy = member(endpoint_url, info, "legacy-7")
+    legacy = member(mgmt, info, "legacy-7", sessions)
     legacy.instance(e, "legacy-app", {})
     legacy.bucket("legacy-7-backups", {})
     return info
+
+
+def fresh_estate(moto_url: str) -> EstateInfo:
+    """Reset the moto server and build the estate (for module-scoped fixtures: build once, read many)."""
+    request = urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+    return build_estate(moto_url)
 
 
 if __name__ == "__main__":  # build it in a running moto server: python tests/aws_estate.py http://127.0.0.1:5000
