@@ -20,7 +20,9 @@ objects' labels; annotations are not signals.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -179,14 +181,16 @@ class KubernetesScanner:
         self.scope = cluster_id(self.cluster)
         self.page_size = page_size
         self._api_client = api_client
+        self._client_lock = threading.Lock()
         self.kinds: tuple[KindSpec, ...] = BUILTIN_KINDS + tuple(
             k for k in map(configured_kind, source.resources) if k not in BUILTIN_KINDS)
 
     @property
     def api_client(self) -> Any:
-        if self._api_client is None:
-            self._api_client = build_api_client(self.source)
-        return self._api_client
+        with self._client_lock:  # watch threads share one client (and its connection pool)
+            if self._api_client is None:
+                self._api_client = build_api_client(self.source)
+            return self._api_client
 
     def rules(self) -> list[Rule]:
         """The RBAC rules this scanner's lists and watches need."""
@@ -311,7 +315,10 @@ class WatchStream:
             raise KubernetesScanFailure(ScanError(
                 self.scanner.scope, f"the watch of {self.kind.label} broke: {exc}", "it is reopened")) from exc
         finally:
-            self.response.release_conn()
+            if self.closed:  # a shut-down socket must not go back to the pool
+                self.response.close()
+            else:
+                self.response.release_conn()
 
     def _event(self, event: dict[str, Any]) -> WatchEvent:
         kind_of_event = str(event.get("type"))
@@ -325,5 +332,8 @@ class WatchStream:
 
     def close(self) -> None:
         """Unblock a reader waiting for the next event (urllib3's shutdown is meant for this)."""
+        if self.closed:
+            return
         self.closed = True
-        self.response.shutdown()
+        with contextlib.suppress(ValueError, RuntimeError):  # the stream already ended and released its connection
+            self.response.shutdown()
