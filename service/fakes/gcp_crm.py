@@ -26,6 +26,7 @@ import hashlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -104,6 +105,8 @@ class FakeCrm:
         self.requests: list[LoggedRequest] = []
         #: None: every permission granted; else only these
         self.granted: frozenset[str] | None = None
+        #: seconds each reply is held back, as a network round trip would (benchmarks; tests leave it 0)
+        self.latency_s = 0.0
         self._denied: dict[str, str | None] = {}
         self._broken: dict[str, int] = {}
         self._throttles: list[list[Any]] = []  # [calls left, path substring]
@@ -375,6 +378,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
+        if self.server.crm.latency_s:
+            time.sleep(self.server.crm.latency_s)
         status, body = self.server.crm.handle(self.command, self.path)
         payload = json.dumps(body).encode()
         self.send_response(status)
