@@ -25,11 +25,13 @@ TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def ts(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime(TS_FORMAT)
+    # isoformat, not strftime(TS_FORMAT): same text, and both sit on the label lookup's hot path
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_ts(text: str | None) -> datetime | None:
-    return datetime.strptime(text, TS_FORMAT).replace(tzinfo=UTC) if text else None
+    # fromisoformat reads TS_FORMAT ("...Z") ~25x faster than strptime
+    return datetime.fromisoformat(text) if text else None
 
 
 # Encoders built once: json.dumps with options builds a new encoder per call, which the scan path
