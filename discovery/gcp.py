@@ -127,7 +127,8 @@ def describe_failure(failure: CallFailed, where: str) -> ScanError:
     if isinstance(cause, exceptions.Forbidden | exceptions.Unauthenticated):
         hint = (f"grant {permission} on {failure.resource} to the scanner's identity (discovery/gcp-role.yaml is a "
                 "read-only role with every permission envlabel uses); nothing was removed")
-    elif isinstance(cause, exceptions.RetryError | exceptions.TooManyRequests):
+    elif isinstance(cause, exceptions.TooManyRequests) or isinstance(getattr(cause, "cause", None),
+                                                                     exceptions.TooManyRequests):
         hint = ("Resource Manager quota still exhausted after retrying; raise the read-requests quota or scan less "
                 "often (schedule.interval); nothing was removed")
     else:
@@ -168,7 +169,7 @@ class GcpScanner:
     def __init__(self, source: GcpSource, *, clients: Clients | None = None, retry: Any = None,
                  page_size: int = 300, timeout_s: float = 30.0, max_workers: int = 8) -> None:
         self.source = source
-        self.clients = clients or make_clients(source)
+        self._clients = clients
         self.retry = retry if retry is not None else default_retry()
         self.page_size = page_size
         self.timeout_s = timeout_s
@@ -177,6 +178,13 @@ class GcpScanner:
         self._names_lock = threading.Lock()
         self._tag_names: dict[str, tuple[str, str]] = {}  # tagValues/N -> (key short name, value short name)
         self._key_names: dict[str, str] = {}  # tagKeys/N -> short name
+
+    @property
+    def clients(self) -> Clients:
+        """Built on first use, so missing credentials are a scan error rather than a crash at start-up."""
+        if self._clients is None:
+            self._clients = make_clients(self.source)
+        return self._clients
 
     # -- get ----------------------------------------------------------------------------------
     def _call(self, call: str, resource: str, method: Callable[..., Any], **request: Any) -> Any:
@@ -228,7 +236,16 @@ class GcpScanner:
 
     # -- walk ---------------------------------------------------------------------------------
     def scan(self) -> ScanResult:
+        from google.auth.exceptions import DefaultCredentialsError
+
         org_name = self.source.organization_name
+        try:
+            self.clients  # noqa: B018 - builds the clients, which looks for credentials
+        except DefaultCredentialsError as exc:
+            return ScanResult(self.source.name, [], [ScanError(org_name, f"no Google credentials: {exc}", (
+                "set GOOGLE_APPLICATION_CREDENTIALS to a service account key file, use workload identity, or run "
+                "`gcloud auth application-default login` (a local fake needs api_endpoint: http://...); "
+                "nothing was removed"))])
         try:
             org = self._call("get_organization", org_name, self.clients.organizations.get_organization,
                              name=org_name)

@@ -186,3 +186,12 @@ def test_envlabel_scan_cli_against_the_fake(gcp_crm: FakeCrm, gcp_url: str, tmp_
                             capture_output=True, text=True, timeout=120, check=False)
     assert failed.returncode == 1
     assert "INCOMPLETE" in failed.stdout and "resourcemanager.projects.list" in failed.stdout
+
+
+def test_missing_credentials_are_a_scan_error_that_says_what_to_do(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing-key.json"))
+    result = GcpScanner(GcpSource(name="gcp", type="gcp", organization=ORG_ID)).scan()
+    assert not result.complete and result.resources == []
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in result.errors[0].hint
+    assert "missing-key.json" in result.errors[0].message
