@@ -17,7 +17,7 @@ from discovery.gcp import PERMISSIONS, GcpScanner, default_retry
 from envlabel.config import Config, GcpSource, config_from_dict
 from envlabel.model import Resource, ScanResult
 from labelers.taxonomy import Taxonomy
-from service.fakes.gcp_crm import CRM, ORG_ID, FakeCrm
+from service.fakes.gcp_crm import CRM, EXAMPLE_HIGHLIGHTS, ORG_ID, FakeCrm
 from service.pipeline import commit_scan, run_source, utcnow
 from service.query import Query
 from store import open_store
@@ -151,6 +151,8 @@ def test_project_labeled_dev_under_a_production_folder_is_production_with_confli
     assert query.label("projects/shared-logging")["environment"] == "unknown"
     sandbox = query.label("projects/ml-playground")
     assert (sandbox["environment"], sandbox["decided_by"], sandbox["conflict"]) == ("sandbox", "tag", False)
+    assert [query.label(target)["environment"] for _, target, _ in EXAMPLE_HIGHLIGHTS] == [
+        expected for _, _, expected in EXAMPLE_HIGHLIGHTS]  # what the demo promises
 
 
 def test_declared_permissions_cover_every_call_and_match_the_shipped_role(gcp_crm: FakeCrm, config: Config) -> None:

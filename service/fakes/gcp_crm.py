@@ -426,6 +426,14 @@ def start_fake_gcp(crm: FakeCrm | None = None, host: str = "127.0.0.1", port: in
 
 ORG_ID = "123456789012"
 
+#: (what, target, the environment envlabel must derive) for the example estate: the demo's highlights
+EXAMPLE_HIGHLIGHTS: tuple[tuple[str, str, str], ...] = (
+    ("a project labeled env: dev in the Production folder (conflict)", "projects/orders-prod", "production"),
+    ("a project in Production/Payments, inherited from the folder tag", "projects/payments-prod", "production"),
+    ("a project tagged with Google's environment tag: Development", "projects/ml-playground", "sandbox"),
+    ("a project with no signal at all (fails closed)", "projects/shared-logging", "unknown"),
+)
+
 
 def seed_example(crm: FakeCrm | None = None) -> FakeCrm:
     """A small estate with every case envlabel cares about, used by the demo and the tests.
