@@ -197,3 +197,13 @@ def test_missing_credentials_are_a_scan_error_that_says_what_to_do(monkeypatch: 
     assert not result.complete and result.resources == []
     assert "GOOGLE_APPLICATION_CREDENTIALS" in result.errors[0].hint
     assert "missing-key.json" in result.errors[0].message
+
+
+def test_a_gke_cluster_whose_parent_is_the_project_inherits_its_environment(config: Config, store: Store) -> None:
+    run_source(config, store, config.sources[0])
+    cluster = Resource("k8s://payments-gke", "kubernetes", "k8s:cluster", "payments-gke",
+                       parent=CRM + "projects/payments-prod", scope="k8s://payments-gke")
+    commit(store, config, ScanResult("payments-gke", [cluster], scopes=frozenset({cluster.scope})))
+    body = Query(config, store).label("k8s://payments-gke")
+    assert (body["environment"], body["decided_by"]) == ("production", "inherited")
+    assert any("gcp:folder /example.com/Production" in e["detail"] for e in body["evidence"])
