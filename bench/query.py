@@ -1,0 +1,327 @@
+"""Query benchmark: label lookups on a 1,000,000-resource store, in process and over HTTP.
+
+    .venv/bin/python bench/query.py                 # everything; builds the store once (minutes)
+    .venv/bin/python bench/query.py --requests 5000 --duration 5   # a quicker pass
+
+1. in-process: ``Query.label`` on random targets of the store. Target p99 <= 50 us.
+2. HTTP, one uvicorn worker (``envlabel serve``'s server, in its own process), over loopback:
+   - latency: ``GET /v1/label`` one request at a time on a keep-alive connection from a separate
+     client process (Python http.client; its own overhead is in the figure). Targets p50 <= 300 us,
+     p99 <= 1 ms.
+   - throughput: wrk (if installed) with several keep-alive connections for ``--duration`` seconds,
+     each request a different target. Target >= 5,000 requests/s.
+   - ``POST /v1/labels`` with 100 targets, one at a time. Target p99 <= 5 ms.
+   - ``POST /v1/check``, one at a time (no target; for reference).
+   - the serving process's resident memory after the runs.
+
+The store is the synthetic estate of ``_util.Estate`` (1,000 accounts x 1,000 resources), committed
+through ``service.pipeline.commit_scan`` into bench/out/query/ (one file per size) and reused by later runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from _util import OUT, ROOT, Estate, emit_child_result, machine, percentiles, run_child, table, timed
+
+THIS = Path(__file__).resolve()
+SAMPLE = 20_000
+TARGETS = {"inproc_p99_us": 50, "http_p50_us": 300, "http_p99_us": 1000, "http_rps": 5000, "batch_p99_ms": 5}
+
+
+# -- the store -------------------------------------------------------------------------------------
+def store_count(path: Path) -> int:
+    import sqlite3
+
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as conn:
+        try:
+            return int(conn.execute("SELECT COUNT(*) FROM labels").fetchone()[0])
+        except sqlite3.Error:
+            return 0
+
+
+def build_store(estate: Estate, path: Path) -> None:
+    """Commit the estate once; a store that already holds it is reused."""
+    if store_count(path) >= estate.size:
+        return
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"building a {estate.size:,}-resource store in {path} (once) ...", flush=True)
+    from envlabel.model import ScanResult
+    from labelers.taxonomy import Taxonomy
+    from service.pipeline import commit_scan
+    from store import open_store
+
+    store = open_store(f"sqlite:///{path}")
+    result = ScanResult(estate.source, estate.resources(), scopes=frozenset({"organization"}))  # type: ignore[arg-type]
+    with timed() as clock:
+        summary = commit_scan(store, Taxonomy(), result, datetime.now(UTC))
+    store.close()
+    print(f"  {summary.resources:,} resources in {clock.wall:.0f}s", flush=True)
+
+
+def sample_targets(path: Path, n: int, seed: int = 7) -> list[str]:
+    """``n`` random stored ids (leaves and containers alike), the same every run."""
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        total = int(conn.execute("SELECT MAX(rowid) FROM resources").fetchone()[0])
+        rng = random.Random(seed)
+        rowids = sorted(rng.sample(range(1, total + 1), n))
+        ids: list[str] = []
+        for start in range(0, len(rowids), 500):
+            chunk = rowids[start:start + 500]
+            ids += [r[0] for r in conn.execute(
+                f"SELECT id FROM resources WHERE rowid IN ({', '.join('?' * len(chunk))})", chunk)]
+    rng.shuffle(ids)
+    return ids
+
+
+def bench_config(path: Path) -> Any:
+    from envlabel.config import config_from_dict
+
+    # the synthetic estate was committed "now" once; a stale label still answers, so ignore age here
+    return config_from_dict({"store": f"sqlite:///{path}", "stale_after": "3650d"})
+
+
+# -- children --------------------------------------------------------------------------------------
+def child_inproc(path: Path, targets: list[str]) -> dict[str, Any]:
+    from service.query import Query
+    from store import open_store
+
+    query = Query(bench_config(path), open_store(f"sqlite:///{path}"))
+    for target in targets[:2000]:  # warm the page cache and the thread's reader connection
+        query.label(target)
+    samples: list[float] = []
+    clock = time.perf_counter_ns
+    for target in targets:
+        start = clock()
+        query.label(target)
+        samples.append((clock() - start) / 1000)
+    p = percentiles(samples, (50, 90, 99, 99.9))
+    return {"n": len(samples), "p50_us": p[50], "p90_us": p[90], "p99_us": p[99], "p999_us": p[99.9]}
+
+
+def child_serve(path: Path, port: int) -> None:
+    from service.server import serve_app
+    from store import open_store
+
+    config = bench_config(path)
+    serve_app(config, open_store(config.store), "127.0.0.1", port)
+
+
+def child_sequential(port: int, kind: str, targets: list[str], n: int) -> dict[str, Any]:
+    """One request at a time on one keep-alive connection; latency as the client sees it."""
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    headers = {"Content-Type": "application/json"}
+    from urllib.parse import quote
+
+    def request(i: int) -> None:
+        if kind == "label":
+            conn.request("GET", f"/v1/label?target={quote(targets[i % len(targets)], safe='')}")
+        elif kind == "check":
+            body = json.dumps({"target": targets[i % len(targets)], "action": "rds:DeleteDBInstance"})
+            conn.request("POST", "/v1/check", body, headers)
+        else:
+            start = (i * 100) % (len(targets) - 100)
+            conn.request("POST", "/v1/labels", json.dumps({"targets": targets[start:start + 100]}), headers)
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{kind}: HTTP {response.status}")
+
+    for i in range(min(n, 1000)):  # warm up
+        request(i)
+    samples: list[float] = []
+    clock = time.perf_counter_ns
+    begin = time.perf_counter()
+    for i in range(n):
+        start = clock()
+        request(i)
+        samples.append((clock() - start) / 1000)
+    elapsed = time.perf_counter() - begin
+    p = percentiles(samples, (50, 90, 99, 99.9))
+    return {"n": n, "p50_us": p[50], "p90_us": p[90], "p99_us": p[99], "p999_us": p[99.9], "rps": n / elapsed}
+
+
+def run_wrk(port: int, targets: list[str], duration: int, connections: int) -> dict[str, Any] | None:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return None
+    from urllib.parse import quote
+
+    script = OUT / "query" / "targets.lua"
+    paths = ",\n".join(json.dumps(f"/v1/label?target={quote(t, safe='')}") for t in targets[:5000])
+    script.write_text(f"local paths = {{\n{paths}\n}}\nlocal i = 0\n"
+                      "request = function()\n  i = i % #paths + 1\n  return wrk.format('GET', paths[i])\nend\n")
+    proc = subprocess.run([wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script),
+                           f"http://127.0.0.1:{port}"], capture_output=True, text=True, check=True)
+    out = proc.stdout
+    rps = float(next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec")))
+    latency = {line.split()[0]: line.split()[1] for line in out.splitlines()
+               if line.strip().startswith(("50%", "90%", "99%"))}
+    errors = [line.strip() for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line]
+    return {"rps": rps, "connections": connections, "latency": latency, "errors": errors}
+
+
+def rss_mib(pid: int) -> tuple[float, float]:
+    """(current, peak) resident memory of ``pid`` in MiB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], deadline_s: float = 60) -> None:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("the server did not answer /healthz")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# -- orchestration ---------------------------------------------------------------------------------
+def store_path(accounts: int) -> Path:
+    return OUT / "query" / f"envlabel-{accounts}-accounts.db"
+
+
+def http_part(args: argparse.Namespace, path: Path, targets_file: Path) -> dict[str, Any]:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(THIS), "--child", "serve", "--port", str(port), "--store",
+                               str(path)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_ready(port, server)
+        results: dict[str, Any] = {"rss_idle_mib": rss_mib(server.pid)[0]}
+        for kind, n in (("label", args.requests), ("batch", max(args.requests // 20, 500)),
+                        ("check", args.requests // 2)):
+            results[kind] = run_child(THIS, "--child", "sequential", "--port", str(port), "--kind", kind,
+                                      "--targets", str(targets_file), "--n", str(n))
+        targets = json.loads(targets_file.read_text())
+        results["wrk"] = run_wrk(port, targets, args.duration, args.connections)
+        results["rss_mib"], results["rss_peak_mib"] = rss_mib(server.pid)
+        return results
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def report(args: argparse.Namespace, path: Path, inproc: dict[str, Any], web: dict[str, Any]) -> str:
+    def us(v: float) -> str:
+        return f"{v:,.0f} us" if v >= 10 else f"{v:.1f} us"
+
+    def ok(value: float, target: float, higher: bool = False) -> str:
+        return "yes" if (value >= target if higher else value <= target) else "NO"
+
+    label, batch, check = web["label"], web["batch"], web["check"]
+    rows: list[list[object]] = [
+        ["in-process Query.label", f"{inproc['n']:,}", us(inproc["p50_us"]), us(inproc["p99_us"]), "-",
+         f"p99 <= {TARGETS['inproc_p99_us']} us: {ok(inproc['p99_us'], TARGETS['inproc_p99_us'])}"],
+        ["GET /v1/label, sequential", f"{label['n']:,}", us(label["p50_us"]), us(label["p99_us"]),
+         f"{label['rps']:,.0f}", f"p50 <= 300 us: {ok(label['p50_us'], 300)}, p99 <= 1 ms: "
+                                 f"{ok(label['p99_us'], 1000)}"],
+        ["POST /v1/labels x100, sequential", f"{batch['n']:,}", us(batch["p50_us"]), us(batch["p99_us"]),
+         f"{batch['rps']:,.0f}", f"p99 <= 5 ms: {ok(batch['p99_us'], 5000)}"],
+        ["POST /v1/check, sequential", f"{check['n']:,}", us(check["p50_us"]), us(check["p99_us"]),
+         f"{check['rps']:,.0f}", "-"],
+    ]
+    wrk = web["wrk"]
+    if wrk:
+        lat = wrk["latency"]
+        rows.append([f"GET /v1/label, wrk {wrk['connections']} conns {args.duration}s", "-", lat.get("50%", "?"),
+                     lat.get("99%", "?"), f"{wrk['rps']:,.0f}",
+                     f">= 5,000 req/s: {ok(wrk['rps'], 5000, higher=True)}" + (
+                         f" ({'; '.join(wrk['errors'])})" if wrk["errors"] else "")])
+    header = ["measure", "requests", "p50", "p99", "req/s", "target met"]
+    lines = [
+        "# Query benchmark", "",
+        f"`.venv/bin/python bench/query.py {' '.join(sys.argv[1:])}`".replace(" `", "`"), "",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {machine()}; store: {store_count(path):,} resources in "
+        f"SQLite ({path.stat().st_size / 2**20:,.0f} MiB); one uvicorn worker (uvloop, httptools); client and server "
+        "on the same machine. Sequential figures are what one client sees end to end, including its own "
+        "Python http.client overhead; wrk keeps several connections busy to measure throughput.", "",
+        table(rows, header), "",
+        f"Serving process memory: {web['rss_idle_mib']:,.0f} MiB after start, {web['rss_mib']:,.0f} MiB after "
+        f"the runs (peak {web['rss_peak_mib']:,.0f} MiB).", "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--accounts", type=int, default=1000)
+    parser.add_argument("--requests", type=int, default=20_000, help="sequential GET /v1/label requests")
+    parser.add_argument("--duration", type=int, default=10, help="seconds of wrk load")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--build-only", action="store_true", help="build the store and stop")
+    parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks-query.md")
+    parser.add_argument("--child", choices=["inproc", "serve", "sequential"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--kind", help=argparse.SUPPRESS)
+    parser.add_argument("--targets", help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--store", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    path = Path(args.store) if args.store else store_path(args.accounts)
+    if args.child == "serve":
+        child_serve(path, args.port)
+        return 0
+    if args.child == "inproc":
+        emit_child_result(child_inproc(path, json.loads(Path(args.targets).read_text())))
+        return 0
+    if args.child == "sequential":
+        emit_child_result(child_sequential(args.port, args.kind, json.loads(Path(args.targets).read_text()), args.n))
+        return 0
+
+    estate = Estate(accounts=args.accounts)
+    build_store(estate, path)
+    if args.build_only:
+        return 0
+    targets_file = OUT / "query" / "targets.json"
+    targets_file.write_text(json.dumps(sample_targets(path, SAMPLE)))
+    print("in-process lookups ...", flush=True)
+    inproc = run_child(THIS, "--child", "inproc", "--targets", str(targets_file), "--store", str(path))
+    print("HTTP ...", flush=True)
+    web = http_part(args, path, targets_file)
+    text = report(args, path, inproc, web)
+    print(text)
+    if not args.no_write and args.accounts == 1000:
+        (ROOT / "docs" / "benchmarks-query.md").write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    sys.exit(main(sys.argv[1:]))
