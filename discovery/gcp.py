@@ -105,6 +105,15 @@ def make_clients(source: GcpSource) -> Clients:
                    rm.TagBindingsClient(**kwargs), rm.TagKeysClient(**kwargs), rm.TagValuesClient(**kwargs))
 
 
+def _call_errors() -> tuple[type[BaseException], ...]:
+    """What a failed call raises: an API error, a refused or unrefreshable credential, a broken connection."""
+    from google.api_core.exceptions import GoogleAPIError
+    from google.auth.exceptions import GoogleAuthError
+    from requests import RequestException
+
+    return (GoogleAPIError, GoogleAuthError, RequestException)
+
+
 class CallFailed(Exception):
     """One Resource Manager call failed for good (after retries)."""
 
@@ -116,6 +125,7 @@ class CallFailed(Exception):
 def describe_failure(failure: CallFailed, where: str) -> ScanError:
     """A ScanError that names the resource, the permission and what to do."""
     from google.api_core import exceptions
+    from google.auth.exceptions import GoogleAuthError
 
     permission = PERMISSION_OF[failure.call]
     cause = failure.cause
@@ -124,7 +134,10 @@ def describe_failure(failure: CallFailed, where: str) -> ScanError:
     message = _REQUEST_PREFIX.sub("", getattr(cause, "message", None) or str(cause))
     text = (f"{failure.call} on {failure.resource} ({where}; needs {permission}) failed: "
             + (f"{code} {message}" if code else message))
-    if isinstance(cause, exceptions.Forbidden | exceptions.Unauthenticated):
+    if isinstance(cause, exceptions.Unauthorized | GoogleAuthError):
+        hint = ("the credentials were refused; check GOOGLE_APPLICATION_CREDENTIALS or workload identity; "
+                "nothing was removed")
+    elif isinstance(cause, exceptions.Forbidden):
         hint = (f"grant {permission} on {failure.resource} to the scanner's identity (discovery/gcp-role.yaml is a "
                 "read-only role with every permission envlabel uses); nothing was removed")
     elif isinstance(cause, exceptions.TooManyRequests) or isinstance(getattr(cause, "cause", None),
@@ -188,23 +201,17 @@ class GcpScanner:
 
     # -- get ----------------------------------------------------------------------------------
     def _call(self, call: str, resource: str, method: Callable[..., Any], **request: Any) -> Any:
-        from google.api_core.exceptions import GoogleAPIError
-        from requests import RequestException
-
         try:
             return method(request=request, retry=self.retry, timeout=self.timeout_s)
-        except (GoogleAPIError, RequestException) as exc:
+        except _call_errors() as exc:
             raise CallFailed(call, resource, exc) from exc
 
     def _list(self, call: str, resource: str, method: Callable[..., Any], **request: Any) -> list[Any]:
         """Every item of every page; a failure on any page fails the whole listing (never a partial list)."""
-        from google.api_core.exceptions import GoogleAPIError
-        from requests import RequestException
-
         pager = self._call(call, resource, method, page_size=self.page_size, **request)
         try:
             return list(pager)
-        except (GoogleAPIError, RequestException) as exc:
+        except _call_errors() as exc:
             raise CallFailed(call, resource, exc) from exc
 
     def _tag_pair(self, value_name: str, key_name: str | None = None) -> tuple[str, str]:

@@ -105,7 +105,7 @@ def commit(store: Store, config: Config, result: ScanResult) -> Any:
     return commit_scan(store, Taxonomy.from_config(config), result, utcnow())
 
 
-@pytest.mark.parametrize("fault", ["deny-listing", "deny-everything", "internal-error"])
+@pytest.mark.parametrize("fault", ["deny-listing", "deny-everything", "internal-error", "unauthenticated"])
 def test_a_failing_folder_makes_the_scan_incomplete_and_removes_nothing(
         gcp_crm: FakeCrm, config: Config, store: Store, fault: str) -> None:
     first = commit(store, config, scan(config))
@@ -116,7 +116,7 @@ def test_a_failing_folder_makes_the_scan_incomplete_and_removes_nothing(
     elif fault == "deny-everything":
         gcp_crm.deny(production)
     else:
-        gcp_crm.break_resource(production)
+        gcp_crm.break_resource(production, 500 if fault == "internal-error" else 401)
     result = scan(config)
     assert not result.complete
     error = result.errors[0]
@@ -127,6 +127,8 @@ def test_a_failing_folder_makes_the_scan_incomplete_and_removes_nothing(
     elif fault == "deny-everything":
         assert "resourcemanager.hierarchyNodes.listTagBindings" in error.hint
         assert "Production" not in by_name(result)  # its tags are unknown: neither it nor its subtree
+    elif fault == "unauthenticated":
+        assert "credentials were refused" in error.hint
     assert "payments-prod" not in by_name(result)
     second = commit(store, config, result)
     assert (second.complete, second.removed) == (False, 0)
