@@ -40,6 +40,10 @@ DEFAULT_PAGE_SIZE = 100
 _STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
            429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 501: "UNIMPLEMENTED", 503: "UNAVAILABLE"}
 
+_FAULT_MESSAGES = {401: "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie "
+                        "or other valid authentication credential.",
+                   503: "The service is currently unavailable."}
+
 
 class ApiError(Exception):
     def __init__(self, code: int, message: str, details: list[dict[str, Any]] | None = None) -> None:
@@ -211,7 +215,8 @@ class FakeCrm:
                                "domain": "googleapis.com",
                                "metadata": {"service": "cloudresourcemanager.googleapis.com"}}])
         if resource in self._broken:
-            raise ApiError(self._broken[resource], "Internal error encountered.")
+            status = self._broken[resource]
+            raise ApiError(status, _FAULT_MESSAGES.get(status, "Internal error encountered."))
         denied = resource in self._denied and self._denied[resource] in (None, permission)
         missing = bool(resource) and resource not in self.nodes and resource not in self.tags
         if denied or missing or (self.granted is not None and permission not in self.granted):
