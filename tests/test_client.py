@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -69,6 +71,18 @@ def stand_in() -> Iterator[Any]:
     server.release.set()
     server.shutdown()
     server.server_close()
+
+
+def test_the_sdk_imports_without_the_daemon_or_cloud_packages() -> None:
+    """An agent installs envlabel without extras: client and guards must import with boto3, botocore,
+    kubernetes, fastapi and the daemon packages absent (None in sys.modules makes any import of them fail)."""
+    absent = ["boto3", "botocore", "kubernetes", "fastapi", "uvicorn", "click", "discovery", "labelers", "store",
+              "service"]
+    code = (f"import sys\nfor name in {absent!r}: sys.modules[name] = None\n"
+            "import envlabel.client, envlabel.guard, envlabel.guard.boto3, envlabel.guard.kubernetes\n"
+            "envlabel.client.Client('http://127.0.0.1:1').close()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
 
 
 def test_nothing_listening_is_unreachable_and_says_what_to_do() -> None:

@@ -110,7 +110,7 @@ def test_the_incident_is_stopped_and_only_the_sandbox_twin_is_deleted(twins: Twi
     assert (check["environment"], check["action_class"], check["reversible"]) == ("production", "delete", False)
     evidence = check["label"]["evidence"]
     assert any(e["signal"] == "inherited" and "/Root/Production" in e["detail"] for e in evidence), evidence
-    assert check["reasons"]
+    assert "/Root/Production" in str(denied.value)  # what the agent reads says why
     assert "orders-db" in twins.databases("Production")
 
     # Staging credentials, but the production ARN copied from somewhere: the ARN is the target.
@@ -132,4 +132,5 @@ def test_the_incident_is_stopped_and_only_the_sandbox_twin_is_deleted(twins: Twi
     twins.agent("Sandbox", envlabel).delete_db_instance(DBInstanceIdentifier="orders-db", SkipFinalSnapshot=True)
     assert "orders-db" not in twins.databases("Sandbox")
     assert {"orders-db"} == twins.databases("Production") == twins.databases("Staging")
+
 
