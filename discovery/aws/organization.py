@@ -57,28 +57,29 @@ def walk_organization(api: Api, source: AwsSource) -> OrgTree:
         stack.append((root["Id"], root["Arn"], path))
     while stack:
         parent_id, parent_arn, parent_path = stack.pop()
-        try:
-            ous = list(api.items("ListOrganizationalUnitsForParent", "OrganizationalUnits", ParentId=parent_id))
-        except ScopeFailed as failure:
-            tree.failures.append(_at(failure, parent_path))
-            ous = []
-        for ou in ous:
+        for ou in _children(api, "ListOrganizationalUnitsForParent", "OrganizationalUnits", parent_id=parent_id,
+                            where=parent_path, tree=tree):
             path = f"{parent_path}/{ou['Name']}"
             tags = _tags(api, ou["Id"], path, tree)
             if tags is not None:
                 tree.resources.append(transform_ou(ou, parent_arn, path, tags, source.ou_environments))
             stack.append((ou["Id"], ou["Arn"], path))
-        try:
-            accounts = list(api.items("ListAccountsForParent", "Accounts", ParentId=parent_id))
-        except ScopeFailed as failure:
-            tree.failures.append(_at(failure, parent_path))
-            accounts = []
-        for account in accounts:
+        for account in _children(api, "ListAccountsForParent", "Accounts", parent_id=parent_id, where=parent_path,
+                                 tree=tree):
             tree.accounts.append(Account(account["Id"], account.get("Name", ""), account.get("Status", "ACTIVE")))
             tags = _tags(api, account["Id"], f"account {account['Id']}", tree)
             if tags is not None:
                 tree.resources.append(transform_account(account, parent_arn, tags, source.account_environments))
     return tree
+
+
+def _children(api: Api, operation: str, key: str, *, parent_id: str, where: str, tree: OrgTree) -> list[Any]:
+    """One parent's OUs or accounts, or none (with the failure recorded) when they could not be listed."""
+    try:
+        return list(api.items(operation, key, ParentId=parent_id))
+    except ScopeFailed as failure:
+        tree.failures.append(_at(failure, where))
+        return []
 
 
 def _tags(api: Api, resource_id: str, where: str, tree: OrgTree) -> dict[str, str] | None:
