@@ -44,12 +44,15 @@ def format_check(body: dict[str, Any]) -> str:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; anything beyond loopback needs api.tokens in the config.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--shutdown-timeout", default=25.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds to let running scans finish after SIGTERM; keep it below the pod's "
+                   "terminationGracePeriodSeconds. Scans still running then are abandoned (nothing committed).")
 @config_option
-def serve(host: str, port: int) -> None:
-    """Serve the HTTP API (and MCP at /mcp) until interrupted."""
-    from service.server import serve_app
+def serve(host: str, port: int, shutdown_timeout: float) -> None:
+    """The daemon: the HTTP API (and MCP at /mcp), scheduled scans, Kubernetes watches and webhooks."""
+    from service.daemon import run_daemon
 
-    serve_app(get_config(), open_configured_store(), host, port)
+    run_daemon(get_config(), open_configured_store(), host, port, shutdown_timeout)
 
 
 @click.command()

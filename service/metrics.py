@@ -7,9 +7,10 @@ latency here; the daemon adds its scan metrics to the same registry (``metrics.r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 #: seconds; the label lookup answers in well under a millisecond, batches and listings take longer
@@ -38,3 +39,50 @@ class Metrics:
         """The registry in the Prometheus text format."""
         body: bytes = generate_latest(self.registry)
         return body
+
+
+#: seconds; a scan takes from a second (one small account) to tens of minutes (an organization)
+SCAN_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0)
+
+
+class ScanMetrics:
+    """What the daemon reports on the same registry as the API: scans, the estate, findings, changes, webhooks."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.scan_seconds = Histogram(
+            "envlabel_scan_duration_seconds", "Scan plus commit time, by source and outcome "
+            "(complete, partial, failed, error, abandoned)", ("source", "outcome"), buckets=SCAN_BUCKETS,
+            registry=registry)
+        self.scans = Counter("envlabel_scans", "Scans run, by source and outcome", ("source", "outcome"),
+                             registry=registry)
+        self.resources = Gauge("envlabel_resources", "Live resources, by provider and environment",
+                               ("provider", "environment"), registry=registry)
+        self.findings = Gauge("envlabel_findings", "Audit findings after the last scan, by kind and severity",
+                              ("kind", "severity"), registry=registry)
+        self.label_changes = Counter("envlabel_label_changes", "Labels written with history (new, changed "
+                                     "evidence or environment, gone)", registry=registry)
+        self.environment_changes = Counter("envlabel_environment_changes", "Labels whose environment changed",
+                                           registry=registry)
+        self.webhook_deliveries = Counter("envlabel_webhook_deliveries", "Webhook deliveries, by event and "
+                                          "outcome (delivered, failed, dropped)", ("event", "outcome"),
+                                          registry=registry)
+        self._seen: dict[int, set[tuple[str, str]]] = {}
+
+    def observe_scan(self, source: str, outcome: str, seconds: float) -> None:
+        self.scan_seconds.labels(source, outcome).observe(seconds)
+        self.scans.labels(source, outcome).inc()
+
+    def set_resources(self, counts: Mapping[tuple[str, str], int]) -> None:
+        self._set_all(self.resources, counts)
+
+    def set_findings(self, counts: Mapping[tuple[str, str], int]) -> None:
+        self._set_all(self.findings, counts)
+
+    def _set_all(self, gauge: Gauge, values: Mapping[tuple[str, str], int]) -> None:
+        """Set every series of ``gauge``; a series set before that has vanished reads 0, not its old count."""
+        seen = self._seen.setdefault(id(gauge), set())
+        for key in seen - set(values):
+            gauge.labels(*key).set(0)
+        for key, value in values.items():
+            gauge.labels(*key).set(value)
+        seen.update(values)

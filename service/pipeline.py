@@ -118,16 +118,20 @@ def commit_changes(store: Store, taxonomy: Taxonomy, source: str, resources: Seq
     return changes
 
 
-def run_source(config: Config, store: Store, source: Source,
-               scan: Callable[[Source], ScanResult] | None = None) -> ScanSummary:
-    """Scan one source and commit what it saw. A scanner that raises is an incomplete scan of everything."""
+def scan_source(source: Source, scan: Callable[[Source], ScanResult] | None = None) -> ScanResult:
+    """Scan one source without committing. A scanner that raises is an incomplete scan of everything."""
     from discovery import scanner_for
 
-    started = utcnow()
     try:
-        result = scan(source) if scan else scanner_for(source).scan()
+        return scan(source) if scan else scanner_for(source).scan()
     except Exception as exc:  # a scanner bug or an unreachable endpoint: record it, remove nothing
-        result = ScanResult(source.name, [], [ScanError(
+        return ScanResult(source.name, [], [ScanError(
             source.name, f"{type(exc).__name__}: {exc}",
             "check the source's endpoint and credentials; nothing was removed")])
-    return commit_scan(store, Taxonomy.from_config(config), result, started)
+
+
+def run_source(config: Config, store: Store, source: Source,
+               scan: Callable[[Source], ScanResult] | None = None) -> ScanSummary:
+    """Scan one source and commit what it saw."""
+    started = utcnow()
+    return commit_scan(store, Taxonomy.from_config(config), scan_source(source, scan), started)

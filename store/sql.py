@@ -464,6 +464,18 @@ class Store:
                            "ORDER BY at DESC, id DESC LIMIT 1", (self.resolve_id(target), ts(at)))
         return _history_entry(rows[0]) if rows else None
 
+    def history_mark(self) -> int:
+        """The id of the newest history entry (0 for none): where a reader of later changes starts."""
+        return int(self._query("SELECT COALESCE(MAX(id), 0) FROM label_history")[0][0])
+
+    def history_since(self, after: int, upto: int, limit: int) -> tuple[int, list[HistoryEntry]]:
+        """(entries written in ``(after, upto]``, the first ``limit`` of them that changed a label's environment)."""
+        span = (after, upto)
+        count = int(self._query("SELECT COUNT(*) FROM label_history WHERE id > ? AND id <= ?", span)[0][0])
+        rows = self._query(f"SELECT {_H} FROM label_history WHERE id > ? AND id <= ? AND event = 'label' "
+                           "AND before IS NOT NULL AND before <> environment ORDER BY id LIMIT ?", (*span, limit))
+        return count, [_history_entry(r) for r in rows]
+
     def overrides(self) -> dict[str, Override]:
         rows = self._query("SELECT target, environment, reason, author, created_at, expires_at FROM overrides")
         return {r[0]: Override(r[0], r[1], r[2], r[3], parse_ts(r[4]) or datetime.min, parse_ts(r[5]))
