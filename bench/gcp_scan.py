@@ -1,12 +1,13 @@
 """GCP scan benchmark: the GcpScanner over the real client against the fake Resource Manager.
 
     .venv/bin/python bench/gcp_scan.py                      # 40 folders x 50 projects, 10 ms a call
-    .venv/bin/python bench/gcp_scan.py --folders 10 --projects 20 --latency-ms 50
+    .venv/bin/python bench/gcp_scan.py --folders 400 --projects 5     # a folder-heavy organization
 
 Every call to the fake is held back by --latency-ms, standing in for the round trip to
 cloudresourcemanager.googleapis.com, so the figures show what the scanner's call pattern
 costs (one paged list per folder and kind, one tag read per folder and project, one lookup
-per distinct tag value) and what reading tags on a thread pool saves. One figure per
+per distinct tag value) and what listing each level of folders and reading tags on thread
+pools saves. One figure per
 worker count; the estate and its answers are the same each time.
 """
 

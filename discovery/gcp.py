@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -260,16 +259,21 @@ class GcpScanner:
         except CallFailed as failure:
             return ScanResult(self.source.name, [], [describe_failure(failure, "the organization")])
         resources, errors, scopes = [root], [], set()
-        queue: deque[tuple[str, str]] = deque([(org_name, root.path)])
-        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="envlabel-gcp") as pool:
-            while queue:
-                container, path = queue.popleft()
-                found, failures = self.scan_children(pool, container, path)
-                resources += found
-                errors += [describe_failure(f, where) for f, where in failures]
-                queue.extend((r.id.removeprefix(GCP_CRM), r.path) for r in found if r.kind == "gcp:folder")
-                if not failures:
-                    scopes.add(container)
+        # Level by level: the folders of one depth are listed at once (on ``lists``), the tags of their
+        # children read at once (on ``tags``); two pools, so a listing never waits for a worker it holds.
+        frontier = [(org_name, root.path)]
+        with ThreadPoolExecutor(self.max_workers, thread_name_prefix="envlabel-gcp-list") as lists, \
+                ThreadPoolExecutor(self.max_workers, thread_name_prefix="envlabel-gcp-tags") as tags:
+            while frontier:
+                outcomes = list(lists.map(lambda c: self.scan_children(tags, *c), frontier))
+                next_frontier: list[tuple[str, str]] = []
+                for (container, _), (found, failures) in zip(frontier, outcomes, strict=True):
+                    resources += found
+                    errors += [describe_failure(f, where) for f, where in failures]
+                    next_frontier += [(r.id.removeprefix(GCP_CRM), r.path) for r in found if r.kind == "gcp:folder"]
+                    if not failures:
+                        scopes.add(container)
+                frontier = next_frontier
         return ScanResult(self.source.name, resources, errors, frozenset(scopes))
 
     def scan_children(self, pool: ThreadPoolExecutor, container: str,

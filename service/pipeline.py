@@ -55,7 +55,7 @@ def active_overrides(tx: Transaction, now: datetime) -> dict[str, Override]:
 def relabel(tx: Transaction, taxonomy: Taxonomy, now: datetime, scan_id: int | None,
             targets: Sequence[str] | None = None) -> tuple[int, Counter[str]]:
     """Recompute labels (all, or ``targets``) and write those that changed. Returns (changes, per environment)."""
-    labeler = Labeler(taxonomy, tx.containers(), active_overrides(tx, now))
+    labeler = Labeler(taxonomy, tx.containers(targets), active_overrides(tx, now))
     changed = 0
     environments: Counter[str] = Counter()
     for batch in tx.iter_for_labeling(targets=targets):

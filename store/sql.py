@@ -173,8 +173,14 @@ class Transaction:
         written = 0
         pending: list[tuple[Any, ...]] = []
         aliases: list[tuple[str, str]] = []
-        existing = dict(self.execute(
-            "SELECT id, digest FROM resources WHERE source = ? AND tombstoned_at IS NULL", (source,)).fetchall())
+        few = resources if isinstance(resources, Sequence) and len(resources) <= 500 else None
+        if few is None:
+            existing = dict(self.execute(
+                "SELECT id, digest FROM resources WHERE source = ? AND tombstoned_at IS NULL", (source,)).fetchall())
+        else:  # a watch event upserts a handful: read their digests, not the whole source's
+            existing = dict(self.execute(
+                f"SELECT id, digest FROM resources WHERE source = ? AND tombstoned_at IS NULL AND id IN "
+                f"({', '.join('?' * len(few))})", (source, *(r.id for r in few))).fetchall()) if few else {}
         gone = self.tombstoned_ids()
 
         def flush() -> None:
@@ -260,9 +266,21 @@ class Transaction:
                      (resources, changed, removed, scan_id))
 
     # -- labeling -----------------------------------------------------------------------------
-    def containers(self) -> dict[str, Resource]:
-        """Every resource that is some live resource's parent."""
-        return {row[0]: _resource(row) for row in self.execute(_CONTAINERS).fetchall()}
+    def containers(self, below: Sequence[str] | None = None) -> dict[str, Resource]:
+        """Every resource that is some live resource's parent; with ``below``, only the ancestors of those ids
+        (all that labeling them needs, so relabeling a subtree does not read every container)."""
+        if below is None:
+            return {row[0]: _resource(row) for row in self.execute(_CONTAINERS).fetchall()}
+        found: dict[str, Resource] = {}
+        for start in range(0, len(below), 500):
+            chunk = below[start:start + 500]
+            rows = self.execute(
+                f"WITH RECURSIVE up(id) AS (SELECT parent FROM resources WHERE id IN ({', '.join('?' * len(chunk))}) "
+                "AND parent IS NOT NULL UNION SELECT r.parent FROM resources r JOIN up u ON r.id = u.id "
+                f"WHERE r.parent IS NOT NULL) SELECT {_R} FROM resources r WHERE r.id IN (SELECT id FROM up)",
+                chunk).fetchall()
+            found.update((row[0], _resource(row)) for row in rows)
+        return found
 
     def iter_for_labeling(self, batch: int = 10000,
                           targets: Sequence[str] | None = None) -> Iterator[list[tuple[Resource, Resolution | None]]]:
