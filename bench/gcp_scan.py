@@ -7,8 +7,7 @@ Every call to the fake is held back by --latency-ms, standing in for the round t
 cloudresourcemanager.googleapis.com, so the figures show what the scanner's call pattern
 costs (one paged list per folder and kind, one tag read per folder and project, one lookup
 per distinct tag value) and what listing each level of folders and reading tags on thread
-pools saves. One figure per
-worker count; the estate and its answers are the same each time.
+pools saves. One row per worker count; the estate and its answers are the same each time.
 """
 
 from __future__ import annotations
