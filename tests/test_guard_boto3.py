@@ -52,6 +52,11 @@ A = f"arn:aws:{{}}:{REGION}:{ACCOUNT}:"
     ("dynamodb", "DeleteTable", {"TableName": "arn:aws:dynamodb:us-east-1:222222222222:table/t"},
      ["arn:aws:dynamodb:us-east-1:222222222222:table/t"]),
     ("rds", "CreateDBInstance", {"DBInstanceIdentifier": "new-db"}, [ACCOUNT]),
+    ("ec2", "RunInstances", {"ImageId": "ami-1", "SubnetId": "subnet-1"}, [A.format("ec2") + "subnet/subnet-1"]),
+    ("ec2", "CreateSecurityGroup", {"GroupName": "g", "VpcId": "vpc-1"}, [A.format("ec2") + "vpc/vpc-1"]),
+    ("ec2", "DeleteSecurityGroup", {"GroupId": "sg-1"}, [A.format("ec2") + "security-group/sg-1"]),
+    ("ec2", "CreateTags", {"Resources": ["i-1", "ami-1", "vpc-1"], "Tags": []},
+     [A.format("ec2") + "instance/i-1", ACCOUNT, A.format("ec2") + "vpc/vpc-1"]),
     ("s3", "CreateBucket", {"Bucket": "new-bucket"}, [ACCOUNT]),
     ("sqs", "PurgeQueue", {"QueueUrl": "https://sqs/q"}, [ACCOUNT]),
 ])

@@ -12,10 +12,13 @@ Rules, most specific first:
    ``Bucket``, ``InstanceIds``, ...) becomes that resource's ARN, built with
    the client's region and the caller's account: the production and staging
    twins share names, the account tells them apart. A value that already is
-   an ARN is used as it is.
-2. ``Create*`` operations name something that does not exist yet; its
-   account is the target, so creating in a sandbox account is not blocked as
-   a never-seen (fail-closed: production) target.
+   an ARN is used as it is. Only kinds the scanner lists completely are
+   named this way: a resource it may not know would be decided as production
+   even in a sandbox account.
+2. ``Create*`` operations name something that does not exist yet; the
+   container it is created in is the target (the VPC or subnet given, else
+   the account), so creating in a sandbox account is not blocked as a
+   never-seen (fail-closed: production) target.
 3. Any other mutating call whose parameters name nothing we know is checked
    against the account: fail closed, never skipped.
 """
@@ -31,19 +34,32 @@ READ_PREFIXES = ("Describe", "Get", "List", "Head", "Search", "Scan", "Query", "
 #: services whose every call is about credentials, never a resource (the guard must not block AssumeRole)
 EXEMPT_SERVICES = frozenset({"sts", "sso", "sso-oidc", "awsssoportal"})
 
-# parameters whose creation semantics differ: Create* with these names an *existing* resource
-# (CreateDBSnapshot's DBInstanceIdentifier is the instance snapshotted, not a new one).
-_CREATE_FROM_EXISTING = {("rds", "CreateDBSnapshot"), ("rds", "CreateDBClusterSnapshot"),
-                         ("ec2", "CreateImage"), ("ec2", "CreateSnapshot"), ("dynamodb", "CreateBackup")}
+# Create* operations whose identifier parameters name an *existing* resource they act on
+# (CreateDBSnapshot's DBInstanceIdentifier is the instance snapshotted; CreateTags tags what exists).
+_CREATE_FROM_EXISTING = {("rds", "CreateDBSnapshot"), ("rds", "CreateDBClusterSnapshot"), ("ec2", "CreateImage"),
+                         ("ec2", "CreateSnapshot"), ("ec2", "CreateTags"), ("dynamodb", "CreateBackup")}
+#: parameters of a Create* call that name the container the new resource goes into
+CONTAINERS: dict[str, tuple[str, ...]] = {"ec2": ("SubnetId", "VpcId")}
 
-
-Builder = Callable[[str, str, str, str], str]  # (value, partition, region, account) -> target
+#: (value, partition, region, account) -> target, or None when the value names a kind we cannot place
+Builder = Callable[[str, str, str, str], str | None]
 
 
 def _regional(service: str, prefix: str) -> Builder:
     def build(value: str, partition: str, region: str, account: str) -> str:
         return f"arn:{partition}:{service}:{region}:{account}:{prefix}{value}"
     return build
+
+
+def _ec2_by_prefix(value: str, partition: str, region: str, account: str) -> str | None:
+    # CreateTags/DeleteTags take ids of any EC2 kind; the prefix says which
+    for prefix, resource in _EC2_ID_PREFIXES.items():
+        if value.startswith(prefix):
+            return f"arn:{partition}:ec2:{region}:{account}:{resource}/{value}"
+    return None
+
+
+_EC2_ID_PREFIXES = {"i-": "instance", "vpc-": "vpc", "subnet-": "subnet", "sg-": "security-group"}
 
 
 def _bucket(value: str, partition: str, region: str, account: str) -> str:
@@ -62,7 +78,9 @@ def _function(value: str, partition: str, region: str, account: str) -> str:
 
 #: service (signing name) -> parameter -> ARN builder for the value(s) of that parameter
 IDENTIFIERS: dict[str, dict[str, Builder]] = {
-    "ec2": {"InstanceIds": _regional("ec2", "instance/"), "InstanceId": _regional("ec2", "instance/")},
+    "ec2": {"InstanceIds": _regional("ec2", "instance/"), "InstanceId": _regional("ec2", "instance/"),
+            "VpcId": _regional("ec2", "vpc/"), "SubnetId": _regional("ec2", "subnet/"),
+            "GroupId": _regional("ec2", "security-group/"), "Resources": _ec2_by_prefix},
     "rds": {"DBInstanceIdentifier": _regional("rds", "db:"), "DBClusterIdentifier": _regional("rds", "cluster:")},
     "s3": {"Bucket": _bucket},
     "eks": {"name": _regional("eks", "cluster/"), "clusterName": _regional("eks", "cluster/")},
@@ -92,15 +110,15 @@ def is_checked(service: str, operation: str) -> bool:
 def targets_of(service: str, operation: str, params: Mapping[str, Any], region: str, account: str) -> list[str]:
     """The distinct targets of one call, in parameter order; the account when nothing more precise is named."""
     partition = partition_of(region)
-    creates = operation.startswith("Create") and (service, operation) not in _CREATE_FROM_EXISTING
+    builders = IDENTIFIERS.get(service, {})
+    if operation.startswith("Create") and (service, operation) not in _CREATE_FROM_EXISTING:
+        builders = {p: b for p, b in builders.items() if p in CONTAINERS.get(service, ())}
     targets: list[str] = []
-    if not creates:
-        for param, build in IDENTIFIERS.get(service, {}).items():
-            value = params.get(param)
-            values = value if isinstance(value, list | tuple) else [value] if value is not None else []
-            for item in values:
-                text = str(item)
-                # an ARN is already a target (Lambda's may carry a qualifier its builder drops)
-                plain = text.startswith("arn:") and service != "lambda"
-                targets.append(text if plain else build(text, partition, region, account))
+    for param, build in builders.items():
+        value = params.get(param)
+        for item in value if isinstance(value, list | tuple) else [] if value is None else [value]:
+            text = str(item)
+            # an ARN is already a target (Lambda's may carry a qualifier its builder drops)
+            plain = text.startswith("arn:") and service != "lambda"
+            targets.append((text if plain else build(text, partition, region, account)) or account)
     return list(dict.fromkeys(targets)) or [account]
