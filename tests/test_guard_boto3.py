@@ -58,6 +58,7 @@ A = f"arn:aws:{{}}:{REGION}:{ACCOUNT}:"
     ("ec2", "CreateTags", {"Resources": ["i-1", "ami-1", "vpc-1"], "Tags": []},
      [A.format("ec2") + "instance/i-1", ACCOUNT, A.format("ec2") + "vpc/vpc-1"]),
     ("s3", "CreateBucket", {"Bucket": "new-bucket"}, [ACCOUNT]),
+    ("s3", "CreateMultipartUpload", {"Bucket": "exports", "Key": "k"}, ["arn:aws:s3:::exports"]),
     ("sqs", "PurgeQueue", {"QueueUrl": "https://sqs/q"}, [ACCOUNT]),
 ])
 def test_targets_come_from_the_parameters(service: str, operation: str, params: dict[str, Any],

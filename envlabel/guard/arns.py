@@ -37,7 +37,8 @@ EXEMPT_SERVICES = frozenset({"sts", "sso", "sso-oidc", "awsssoportal"})
 # Create* operations whose identifier parameters name an *existing* resource they act on
 # (CreateDBSnapshot's DBInstanceIdentifier is the instance snapshotted; CreateTags tags what exists).
 _CREATE_FROM_EXISTING = {("rds", "CreateDBSnapshot"), ("rds", "CreateDBClusterSnapshot"), ("ec2", "CreateImage"),
-                         ("ec2", "CreateSnapshot"), ("ec2", "CreateTags"), ("dynamodb", "CreateBackup")}
+                         ("ec2", "CreateSnapshot"), ("ec2", "CreateTags"), ("dynamodb", "CreateBackup"),
+                         ("s3", "CreateMultipartUpload"), ("s3", "CreateSession")}
 #: parameters of a Create* call that name the container the new resource goes into
 CONTAINERS: dict[str, tuple[str, ...]] = {"ec2": ("SubnetId", "VpcId")}
 
