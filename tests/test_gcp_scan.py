@@ -94,6 +94,17 @@ def test_throttled_calls_are_retried_then_succeed(gcp_crm: FakeCrm, config: Conf
     assert [r.status for r in gcp_crm.requests if r.path == "/v3/effectiveTags"][:4] == [429, 429, 429, 200]
 
 
+def test_rate_limit_403s_are_retried_but_refusals_are_not(gcp_crm: FakeCrm, config: Config) -> None:
+    gcp_crm.throttle(2, path_contains="/v3/folders", status=403)
+    assert scan(config).complete
+    gcp_crm.deny(gcp_crm.folder_named("Shared"), "resourcemanager.folders.list")
+    before = len(gcp_crm.requests)
+    result = scan(config)
+    assert not result.complete
+    refused = [r for r in gcp_crm.requests[before:] if r.status == 403]
+    assert len(refused) == 1  # a refusal is asked once, not retried until the deadline
+
+
 def test_quota_that_never_recovers_is_an_error_not_an_empty_estate(gcp_crm: FakeCrm, config: Config) -> None:
     gcp_crm.throttle(10**9)
     result = scan(config, deadline_s=0.2)

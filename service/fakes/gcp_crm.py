@@ -113,7 +113,7 @@ class FakeCrm:
         self.latency_s = 0.0
         self._denied: dict[str, str | None] = {}
         self._broken: dict[str, int] = {}
-        self._throttles: list[list[Any]] = []  # [calls left, path substring]
+        self._throttles: list[list[Any]] = []  # [calls left, path substring, status]
         self._lock = threading.Lock()
         self._serial = 0
 
@@ -173,10 +173,11 @@ class FakeCrm:
                     and t.name.startswith("tagValues/"))
 
     # -- faults -------------------------------------------------------------------------------
-    def throttle(self, times: int, path_contains: str = "") -> None:
-        """Answer the next ``times`` calls (whose path contains ``path_contains``) with 429. Rules add up."""
+    def throttle(self, times: int, path_contains: str = "", status: int = 429) -> None:
+        """Answer the next ``times`` calls (whose path contains ``path_contains``) with a rate-limit error:
+        429 RESOURCE_EXHAUSTED, or the 403 rateLimitExceeded some Google APIs send. Rules add up."""
         with self._lock:
-            self._throttles.append([times, path_contains])
+            self._throttles.append([times, path_contains, status])
 
     def deny(self, resource: str, permission: str | None = None) -> None:
         """403 for calls checked on ``resource`` (only those needing ``permission``, if given)."""
@@ -209,7 +210,7 @@ class FakeCrm:
         rule = next((r for r in self._throttles if r[0] > 0 and r[1] in path), None)
         if rule is not None:
             rule[0] -= 1
-            raise ApiError(429, "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per "
+            raise ApiError(rule[2], "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per "
                            "minute' of service 'cloudresourcemanager.googleapis.com'.", [{
                                "@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED",
                                "domain": "googleapis.com",
