@@ -26,7 +26,8 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from envlabel.config import DEFAULT_TAG_KEYS
 from envlabel.model import UNKNOWN, Evidence, Override, Resource
@@ -45,13 +46,18 @@ KINDS = (CONFLICT, AMBIGUOUS, UNLABELED, UNRECOGNIZED, STALE, NAME_MISMATCH, NON
 SEVERITIES = ("high", "medium", "low")
 #: kinds whose fix is real work even away from production; the others are hygiene
 _MEDIUM_KINDS = frozenset({CONFLICT, AMBIGUOUS, UNLABELED, UNRECOGNIZED, STALE})
+_SEVERITY_ORDER = {s: i for i, s in enumerate(SEVERITIES)}
+_KIND_ORDER = {k: i for i, k in enumerate(KINDS)}
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(NamedTuple):
     """One thing to fix. ``tags`` is the fix when it is a tag change (keys keep the casing the
     resource already uses); ``advice`` says in words what to do; ``covers`` counts the resources
-    the fix relabels (an unlabeled account covers everything in it)."""
+    the fix relabels (an unlabeled account covers everything in it).
+
+    A NamedTuple rather than a frozen dataclass: a messy estate yields one per resource, and building
+    a tuple costs a third of a frozen dataclass.
+    """
 
     target: str
     kind: str
@@ -66,7 +72,7 @@ class Finding:
     source: str = ""
 
     def sort_key(self) -> tuple[int, int, str]:
-        return SEVERITIES.index(self.severity), KINDS.index(self.kind), self.target
+        return _SEVERITY_ORDER[self.severity], _KIND_ORDER[self.kind], self.target
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +116,8 @@ class Auditor:
         self._known_parents: set[str] = set()
         self._stale: dict[tuple[str, str], _Stale] = defaultdict(_Stale)
         self._top = taxonomy.environments[0]
+        self._alarming = frozenset({self._top, UNKNOWN})
+        self._rank = {env: taxonomy.rank(env) for env in (*taxonomy.environments, UNKNOWN)}.__getitem__
 
     # -- per resource -------------------------------------------------------------------------
     def above(self, parent: str | None) -> tuple[tuple[Evidence, ...], frozenset[str], str]:
@@ -124,35 +132,46 @@ class Auditor:
 
     def add(self, resource: Resource, source: str = "", observed: str = "") -> None:
         """Audit one resource. ``observed`` is when its scope was last scanned completely (ISO text)."""
-        taxonomy = self.taxonomy
-        chain, chain_envs, chain_env = self.above(resource.parent)
-        tagged = taxonomy.environment_tags(resource.tags) if resource.tags else []
-        own = self.own_environments(resource, tagged)
-        override = self.overrides.get(resource.id)
-        if override is not None:
-            environment = override.environment
-        elif own:
-            environment = taxonomy.most_restrictive((*own, chain_env)) if chain else taxonomy.most_restrictive(own)
+        # The common resource has no signal of its own and just inherits: keep that path to a few lookups.
+        above = self._above.get(resource.parent) or self.above(resource.parent)
+        tagged = self.taxonomy.environment_tags(resource.tags) if resource.tags else []
+        override = self.overrides.get(resource.id) if self.overrides else None
+        if tagged or resource.declared or resource.name_signal or override is not None:
+            environment = self._add_signalled(resource, tagged, above, override)
         else:
-            environment = chain_env
+            environment = above[2]
         if environment == UNKNOWN:
             self._unknown.append(resource)
             if resource.id in self.containers:
                 self._unknown_containers.add(resource.id)
         elif resource.parent is not None and resource.parent not in self._known_parents:
             self._mark_known(resource.parent)
-        if tagged:
-            self._check_tags(resource, tagged, own, chain=chain, chain_envs=chain_envs, environment=environment,
-                             override=override)
-        elif own and override is None and (any(e != own[0] for e in chain_envs) or any(e != own[0] for e in own)):
-            self._conflict(resource, [], own[0], chain=chain, environment=environment, own=own)
-        if not resource.name_signal and resource.name and environment != UNKNOWN:
+        if resource.name and not resource.name_signal and environment != UNKNOWN:
             self._check_name(resource, environment)
-        if self.stale_before is not None and observed and observed < self.stale_before:
+        if observed and self.stale_before is not None and observed < self.stale_before:
             stale = self._stale[(source, resource.scope)]
             stale.count += 1
             stale.environments[environment] += 1
             stale.last_seen = max(stale.last_seen, observed)
+
+    def _add_signalled(self, resource: Resource, tagged: list[tuple[str, str, Match]],
+                       above: tuple[tuple[Evidence, ...], frozenset[str], str], override: Override | None) -> str:
+        """The environment of a resource with signals of its own, reporting what is wrong with them."""
+        chain, chain_envs, chain_env = above
+        own = self.own_environments(resource, tagged)
+        if override is not None:
+            environment = override.environment
+        elif own:
+            environment = min((*own, chain_env) if chain else own, key=self._rank)
+        else:
+            environment = chain_env
+        if tagged:
+            self._check_tags(resource, tagged, own, chain=chain, chain_envs=chain_envs, environment=environment,
+                             override=override)
+        elif own and override is None and ((chain_envs and (len(chain_envs) > 1 or own[0] not in chain_envs))
+                                           or own.count(own[0]) != len(own)):
+            self._conflict(resource, [], own[0], chain=chain, environment=environment, own=own)
+        return environment
 
     def own_environments(self, resource: Resource, tagged: list[tuple[str, str, Match]]) -> list[str]:
         """The environments a resource's own signals say: its tags, its configured environment, a declaring name."""
@@ -188,7 +207,7 @@ class Auditor:
                                        f"an override by {override.author} ({override.reason})")
                     self._conflict(resource, tagged, mine, chain=(decided,), environment=environment, own=[])
                     fixed = True
-            elif any(e != mine for e in chain_envs) or any(e != mine for e in own):
+            elif (chain_envs and (len(chain_envs) > 1 or mine not in chain_envs)) or own.count(mine) != len(own):
                 self._conflict(resource, tagged, mine, chain=chain, environment=environment, own=own)
                 fixed = True
         for key, value, match in tagged:
@@ -200,7 +219,7 @@ class Auditor:
     # -- finding builders ---------------------------------------------------------------------
     def severity(self, kind: str, *environments: str) -> str:
         """high when production (the most restrictive environment) or an unknown target is involved."""
-        if any(e in (self._top, UNKNOWN) for e in environments):
+        if self._alarming.intersection(environments):
             return "high"
         return "medium" if kind in _MEDIUM_KINDS else "low"
 
@@ -265,9 +284,14 @@ class Auditor:
                    tags=((key, expected),))
 
     def _non_canonical(self, resource: Resource, key: str, value: str, means: str, environment: str) -> None:
-        message = f"{describe(resource)} has tag {key}={value}, understood as {means} but not spelled {means}"
-        advice = f"set {key}={means} so every tool reading the tag agrees"
-        self._emit(resource, NON_CANONICAL, means, environment, message=message, advice=advice, tags=((key, means),))
+        # the most frequent finding of a messy estate: built inline, without the generic helpers
+        alarming = self._alarming
+        severity = "high" if means in alarming or environment in alarming else "low"
+        self._found.append(Finding(
+            resource.id, NON_CANONICAL, severity, means,
+            f"{resource.kind} {resource.path or resource.name or resource.id} has tag {key}={value}, understood as "
+            f"{means} but not spelled {means}", f"set {key}={means} so every tool reading the tag agrees",
+            ((key, means),), resource))
 
     def _check_name(self, resource: Resource, environment: str) -> None:
         said = self.taxonomy.name_environments(resource.name)
@@ -316,8 +340,8 @@ class Auditor:
             if target in unrecognized:  # one fix: give the tag a recognized value
                 found = self._found[unrecognized[target]]
                 if count > 1:
-                    self._found[unrecognized[target]] = replace(
-                        found, covers=count, message=f"{found.message}; {count - 1} resource(s) in it inherit nothing "
+                    self._found[unrecognized[target]] = found._replace(
+                        covers=count, message=f"{found.message}; {count - 1} resource(s) in it inherit nothing "
                         "until it is fixed")
                 continue
             resource = resources.get(target) or self.containers.get(target)

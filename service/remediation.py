@@ -43,12 +43,13 @@ def tag_command(resource: Resource, tags: Tags) -> str | None:
 def _aws(resource: Resource, tags: Tags) -> str:
     rid = resource.id
     org_id = rid.rsplit("/", 1)[-1] if rid.startswith("arn:aws:organizations:") else rid
-    if _ORG_ID.match(org_id):  # accounts, OUs and the root are tagged through Organizations
+    if not org_id.startswith("arn:") and _ORG_ID.match(org_id):  # accounts, OUs, the root: via Organizations
         pairs = " ".join(f"Key={shlex.quote(k)},Value={shlex.quote(v)}" for k, v in tags)
         return f"aws organizations tag-resource --resource-id {org_id} --tags {pairs}"
-    region = rid.split(":")[3] if rid.startswith("arn:") and rid.count(":") >= 5 else resource.region
+    parts = rid.split(":", 4)
+    region = parts[3] if len(parts) == 5 else resource.region
     where = f"--region {shlex.quote(region)} " if region else ""
-    pairs = ",".join(f"{k}={v}" for k, v in tags)
+    pairs = f"{tags[0][0]}={tags[0][1]}" if len(tags) == 1 else ",".join(f"{k}={v}" for k, v in tags)
     return f"aws resourcegroupstaggingapi tag-resources {where}--resource-arn-list {shlex.quote(rid)} " \
            f"--tags {shlex.quote(pairs)}"
 

@@ -1,0 +1,225 @@
+"""Audit and point-in-time benchmarks (figures, not pass/fail).
+
+    .venv/bin/python bench/audit.py                       # both parts at full size
+    .venv/bin/python bench/audit.py --part audit --accounts 100   # a quick smaller run
+    .venv/bin/python bench/audit.py --keep                # keep (and reuse) the built stores in bench/out/work
+
+1. audit: the synthetic estate of bench/_util.py (1,000 accounts x 1,000 = ~1,000,000 labeled
+   resources) committed once through service.pipeline.commit_scan into SQLite; then the audit
+   pass alone (service.audit.findings: stream the store, every rule, every finding's JSON) in a
+   child process. Target: <= 10 s on one core.
+2. at: 100,000 resources whose label changed 10 times each (10 committed scans, 1,000,000 history
+   rows); then ``get --at`` in-process (service.history.label_at and store.label_at) for random
+   targets at random moments. Target: p99 <= 2 ms.
+
+Figures are printed and written to docs/benchmarks-audit.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from _util import ROOT, Estate, emit_child_result, machine, percentiles, run_child, table, timed, workdir
+
+from envlabel.model import Resource
+
+THIS = Path(__file__).resolve()
+DOC = ROOT / "docs" / "benchmarks-audit.md"
+AUDIT_TARGET_S = 10.0
+AT_TARGET_MS = 2.0
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+ENVS = ("production", "staging", "sandbox")
+
+
+# -- building the stores (not measured) ------------------------------------------------------------
+def build_audit_store(db: Path, estate: Estate) -> None:
+    from envlabel.model import ScanResult
+    from labelers.taxonomy import Taxonomy
+    from service.pipeline import commit_scan
+    from store import open_store
+
+    store = open_store(f"sqlite:///{db}")
+    scopes = frozenset({"organization"} | {f"{estate.account_id(i)}/{r}" for i in range(estate.accounts)
+                                           for r in ("us-east-1", "eu-west-1", "global")})
+    result = ScanResult(estate.source, estate.resources(), scopes=scopes)  # type: ignore[arg-type]
+    commit_scan(store, Taxonomy(), result, T0, T0)
+    store.close()
+
+
+def changing_estate(accounts: int, per_account: int, scan: int) -> Iterator[Resource]:
+    """Accounts whose Environment tag moves on every scan, so every resource below is relabeled."""
+    for a in range(accounts):
+        account = f"{300000000000 + a}"
+        yield Resource(account, "aws", "aws:account", f"team-{a}", None,
+                       {"Environment": ENVS[(a + scan) % len(ENVS)]}, "organization")
+        for n in range(per_account - 1):
+            yield Resource(f"arn:aws:ec2:us-east-1:{account}:instance/i-{a:06x}{n:08x}", "aws", "ec2:instance",
+                           f"web-{n}", account, {"Owner": "team"}, f"{account}/us-east-1", region="us-east-1")
+
+
+def build_history_store(db: Path, accounts: int, per_account: int, changes: int) -> None:
+    from envlabel.model import ScanResult
+    from labelers.taxonomy import Taxonomy
+    from service.pipeline import commit_scan
+    from store import open_store
+
+    store = open_store(f"sqlite:///{db}")
+    for scan in range(changes):
+        at = T0 + timedelta(hours=scan)
+        result = ScanResult("history", changing_estate(accounts, per_account, scan))  # type: ignore[arg-type]
+        commit_scan(store, Taxonomy(), result, at, at)
+    store.close()
+
+
+# -- measured children -----------------------------------------------------------------------------
+def child_audit(db: str) -> dict[str, Any]:
+    from envlabel.config import config_from_dict
+    from service.audit import findings
+    from service.query import Query
+    from store import open_store
+
+    query = Query(config_from_dict({"store": f"sqlite:///{db}"}), open_store(f"sqlite:///{db}"))
+    resources = sum(query.store.environment_counts("bench").values())
+    with timed() as clock:
+        rows = findings(query, now=T0 + timedelta(hours=1))
+    kinds = Counter(r["kind"] for r in rows)
+    return {"resources": resources, "findings": len(rows), "kinds": dict(kinds), "wall": clock.wall,
+            "cpu": clock.cpu}
+
+
+def child_at(db: str, samples: int, changes: int) -> dict[str, Any]:
+    from time import perf_counter
+
+    from envlabel.config import config_from_dict
+    from service.history import label_at
+    from service.query import Query
+    from store import open_store
+
+    query = Query(config_from_dict({"store": f"sqlite:///{db}"}), open_store(f"sqlite:///{db}"))
+    ids = [row[0] for row in query.store._query("SELECT id FROM resources")]
+    history = int(query.store._query("SELECT COUNT(*) FROM label_history")[0][0])
+    rng = random.Random(7)
+    picks = [(rng.choice(ids), T0 + timedelta(minutes=rng.randrange(changes * 60))) for _ in range(samples)]
+    for target, at in picks[:200]:  # warm the connection and the page cache
+        label_at(query, target, at)
+    timings: dict[str, list[float]] = {"service.history.label_at": [], "store.label_at": []}
+    for target, at in picks:
+        start = perf_counter()
+        body = label_at(query, target, at)
+        timings["service.history.label_at"].append((perf_counter() - start) * 1000)
+        assert body["found"], body
+        start = perf_counter()
+        query.store.label_at(target, at)
+        timings["store.label_at"].append((perf_counter() - start) * 1000)
+    return {"resources": len(ids), "history_rows": history, "samples": samples,
+            "ms": {name: percentiles(values, (50, 90, 99, 99.9)) for name, values in timings.items()}}
+
+
+# -- the parent ------------------------------------------------------------------------------------
+def part_audit(args: argparse.Namespace, tmp: Path) -> tuple[list[list[object]], str]:
+    estate = Estate(accounts=args.accounts)
+    db = tmp / f"audit-{args.accounts}.db"
+    if not db.exists():
+        print(f"building the audit store ({estate.size:,} resources through commit_scan; not measured)...",
+              flush=True)
+        with timed() as build:
+            build_audit_store(db, estate)
+        print(f"  built in {build.wall:.0f} s", flush=True)
+    result = run_child(THIS, "--child", "audit", "--db", str(db))
+    verdict = "meets" if result["wall"] <= AUDIT_TARGET_S else "MISSES"
+    line = (f"audit of {result['resources']:,} labeled resources: {result['wall']:.2f} s wall, {result['cpu']:.2f} s "
+            f"cpu, {result['findings']:,} findings, peak RSS {result['peak_rss_mib']:.0f} MiB "
+            f"({verdict} the {AUDIT_TARGET_S:.0f} s target)")
+    rows = [["audit pass (service.audit.findings)", f"{result['resources']:,}", f"{result['wall']:.2f} s",
+             f"{result['cpu']:.2f} s", f"{result['peak_rss_mib']:.0f} MiB",
+             ", ".join(f"{k} {v:,}" for k, v in sorted(result["kinds"].items()))]]
+    return rows, line
+
+
+def part_at(args: argparse.Namespace, tmp: Path) -> tuple[list[list[object]], str]:
+    accounts = args.history_resources // 1000
+    db = tmp / f"history-{args.history_resources}-{args.changes}.db"
+    if not db.exists():
+        print(f"building the history store ({accounts * 1000:,} resources x {args.changes} label changes; "
+              "not measured)...", flush=True)
+        with timed() as build:
+            build_history_store(db, accounts, 1000, args.changes)
+        print(f"  built in {build.wall:.0f} s", flush=True)
+    result = run_child(THIS, "--child", "at", "--db", str(db), "--samples", str(args.samples),
+                       "--changes", str(args.changes))
+    rows = []
+    for name, p in result["ms"].items():
+        rows.append([f"get --at: {name}", f"{result['resources']:,} ({result['history_rows']:,} history rows)",
+                     f"p50 {p['50']:.3f} ms", f"p99 {p['99']:.3f} ms", f"p99.9 {p['99.9']:.3f} ms",
+                     f"{result['samples']:,} samples"])
+    p99 = result["ms"]["service.history.label_at"]["99"]
+    verdict = "meets" if p99 <= AT_TARGET_MS else "MISSES"
+    line = f"get --at p99 {p99:.3f} ms in-process ({verdict} the {AT_TARGET_MS:.0f} ms target)"
+    return rows, line
+
+
+def write_doc(audit_rows: list[list[object]], at_rows: list[list[object]], lines: list[str],
+              command: str) -> None:
+    parts = ["# Audit and point-in-time benchmarks", "",
+             f"Measured with `{command}` on {machine()} (a shared machine: other work ran at the same time).",
+             "Stores are built once through `service.pipeline.commit_scan` and not measured; each measured part",
+             "runs in its own child process.", ""]
+    parts += [f"- {line}" for line in lines]
+    if audit_rows:
+        parts += ["", "## Audit over the synthetic 1,000-account estate", "",
+                  table(audit_rows, ["part", "labeled resources", "wall", "cpu", "peak RSS", "findings by kind"])]
+    if at_rows:
+        parts += ["", "## `get --at` (label as of a past moment)", "",
+                  table(at_rows, ["part", "resources", "p50", "p99", "p99.9", "samples"])]
+    DOC.write_text("\n".join(parts) + "\n")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=["all", "audit", "at"], default="all")
+    parser.add_argument("--accounts", type=int, default=1000, help="audit estate: accounts of ~1,000 resources")
+    parser.add_argument("--history-resources", type=int, default=100_000)
+    parser.add_argument("--changes", type=int, default=10)
+    parser.add_argument("--samples", type=int, default=5000)
+    parser.add_argument("--keep", action="store_true", help="keep and reuse the stores in bench/out/work")
+    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks-audit.md")
+    parser.add_argument("--child", choices=["audit", "at"], help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child == "audit":
+        emit_child_result(child_audit(args.db))
+        return 0
+    if args.child == "at":
+        emit_child_result(child_at(args.db, args.samples, args.changes))
+        return 0
+    print(f"machine: {machine()}")
+    audit_rows: list[list[object]] = []
+    at_rows: list[list[object]] = []
+    lines: list[str] = []
+    with workdir(keep=args.keep) as tmp:
+        if args.part in ("all", "audit"):
+            audit_rows, line = part_audit(args, tmp)
+            lines.append(line)
+            print(line)
+        if args.part in ("all", "at"):
+            at_rows, line = part_at(args, tmp)
+            lines.append(line)
+            print(line)
+    if audit_rows:
+        print(table(audit_rows, ["part", "labeled resources", "wall", "cpu", "peak RSS", "findings by kind"]))
+    if at_rows:
+        print(table(at_rows, ["part", "resources", "p50", "p99", "p99.9", "samples"]))
+    if not args.no_doc:
+        write_doc(audit_rows, at_rows, lines, "python bench/audit.py " + " ".join(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
