@@ -67,6 +67,7 @@ class KubernetesWatcher:
         self._streams: set[WatchStream] = set()
         self._threads: list[threading.Thread] = []
         self._synced: dict[KindSpec, threading.Event] = {k: threading.Event() for k in self.scanner.kinds}
+        self._tried: dict[KindSpec, threading.Event] = {k: threading.Event() for k in self.scanner.kinds}
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -103,10 +104,18 @@ class KubernetesWatcher:
     def _run(self, kind: KindSpec) -> None:
         version = ""
         backoff = 0.5
+        # objects listed before their namespace would be labeled without it (unknown) for a moment
+        first = next((k for k in self.scanner.kinds if k.resource == "namespaces" and not k.group), kind)
+        while kind != first and not self._tried[first].wait(0.2):
+            if self._stop.is_set():
+                return
         while not self._stop.is_set():
             try:
                 if not version:
-                    version = self._relist(kind)
+                    try:
+                        version = self._relist(kind)
+                    finally:
+                        self._tried[kind].set()
                 stream = self.scanner.watch(kind, version, self.timeout_seconds)
                 with self._lock:
                     self._streams.add(stream)
