@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import contextlib
 import copy
 import json
 import re
@@ -31,7 +32,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -738,5 +739,32 @@ def seed_estate(fake: FakeKubernetes, namespaces: int, per_namespace: int,
     return count
 
 
-def iter_kinds(fake: FakeKubernetes) -> Iterator[Kind]:
-    yield from fake.kinds.values()
+def main(argv: list[str] | None = None) -> int:
+    """Serve a seeded fake cluster until interrupted; prints its URL on the first line of stdout.
+
+        python -m service.fakes.kubernetes_api --namespaces 500 --per-namespace 100
+    """
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--namespaces", type=int, default=0)
+    parser.add_argument("--per-namespace", type=int, default=0)
+    parser.add_argument("--kubeconfig", help="also write a kubeconfig pointing at the fake here")
+    args = parser.parse_args(argv)
+    url, fake = start_fake_cluster(port=args.port)
+    seed_estate(fake, args.namespaces, args.per_namespace)
+    if args.kubeconfig:
+        write_kubeconfig(args.kubeconfig, url)
+    print(url, flush=True)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        stopped.wait()
+    fake.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
