@@ -1,4 +1,5 @@
-"""A loopback proxy in front of moto that answers chosen requests with a genuine AWS 403 AccessDenied.
+"""A loopback proxy in front of moto that answers chosen requests with a genuine AWS 403 AccessDenied
+(or a throttling error, to exercise retries).
 
 moto has no "deny this region" switch, so this sits between botocore and
 moto: it reads each request's SigV4 credential scope (access key, date,
@@ -74,6 +75,21 @@ def deny_account(account: str) -> Rule:
     return lambda request: request.account == account
 
 
+def only_first(times: int, rule: Rule) -> Rule:
+    """``rule``, but only for its first ``times`` matches (a throttle that clears)."""
+    hits = [0]
+    lock = threading.Lock()
+
+    def limited(request: SignedRequest) -> bool:
+        with lock:
+            if rule(request) and hits[0] < times:
+                hits[0] += 1
+                return True
+        return False
+
+    return limited
+
+
 def deny_operation(operation: str, body_contains: str = "") -> Rule:
     """Deny one operation (optionally only when its body mentions ``body_contains``, e.g. an account id)."""
     return lambda request: request.operation == operation and body_contains.encode() in request.body
@@ -82,10 +98,13 @@ def deny_operation(operation: str, body_contains: str = "") -> Rule:
 class DeniedProxy:
     """Starts on a free loopback port; stop() (or leaving the ``with``) shuts it down."""
 
-    def __init__(self, upstream: str, deny: Rule, accounts: dict[str, str] | None = None) -> None:
+    def __init__(self, upstream: str, deny: Rule, accounts: dict[str, str] | None = None,
+                 throttle: Rule | None = None) -> None:
         parsed = urllib.parse.urlsplit(upstream)
         self.upstream = (parsed.hostname or "127.0.0.1", parsed.port or 80)
         self.deny = deny
+        self.throttle: Rule = throttle or (lambda _: False)
+        self.throttled: list[SignedRequest] = []
         #: access key -> account; the plain test credentials act in moto's default account
         self.accounts: dict[str, str] = {"testing": "123456789012", **(accounts or {})}
         self.denied: list[SignedRequest] = []
@@ -125,11 +144,13 @@ class DeniedProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 request = proxy.signed(self.command, self.path, headers, body)
-                if request is not None and proxy.deny(request):
-                    with proxy._lock:
-                        proxy.denied.append(request)
-                    self.reply(*access_denied(request))
-                    return
+                for kind, rule, log in (("denied", proxy.deny, proxy.denied),
+                                        ("throttled", proxy.throttle, proxy.throttled)):
+                    if request is not None and rule(request):
+                        with proxy._lock:
+                            log.append(request)
+                        self.reply(*error_reply(request, kind))
+                        return
                 status, reply_headers, reply = proxy.forward(self.command, self.path, self.headers.items(), body)
                 if request is not None and request.operation == "AssumeRole" and status == 200:
                     proxy.learn(request, reply)
@@ -183,28 +204,50 @@ class DeniedProxy:
             conn.close()
 
 
-def access_denied(request: SignedRequest) -> tuple[int, list[tuple[str, str]], bytes]:
-    """A 403 in the protocol of the request's service, as AWS sends it."""
-    request_id = "denied-by-test-proxy"
-    message = (f"User: arn:aws:sts::{request.account or '000000000000'}:assumed-role/test/denied is not "
-               f"authorized to perform: {request.service}:{request.operation} in region {request.region}")
-    common = [("x-amzn-RequestId", request_id)]
+#: error codes as each protocol's services spell them
+_CODES = {
+    "denied": {"json": "AccessDeniedException", "ec2": "UnauthorizedOperation", "s3": "AccessDenied",
+               "query": "AccessDenied", "rest-json": "AccessDeniedException"},
+    "throttled": {"json": "ThrottlingException", "ec2": "RequestLimitExceeded", "s3": "SlowDown",
+                  "query": "Throttling", "rest-json": "TooManyRequestsException"},
+}
+
+
+def protocol_of(request: SignedRequest) -> str:
     if "x-amz-target" in request.headers:
-        body = json.dumps({"__type": "AccessDeniedException", "message": message}).encode()
-        return 403, [*common, ("Content-Type", "application/x-amz-json-1.1")], body
-    if request.service == "ec2":
-        body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error>"
-                f"<Code>UnauthorizedOperation</Code><Message>You are not authorized to perform this operation. "
-                f"{message}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>").encode()
-        return 403, [*common, ("Content-Type", "text/xml;charset=UTF-8")], body
-    if request.service == "s3":
-        body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code>"
-                f"<Message>Access Denied</Message><RequestId>{request_id}</RequestId></Error>").encode()
-        return 403, [("x-amz-request-id", request_id), ("Content-Type", "application/xml")], body
+        return "json"
+    if request.service in ("ec2", "s3"):
+        return request.service
     if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return "query"
+    return "rest-json"
+
+
+def error_reply(request: SignedRequest, kind: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    """A ``denied`` (403) or ``throttled`` (400; S3 503) answer in the protocol of the request's service."""
+    protocol = protocol_of(request)
+    code = _CODES[kind][protocol]
+    status = 403 if kind == "denied" else 503 if protocol == "s3" else 400
+    request_id = f"{kind}-by-test-proxy"
+    message = (f"User: arn:aws:sts::{request.account or '000000000000'}:assumed-role/test/denied is not "
+               f"authorized to perform: {request.service}:{request.operation} in region {request.region}"
+               if kind == "denied" else "Rate exceeded")
+    common = [("x-amzn-RequestId", request_id)]
+    if protocol == "json":
+        body = json.dumps({"__type": code, "message": message}).encode()
+        return status, [*common, ("Content-Type", "application/x-amz-json-1.1")], body
+    if protocol == "ec2":
+        body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{code}</Code>"
+                f"<Message>{message}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>").encode()
+        return status, [*common, ("Content-Type", "text/xml;charset=UTF-8")], body
+    if protocol == "s3":
+        body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code>"
+                f"<Message>{message}</Message><RequestId>{request_id}</RequestId></Error>").encode()
+        return status, [("x-amz-request-id", request_id), ("Content-Type", "application/xml")], body
+    if protocol == "query":
         body = (f"<ErrorResponse xmlns=\"https://{request.service}.amazonaws.com/doc/\"><Error><Type>Sender</Type>"
-                f"<Code>AccessDenied</Code><Message>{message}</Message></Error>"
+                f"<Code>{code}</Code><Message>{message}</Message></Error>"
                 f"<RequestId>{request_id}</RequestId></ErrorResponse>").encode()
-        return 403, [*common, ("Content-Type", "text/xml")], body
+        return status, [*common, ("Content-Type", "text/xml")], body
     body = json.dumps({"message": message}).encode()
-    return 403, [*common, ("x-amzn-ErrorType", "AccessDeniedException"), ("Content-Type", "application/json")], body
+    return status, [*common, ("x-amzn-ErrorType", code), ("Content-Type", "application/json")], body

@@ -24,7 +24,7 @@ from service.pipeline import ScanSummary, run_source
 from service.query import Query
 from store import open_store
 from store.sql import Store
-from tests.aws_denied import DeniedProxy, SignedRequest, deny_operation, deny_region
+from tests.aws_denied import DeniedProxy, SignedRequest, deny_operation, deny_region, only_first
 from tests.aws_estate import EstateInfo, fresh_estate
 
 
@@ -152,6 +152,19 @@ def test_each_protocols_denial_names_the_action(estate: EstateInfo, proxy: Denie
     assert f"grant {action}" in error.hint
     assert not [r for r in result.resources if r.scope == error.scope]  # a region is all or nothing
     assert f"{estate.management}/global" in result.scopes
+
+
+def test_throttling_is_retried_and_only_exhausted_retries_fail(estate: EstateInfo, proxy: DeniedProxy) -> None:
+    source = AwsSource.model_validate(estate.source(endpoint_url=proxy.url, organization=False,
+                                                    regions=["us-east-1"]))
+    proxy.throttle = only_first(2, lambda r: r.operation == "DescribeVpcs")
+    assert AwsScanner(source).scan().complete
+    assert len(proxy.throttled) == 2
+
+    proxy.throttle = lambda r: r.operation == "GetResources"
+    [error] = AwsScanner(source, retries=1).scan().errors
+    assert "ThrottlingException" in error.message and "throttling" in error.hint
+    assert len(proxy.throttled) == 2 + 2  # the call and its one retry
 
 
 def test_unreadable_bucket_is_skipped_not_emitted_tagless(estate: EstateInfo, proxy: DeniedProxy) -> None:

@@ -97,12 +97,13 @@ class Clients:
     session: boto3.Session
     region: str
     endpoint_url: str | None
-    max_attempts: int
+    #: retries after the first attempt (botocore's ``max_attempts`` key counts retries)
+    retries: int
     #: who is calling, for hints: "the role arn:aws:iam::...:role/X" or "the scanner's credentials (ARN)"
     principal: str
 
     def api(self, service: str) -> Api:
-        config = Config(retries={"mode": "standard", "max_attempts": self.max_attempts},
+        config = Config(retries={"mode": "standard", "max_attempts": self.retries},
                         connect_timeout=10, read_timeout=60)
         client: BaseClient = self.session.client(  # type: ignore[call-overload]
             service, region_name=self.region, endpoint_url=self.endpoint_url, config=config)

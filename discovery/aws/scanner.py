@@ -76,15 +76,15 @@ class AwsScanner:
     """``AwsScanner(source).scan() -> ScanResult``; inject ``session_factory`` to observe or redirect calls."""
 
     def __init__(self, source: AwsSource, session_factory: SessionFactory | None = None, max_workers: int = 8,
-                 max_attempts: int = 8) -> None:
+                 retries: int = 8) -> None:
         self.source = source
         self.session_factory: SessionFactory = session_factory or make_sessions(source.profile)
         self.max_workers = max_workers
-        self.max_attempts = max_attempts
+        self.retries = retries
         self.global_region = global_region(source.regions)
 
     def clients(self, credentials: Credentials | None, region: str, principal: str) -> Clients:
-        return Clients(self.session_factory(credentials), region, self.source.endpoint_url, self.max_attempts,
+        return Clients(self.session_factory(credentials), region, self.source.endpoint_url, self.retries,
                        principal)
 
     def scan(self) -> ScanResult:
