@@ -452,7 +452,8 @@ class FakeKubernetes:
             raise ApiError(410, "Expired", f"too old resource version: {since} ({self.compacted_rv})")
         match = parse_selector(selector)
         key = self._key(kind)
-        found = [(rv, t, o) for rv, t, k, o in self.events if rv > since and k == key
+        first = bisect.bisect_right(self.events, since, key=lambda e: e[0])  # events are in rv order
+        found = [(rv, t, o) for rv, t, k, o in self.events[first:] if k == key
                  and (namespace is None or o["metadata"].get("namespace") == namespace)
                  and match(o["metadata"].get("labels") or {})]
         return found, self.rv
