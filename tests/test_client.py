@@ -35,6 +35,8 @@ TOKEN = "s3cret-reader-token"
 class _Misbehaving(BaseHTTPRequestHandler):
     """Answers every request with the server's ``reply`` (status, content type, body), or hangs."""
 
+    protocol_version = "HTTP/1.1"  # keep-alive, as uvicorn does
+
     def do_GET(self) -> None:
         self._answer()
 
@@ -43,7 +45,8 @@ class _Misbehaving(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         server: Any = self.server
-        server.requests.append((self.command, self.path, dict(self.headers)))
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        server.requests.append((self.command, self.path, dict(self.headers), self.client_address))
         if server.reply is None:  # hang until the test is over: the client must time out
             server.release.wait()
             return
@@ -118,7 +121,8 @@ def test_a_body_that_is_not_json_is_a_service_error(stand_in: Any) -> None:
         client.label("222222222222")
 
 
-def test_settings_come_from_the_environment(stand_in: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_come_from_the_environment_and_the_connection_is_kept_alive(
+        stand_in: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     stand_in.reply = (200, "application/json", json.dumps({"target": "222222222222", "decision": "allow"}))
     monkeypatch.setenv("ENVLABEL_URL", stand_in.url + "/")
     monkeypatch.setenv("ENVLABEL_TOKEN", "s3cret")
@@ -128,6 +132,7 @@ def test_settings_come_from_the_environment(stand_in: Any, monkeypatch: pytest.M
         client.check("222222222222", "read")
     assert [r[:2] for r in stand_in.requests] == [("POST", "/v1/check")] * 2
     assert all(r[2]["Authorization"] == "Bearer s3cret" for r in stand_in.requests)
+    assert stand_in.requests[0][3] == stand_in.requests[1][3]  # one kept-alive connection
 
 
 def test_a_url_without_scheme_is_refused_with_advice() -> None:
