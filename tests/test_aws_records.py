@@ -8,7 +8,7 @@ from botocore.exceptions import ClientError
 from discovery.aws.calls import Api, ScopeFailed, iam_action
 from discovery.aws.organization import transform_account, transform_ou
 from discovery.aws.records import identifier_of_arn, kind_of_arn, tag_dict
-from discovery.aws.scanner import AwsScanner, Caller, global_region
+from discovery.aws.scanner import Access, AwsScanner, Caller, global_region
 from discovery.aws.services import (
     Network,
     Where,
@@ -103,6 +103,9 @@ def test_role_arns_and_global_regions() -> None:
     template = AwsScanner(AwsSource(name="a", type="aws", assume_role="arn:aws:iam::{account}:role/path/R"))
     assert template.role_arn(caller, "222222222222") == "arn:aws:iam::222222222222:role/path/R"
     assert (global_region(["eu-west-1"]), global_region(["cn-northwest-1"])) == ("us-east-1", "cn-north-1")
+    fixed = AwsScanner(AwsSource(name="a", type="aws", assume_role="arn:aws:iam::333333333333:role/R"))
+    refused = fixed.assume(caller, "222222222222")  # refused before any call: it would scan 3333... as 2222...
+    assert not isinstance(refused, Access) and "{account}" in refused.errors[0].hint
 
 
 def test_failures_name_the_action_to_grant() -> None:

@@ -180,12 +180,17 @@ class AwsScanner:
     def role_arn(self, caller: Caller, account: str) -> str:
         role = self.source.assume_role
         if "{account}" in role:
-            return role.format(account=account)
+            return role.replace("{account}", account)
         return role if role.startswith("arn:") else f"arn:{caller.partition}:iam::{account}:role/{role}"
 
     def assume(self, caller: Caller, account: str) -> Access | Outcome:
         """Credentials in ``account`` through the configured role, or the account's failure."""
         role = self.role_arn(caller, account)
+        if f":{account}:" not in role:  # one fixed ARN for every account would scan that one account N times
+            return Outcome(account, errors=[ScanError(
+                account, f"assume_role {self.source.assume_role!r} does not name account {account}",
+                "set assume_role to a role name (EnvlabelReadOnly) or an ARN template with {account}: "
+                "arn:aws:iam::{account}:role/EnvlabelReadOnly")])
         try:
             response = self.clients(None, self.global_region, caller.principal).api("sts").call(
                 "AssumeRole", RoleArn=role, RoleSessionName="envlabel-scan")
