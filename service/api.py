@@ -243,12 +243,10 @@ def _add_query_routes(app: FastAPI, query: Query) -> None:
         if len(request.targets) > config.api.max_batch:
             return error_response(413, "batch too large", f"{len(request.targets)} targets; at most "
                                   f"{config.api.max_batch} per request (api.max_batch): split the batch")
-        labels = []
-        for i, target in enumerate(request.targets):
-            try:
-                labels.append(query.label(target))
-            except TargetError as exc:
-                return error_response(400, "malformed target", f"targets.{i}: {exc}")
+        try:
+            labels = query.labels(request.targets)
+        except TargetError as exc:
+            return error_response(400, "malformed target", str(exc))
         return json_response({"labels": labels})
 
     @app.post("/v1/check", responses=_doc(CheckDoc, 400, 422), tags=["authority"])

@@ -118,6 +118,9 @@ _RESOURCE_COLUMNS = ("id, source, provider, kind, name, parent, scope, region, p
 _R = ("r.id, r.provider, r.kind, r.name, r.parent, r.tags, r.scope, r.region, r.name_signal, r.declared, "
       "r.aliases, r.path")
 _L = "l.environment, l.decided_by, l.conflict, l.evidence, l.valid_until, l.labeled_at"
+#: a resource with its label and the last good scan of its scope (:meth:`Store._stored` reads the row)
+_STORED = (f"SELECT {_R}, {_L}, r.source, r.updated_at, r.tombstoned_at, s.last_ok FROM resources r "
+           "LEFT JOIN labels l ON l.target = r.id LEFT JOIN scopes s ON s.source = r.source AND s.scope = r.scope")
 _CONTAINERS = (f"SELECT {_R} FROM resources r WHERE r.id IN "
                "(SELECT DISTINCT parent FROM resources WHERE parent IS NOT NULL AND tombstoned_at IS NULL)")
 
@@ -431,16 +434,27 @@ class Store:
         return str(rows[0][0]) if rows else target
 
     def get(self, target: str) -> StoredLabel | None:
-        rows = self._query(
-            f"SELECT {_R}, {_L}, r.source, r.updated_at, r.tombstoned_at, s.last_ok FROM resources r "
-            "LEFT JOIN labels l ON l.target = r.id LEFT JOIN scopes s ON s.source = r.source AND s.scope = r.scope "
-            "WHERE r.id = ?", (target,))
+        rows = self._query(f"{_STORED} WHERE r.id = ?", (target,))
         if not rows:
             alias = self.resolve_id(target)
             if alias == target:
                 return None
             return self.get(alias)
         return self._stored(rows[0])
+
+    def get_many(self, targets: Sequence[str]) -> dict[str, StoredLabel]:
+        """:meth:`get` for many targets, one read per 500, keyed by the id asked for (aliases resolved);
+        targets never seen are absent."""
+        wanted = list(dict.fromkeys(targets))
+        found: dict[str, StoredLabel] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            rows = self._query(f"{_STORED} WHERE r.id IN ({', '.join('?' * len(chunk))})", chunk)
+            found.update((row[0], self._stored(row)) for row in rows)
+        for target in wanted:
+            if target not in found and (stored := self.get(target)) is not None:  # an alias
+                found[target] = stored
+        return found
 
     def _stored(self, row: Sequence[Any]) -> StoredLabel:
         observed = parse_ts(row[21]) or parse_ts(row[19])

@@ -25,6 +25,7 @@ STALE_DB = "arn:aws:rds:us-east-1:666666666666:db:legacy"  # tagged sandbox, las
 GONE_DB = "arn:aws:rds:us-east-1:777777777777:db:retired"  # tombstoned by a later complete scan
 NEVER_SEEN = "arn:aws:rds:us-east-1:999999999999:db:ghost"
 PROD_POD = "k8s://prod-eu/payments/deployments/api"
+EKS_ALIAS = "arn:aws:eks:eu-west-1:222222222222:cluster/prod-eu"  # another id of the cluster k8s://prod-eu
 
 READER_TOKEN, ADMIN_TOKEN = "reader-secret-token", "admin-secret-token"
 
@@ -59,7 +60,7 @@ def aws_resources() -> list[Resource]:
 
 def k8s_resources() -> list[Resource]:
     cluster = Resource("k8s://prod-eu", "kubernetes", "k8s:cluster", "prod-eu", None, {}, "prod-eu",
-                       declared="production")
+                       declared="production", aliases=(EKS_ALIAS,))
     namespace = Resource("k8s://prod-eu/namespaces/payments", "kubernetes", "namespaces", "payments",
                          cluster.id, {}, "prod-eu")
     return [cluster, namespace,

@@ -19,6 +19,7 @@ from store import open_store
 from store.sql import Store
 from tests.api_estate import (
     ADMIN_TOKEN,
+    EKS_ALIAS,
     GONE_DB,
     NEVER_SEEN,
     PROD_DB,
@@ -110,6 +111,17 @@ def test_batch_in_order(api: httpx.Client) -> None:
     labels = api.post("/v1/labels", json={"targets": targets}).json()["labels"]
     assert [(lb["target"], lb["environment"]) for lb in labels] == [
         (STAGING_DB, "staging"), (PROD_DB, "production"), (NEVER_SEEN, "unknown"), (SANDBOX_DB, "sandbox")]
+
+
+def test_batch_resolves_aliases_and_repeats(api: httpx.Client) -> None:
+    targets = [EKS_ALIAS, PROD_DB, EKS_ALIAS, GONE_DB, "k8s://prod-eu"]
+    labels = api.post("/v1/labels", json={"targets": targets}).json()["labels"]
+    assert [lb["target"] for lb in labels] == targets
+    assert [lb["environment"] for lb in labels] == ["production", "production", "production", "unknown",
+                                                    "production"]
+    assert labels[0]["id"] == "k8s://prod-eu" and labels[3]["gone_at"]
+    single = api.get("/v1/label", params={"target": EKS_ALIAS}).json()
+    assert single == labels[0]
 
 
 def test_batch_limits(api: httpx.Client) -> None:
