@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 import orjson
 from fastapi import FastAPI, Request
@@ -375,8 +375,7 @@ class Gate:
             if refusal is not None:
                 return await _send_json(send, *refusal)
         if path == "/v1/label" and method == "GET":
-            target = next((v for k, v in parse_qsl(scope["query_string"].decode("latin-1")) if k == "target"), None)
-            return await _send_json(send, *label_body(self.query, target))
+            return await _send_json(send, *label_body(self.query, _query_param(scope["query_string"], b"target")))
         if method in _BODY_METHODS:
             body = await _read_body(receive, self.max_body)
             if body is None:
@@ -399,6 +398,15 @@ class Gate:
             return 403, error_body("forbidden", f"token {token.name!r} has role {token.role}; {method} {path} "
                                                 "needs an admin token")
         return None
+
+
+def _query_param(query_string: bytes, name: bytes) -> str | None:
+    """The first value of ``name`` in a query string, as parse_qsl would decode it (without parsing the rest)."""
+    for pair in query_string.split(b"&"):
+        key, _, value = pair.partition(b"=")
+        if key == name:
+            return unquote_plus(value.decode("latin-1"))
+    return None
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

@@ -28,8 +28,9 @@ def build_server(config: Config, store: Store, host: str = DEFAULT_HOST, port: i
                  metrics: Metrics | None = None, *, log_level: str = "info") -> uvicorn.Server:
     """A uvicorn server for the API; raises EnvlabelError if it would listen beyond loopback without tokens."""
     app = create_app(config, store, host=host, metrics=metrics)
+    # no proxy-headers middleware: nothing here reads the client address, and it runs on every request
     return uvicorn.Server(uvicorn.Config(app, host=host, port=port, access_log=False, server_header=False,
-                                         log_level=log_level, lifespan="on"))
+                                         proxy_headers=False, log_level=log_level, lifespan="on"))
 
 
 def serve_app(config: Config, store: Store, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
