@@ -13,7 +13,7 @@ import pytest
 
 from envlabel.client import Client
 from envlabel.config import config_from_dict
-from envlabel.errors import ActionDenied, ApprovalRequired, UnreachableError
+from envlabel.errors import ActionDenied, ApprovalRequired, EnvlabelError, UnreachableError
 from envlabel.guard.arns import is_checked, targets_of
 from envlabel.guard.boto3 import protect
 from envlabel.model import Resource
@@ -286,3 +286,20 @@ def test_protecting_again_replaces_the_guard(estate: Estate) -> None:
     protect(rds, Client(estate.envlabel))
     with pytest.raises(ApprovalRequired):  # an answer from the second envlabel, not the unreachable first
         rds.delete_db_instance(DBInstanceIdentifier="reports-db", SkipFinalSnapshot=True)
+
+
+def test_the_account_is_learned_once_per_access_key(estate: Estate) -> None:
+    guarded(estate, "rds").modify_db_instance(DBInstanceIdentifier="reports-db", ApplyImmediately=True)
+    # Same key, but STS (the client's endpoint) now unreachable: the remembered account still names the target.
+    dead = f"http://127.0.0.1:{free_port()}"
+    offline = _SHARED.client("rds", endpoint_url=dead)
+    protect(offline, Client(estate.envlabel))
+    with pytest.raises(ActionDenied) as caught:
+        offline.delete_db_instance(DBInstanceIdentifier="orders-db", SkipFinalSnapshot=True)
+    assert caught.value.check["target"] == A.format("rds") + "db:orders-db"
+    # A key never seen, and no STS to ask: the guard cannot attribute the call, so it blocks it.
+    stranger = boto3.Session(aws_access_key_id="AKIDNEVERSEEN", aws_secret_access_key="x", region_name=REGION)
+    unattributed = stranger.client("rds", endpoint_url=dead)
+    protect(unattributed, Client(estate.envlabel))
+    with pytest.raises(EnvlabelError, match="could not learn the AWS account"):
+        unattributed.delete_db_instance(DBInstanceIdentifier="orders-db", SkipFinalSnapshot=True)
