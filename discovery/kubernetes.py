@@ -192,6 +192,17 @@ class KubernetesScanner:
                 self._api_client = build_api_client(self.source)
             return self._api_client
 
+    def _client(self) -> Any:
+        try:
+            return self.api_client
+        except Exception as exc:  # the kubernetes config loader raises several unrelated types
+            where = "in-cluster service account" if self.source.in_cluster else (
+                f"kubeconfig {self.source.kubeconfig or '$KUBECONFIG or ~/.kube/config'}"
+                f"{f' context {self.source.context}' if self.source.context else ''}")
+            raise KubernetesScanFailure(ScanError(
+                self.scope, f"cannot load the {where}: {exc}",
+                "set kubeconfig and context (or in_cluster: true) on this source; nothing was removed")) from exc
+
     def rules(self) -> list[Rule]:
         """The RBAC rules this scanner's lists and watches need."""
         return rules_for(self.kinds)
@@ -201,14 +212,9 @@ class KubernetesScanner:
         resources = [cluster_resource(self.source)]
         errors: list[ScanError] = []
         try:
-            self.api_client  # noqa: B018 - load the kubeconfig now, so a bad one is one clear error
-        except Exception as exc:  # the kubernetes config loader raises several unrelated types
-            where = "in-cluster service account" if self.source.in_cluster else (
-                f"kubeconfig {self.source.kubeconfig or '$KUBECONFIG or ~/.kube/config'}"
-                f"{f' context {self.source.context}' if self.source.context else ''}")
-            return ScanResult(self.source.name, [], [ScanError(
-                self.scope, f"cannot load the {where}: {exc}",
-                "set kubeconfig and context (or in_cluster: true) on this source; nothing was removed")])
+            self._client()  # load the kubeconfig now, so a bad one is one clear error, not one per kind
+        except KubernetesScanFailure as failure:
+            return ScanResult(self.source.name, [], [failure.error])
         for kind in self.kinds:
             try:
                 resources += self.list_kind(kind).resources
@@ -256,7 +262,7 @@ class KubernetesScanner:
 
     # -- HTTP ------------------------------------------------------------------------------------
     def _get(self, kind: KindSpec, query: list[tuple[str, Any]], accept: str, timeout: tuple[int, int]) -> Any:
-        client = self.api_client
+        client = self._client()
         try:
             request = client.param_serialize("GET", kind.path, query_params=query, header_params={"Accept": accept},
                                              auth_settings=["BearerToken"])

@@ -128,3 +128,17 @@ def test_a_forbidden_kind_is_reported_and_others_keep_watching(tmp_path: Path) -
             assert Query(config, store).label("k8s://prod-eu/payments/cronjobs/api")["found"] is False
         finally:
             watcher.stop()
+
+
+def test_an_unloadable_kubeconfig_is_reported_and_retried(tmp_path: Path) -> None:
+    config = config_from_dict({"store": f"sqlite:///{tmp_path / 'envlabel.db'}", "sources": [
+        {"type": "kubernetes", "name": "gone", "kubeconfig": str(tmp_path / "missing")}]})
+    watcher = KubernetesWatcher(config, open_store(config.store), config.sources[0],  # type: ignore[arg-type]
+                                max_backoff=0.1)
+    watcher.start()
+    try:
+        eventually(lambda: any("cannot load the kubeconfig" in e.message for e in watcher.stats.errors))
+        assert watcher.running  # it keeps retrying: the file may appear
+    finally:
+        watcher.stop()
+    assert not watcher.running
