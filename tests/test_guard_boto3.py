@@ -273,6 +273,15 @@ def test_a_session_guards_the_clients_it_creates_afterwards(estate: Estate) -> N
     assert "orders-db" in db_names(estate.moto)
 
 
+def test_a_resource_is_guarded_through_its_client_and_nonsense_is_refused(estate: Estate) -> None:
+    bucket = _SHARED.resource("s3", endpoint_url=estate.moto).Bucket("prod-exports")
+    protect(bucket, Client(estate.envlabel))
+    with pytest.raises(ActionDenied):
+        bucket.delete()
+    with pytest.raises(TypeError, match="boto3 Session"):
+        protect("rds", Client(estate.envlabel))
+
+
 def test_the_default_session_can_be_protected(estate: Estate, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # a fresh default session, restored afterwards
     protect(None, Client(estate.envlabel))

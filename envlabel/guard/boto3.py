@@ -47,11 +47,11 @@ _HOOKS = (("before-endpoint-resolution", "envlabel-guard-remember"), ("before-ca
 
 
 def protect(session_or_client: Any = None, client: Client | None = None) -> Client:
-    """Guard a boto3 ``Session`` (clients created from it afterwards), a single client, or (None)
-    boto3's default session. Protecting again replaces the previous guard. Returns the envlabel client."""
+    """Guard a boto3 ``Session`` (clients created from it afterwards), a single client or resource, or
+    (None) boto3's default session. Protecting again replaces the previous guard. Returns the envlabel client."""
+    events = _events_of(session_or_client)
     envlabel = client or Client()
     guard = _Guard(envlabel)
-    events = _events_of(session_or_client)
     handlers: tuple[Callable[..., None], ...] = (guard.remember, guard.check)
     for (event, unique_id), handler in zip(_HOOKS, handlers, strict=True):
         events.unregister(event, unique_id=unique_id)  # replace, never stack: one check per call
@@ -65,13 +65,16 @@ def _events_of(target: Any) -> Any:
 
         target = boto3._get_default_session()  # what boto3.client() uses; created on first use
     meta = getattr(target, "meta", None)
+    if meta is not None and hasattr(meta, "client"):  # a boto3 resource: guard the client it calls through
+        meta = meta.client.meta
     if meta is not None and hasattr(meta, "events"):  # a client
         return meta.events
     if hasattr(target, "events"):  # boto3.Session
         return target.events
     if hasattr(target, "get_component"):  # botocore.session.Session
         return target.get_component("event_emitter")
-    raise TypeError(f"protect() takes a boto3 Session, a botocore Session or a boto3 client, not {target!r}")
+    raise TypeError(f"protect() takes a boto3 Session, a botocore Session, a boto3 client or resource, "
+                    f"not {target!r}")
 
 
 class _Guard:
