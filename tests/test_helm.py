@@ -51,6 +51,8 @@ CUSTOM: dict[str, Any] = {
         "kubernetes.io/metadata.name": "agents"}}}], "egress": [{}]},
     "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
     "extraEnv": [{"name": "WEBHOOK_SECRET", "valueFrom": {"secretKeyRef": {"name": "hooks", "key": "secret"}}}],
+    "extraVolumes": [{"name": "kubeconfigs", "secret": {"secretName": "remote-clusters"}}],
+    "extraVolumeMounts": [{"name": "kubeconfigs", "mountPath": "/etc/envlabel/clusters", "readOnly": True}],
     "shutdownTimeoutSeconds": 20,
 }
 EXISTING_SECRET: dict[str, Any] = {"api": {"existingSecret": "envlabel-tokens", "existingSecretKey": "tokens"}}
@@ -145,6 +147,7 @@ def test_values_schema_refuses_unsafe_values(tmp_path: Path) -> None:
     assert "runAsNonRoot" in render_error(tmp_path, {"securityContext": {"runAsNonRoot": False}})
     assert "replicaCount > 1 needs a shared store" in render_error(tmp_path, {"replicaCount": 2})
     assert "unknwn" in render_error(tmp_path, {"unknwn": 1})
+    assert "readOnly" in render_error(tmp_path, {"extraVolumeMounts": [{"name": "x", "mountPath": "/x"}]})
 
 
 # -- RBAC ----------------------------------------------------------------------------------------------
@@ -196,9 +199,10 @@ def test_pod_runs_restricted_with_probes_and_a_bounded_shutdown(
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
-    # the only writable places are the store and /tmp; the config is mounted read-only
-    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-    assert set(mounts) == {"/etc/envlabel", "/var/lib/envlabel", "/tmp"} and mounts["/etc/envlabel"]["readOnly"]
+    # the only writable places are the store and /tmp; the config (and any extra mount) is read-only
+    writable = {m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")}
+    assert writable == {"/var/lib/envlabel", "/tmp"}
+    assert {m["mountPath"] for m in container["volumeMounts"]} >= {"/etc/envlabel", "/var/lib/envlabel", "/tmp"}
     args = container["args"]
     assert args[:3] == ["serve", "--config", "/etc/envlabel/envlabel.yaml"]
     assert args[args.index("--host") + 1] == "0.0.0.0"
