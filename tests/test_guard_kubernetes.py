@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
 
 from envlabel.client import Client
 from envlabel.config import config_from_dict
@@ -157,3 +158,13 @@ def test_protecting_again_replaces_the_guard(fake_cluster: tuple[str, FakeKubern
     with pytest.raises(ApiException) as caught:  # allowed and sent: the fake answers 404
         k8s.AppsV1Api(api).delete_namespaced_deployment("api", "scratch")
     assert caught.value.status == 404
+
+
+def test_the_dynamic_client_is_guarded_too(fake_cluster: tuple[str, FakeKubernetes], envlabel_url: str) -> None:
+    url, fake = fake_cluster
+    api = api_client(url)
+    protect(api, cluster=CLUSTER, client=Client(envlabel_url))
+    deployments = DynamicClient(api).resources.get(api_version="apps/v1", kind="Deployment")
+    with pytest.raises(ActionDenied):
+        deployments.delete(name="api", namespace="payments")
+    assert "api" in deployment_names(fake, "payments")
