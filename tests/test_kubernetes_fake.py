@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,3 +150,29 @@ def test_request_log_names_verbs_and_forbidden_answers_403(cluster: tuple[FakeKu
         core.list_secret_for_all_namespaces()
     assert forbidden.value.status == 403
     assert [(r.verb, r.resource) for r in fake.requests] == [("list", "namespaces"), ("list", "secrets")]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kubectl_apply_label_get_delete(tmp_path: Path) -> None:
+    url, fake = start_fake_cluster()
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", url)
+    manifest = tmp_path / "payments.yaml"
+    manifest.write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: payments\n  labels:\n"
+                        "    environment: staging\n")
+
+    def kubectl(*args: str) -> str:
+        done = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True,
+                              timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    try:
+        kubectl("apply", "--validate=false", "-f", str(manifest))
+        kubectl("label", "namespace", "payments", "environment=prod", "--overwrite")
+        assert json.loads(kubectl("get", "namespace", "payments", "-o", "json"))["metadata"]["labels"] == {
+            "environment": "prod"}
+        kubectl("delete", "namespace", "payments")
+        assert ("", "payments") not in fake.objects[("", "v1", "namespaces")]
+        assert {"create", "patch", "delete"} <= {r.verb for r in fake.requests if r.resource == "namespaces"}
+    finally:
+        fake.stop()

@@ -77,6 +77,8 @@ KINDS: tuple[Kind, ...] = (
     Kind("coordination.k8s.io", "v1", "leases", "Lease", True),
 )
 VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
+#: what `kubectl get all` lists
+_CATEGORY_ALL = frozenset({"services", "deployments", "statefulsets", "daemonsets", "jobs", "cronjobs"})
 META_GROUP = "meta.k8s.io/v1"
 
 
@@ -515,16 +517,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
         try:
-            return json.loads(raw or b"{}")
+            return json.loads(self.raw_body or b"{}")
         except json.JSONDecodeError:
             raise ApiError(415, "UnsupportedMediaType", "the fake serves JSON only (kubectl: use apply -f with "
                            "--validate=false, not create namespace, which sends protobuf)") from None
 
     def _serve(self, method: str) -> None:
         url = urlsplit(self.path)
+        # read every body (a DELETE carries DeleteOptions): what is left unread would corrupt the kept-alive connection
+        length = int(self.headers.get("Content-Length") or 0)
+        self.raw_body = self.rfile.read(length) if length else b""
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         try:
             discovery = self._discovery(url.path)
@@ -561,7 +564,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith(("/api/", "/apis/")) and gv in grouped:
             return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": [
                 {"name": k.resource, "singularName": k.kind.lower(), "namespaced": k.namespaced, "kind": k.kind,
-                 "verbs": VERBS, **({"shortNames": list(k.short_names)} if k.short_names else {})}
+                 "verbs": VERBS, **({"shortNames": list(k.short_names)} if k.short_names else {}),
+                 **({"categories": ["all"]} if k.resource in _CATEGORY_ALL else {})}
                 for k in grouped[gv]]}
         return None
 
