@@ -1,11 +1,12 @@
 """The HTTP API (DESIGN.md "Interfaces"): FastAPI routes behind a small ASGI front door.
 
 The front door (:class:`Gate`) does what every request needs and nothing more: bearer-token
-roles, the body size limit, the latency histogram and JSON errors. It answers the hot
-``GET /v1/label`` itself, straight from the query layer on the event loop (one indexed SQLite
-read, no thread hop, no FastAPI dependency resolution), because agents call it before every
-action; FastAPI still declares the route, so it is in the OpenAPI document, and both paths
-call :func:`label_body`. Everything else is ordinary FastAPI with pydantic bodies
+roles, the body size limit, the latency histogram and JSON errors. It answers the two calls
+agents make before every action itself, straight from the query layer on the event loop (one
+indexed SQLite read, no thread hop, no FastAPI dependency resolution): ``GET /v1/label`` and a
+valid ``POST /v1/check`` (an invalid one goes on to FastAPI for its 422). FastAPI still declares
+both routes, so they are in the OpenAPI document, and both paths call :func:`label_body` /
+:func:`check_answer`. Everything else is ordinary FastAPI with pydantic bodies
 (``extra="forbid"``) and errors shaped ``{"error", "message"}``.
 
 Routes that read one target answer on the event loop; routes whose cost grows with the estate
@@ -25,7 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi import Query as Param
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -73,6 +74,23 @@ def label_body(query: Query, target: str | None) -> tuple[int, dict[str, Any]]:
         return 200, query.label(target)
     except TargetError as exc:
         return 400, error_body("malformed target", str(exc))
+
+
+def check_answer(query: Query, target: str, action: str) -> tuple[int, dict[str, Any]]:
+    """(status, body) of ``POST /v1/check``: the check JSON, or a 400 naming the accepted forms."""
+    try:
+        return 200, check(query, target, action)
+    except TargetError as exc:
+        return 400, error_body("malformed target", str(exc))
+
+
+def check_body(query: Query, body: bytes) -> tuple[int, dict[str, Any]] | None:
+    """:func:`check_answer` for a raw request body; None when the body is invalid, for FastAPI's 422."""
+    try:
+        request = CheckRequest.model_validate_json(body)
+    except ValidationError:
+        return None
+    return check_answer(query, request.target, request.action)
 
 
 # -- request bodies and documented responses ------------------------------------------------------
@@ -253,7 +271,8 @@ def _add_query_routes(app: FastAPI, query: Query) -> None:
     async def post_check(request: CheckRequest) -> Response:
         """May ``action`` be done to ``target``? ``decision`` is allow, require_approval (ask ``approvers``)
         or deny; ``reasons`` say why. A target with no authoritative label is decided as production."""
-        return json_response(check(query, request.target, request.action))
+        status, body = check_answer(query, request.target, request.action)
+        return json_response(body, status)
 
     @app.get("/v1/resources", responses=_doc(ResourcesDoc, 422), tags=["labels"])
     def get_resources(environment: str | None = None, provider: str | None = None,
@@ -382,6 +401,10 @@ class Gate:
                 return await _send_json(send, 413, error_body(
                     "body too large", f"request bodies are limited to {self.max_body} bytes (api.max_body_bytes); "
                                       "send fewer targets per request"))
+            if path == "/v1/check" and method == "POST":
+                answer = check_body(self.query, body)
+                if answer is not None:
+                    return await _send_json(send, *answer)
             receive = _replay(body, receive)
         return await _call_with_status(self.app, scope, receive, send)
 
