@@ -49,6 +49,7 @@ class ScanMetrics:
     """What the daemon reports on the same registry as the API: scans, the estate, findings, changes, webhooks."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
         self.scan_seconds = Histogram(
             "envlabel_scan_duration_seconds", "Scan plus commit time, by source and outcome "
             "(complete, partial, failed, error, abandoned)", ("source", "outcome"), buckets=SCAN_BUCKETS,

@@ -136,8 +136,8 @@ def test_one_source_is_never_scanned_twice_at_once(estate_config: Config, store:
 
 def test_stop_abandons_a_running_scan_and_commits_nothing(estate_config: Config, store: Store) -> None:
     gate = Gate(scan_of(aws_estate("staging")))
-    metrics = ScanMetrics(Metrics().registry)
-    daemon = Daemon(estate_config, store, metrics, scan=gate)
+    registry = Metrics().registry
+    daemon = Daemon(estate_config, store, ScanMetrics(registry), scan=gate)
     returned: list[Any] = []
     runner = threading.Thread(target=lambda: returned.append(daemon.run_scan("aws")))
     runner.start()
@@ -146,7 +146,8 @@ def test_stop_abandons_a_running_scan_and_commits_nothing(estate_config: Config,
     runner.join(10)
     assert returned == [None]  # the job let go at once
     gate.release.set()  # the scanner returns late: its result must not be committed
-    wait_until(lambda: metrics.scans.labels("aws", "abandoned")._value.get() == 1, "the abandoned scan to end")
+    wait_until(lambda: registry.get_sample_value("envlabel_scans_total", {"source": "aws", "outcome": "abandoned"}),
+               "the abandoned scan to end")
     assert store.last_scans() == [] and store.list_labels() == []
 
 

@@ -87,8 +87,8 @@ def dispatcher(endpoints: list[Endpoint], metrics: ScanMetrics, **kwargs: Any) -
 
 
 def delivered(metrics: ScanMetrics, event: str, outcome: str) -> float:
-    value: float = metrics.webhook_deliveries.labels(event, outcome)._value.get()
-    return value
+    value = metrics.registry.get_sample_value("envlabel_webhook_deliveries_total", {"event": event, "outcome": outcome})
+    return value or 0.0
 
 
 def test_a_failing_receiver_gets_the_same_signed_delivery_until_it_accepts(receiver: Receiver) -> None:
@@ -187,4 +187,4 @@ def test_daemon_announces_environment_changes_and_new_high_findings_once(receive
     assert {t: (d["before"], d["environment"]) for t, d in changes.items()} == {
         "222222222222": ("staging", "production"), "arn:aws:s3:::orders-exports": ("staging", "production")}
     assert changes["222222222222"]["label"]["decided_by"] == "tag"
-    assert metrics.environment_changes._value.get() == 2
+    assert metrics.registry.get_sample_value("envlabel_environment_changes_total") == 2
