@@ -73,6 +73,9 @@ BUILTIN_KINDS: tuple[KindSpec, ...] = (
     KindSpec("", "v1", "configmaps", True),
 )
 _BUILTIN_GROUPS = frozenset(k.group for k in BUILTIN_KINDS)
+#: every permission a scan and its watches use, as ``kubectl auth can-i VERB RESOURCE[.GROUP]`` arguments;
+#: kubernetes-clusterrole.yaml grants exactly these
+PERMISSIONS: tuple[str, ...] = tuple(f"{verb} {kind.label}" for kind in BUILTIN_KINDS for verb in VERBS)
 #: never read: a secret's metadata is not worth holding the right to read its data
 NEVER_READ = frozenset({("", "secrets")})
 

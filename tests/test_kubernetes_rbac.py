@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from discovery.kubernetes import BUILTIN_KINDS, VERBS, KubernetesScanner, Rule, rules_for
+from discovery.kubernetes import BUILTIN_KINDS, PERMISSIONS, VERBS, KubernetesScanner, Rule, rules_for
 from envlabel.config import config_from_dict
 from service.watch import KubernetesWatcher
 from store import open_store
@@ -28,6 +28,9 @@ def test_the_clusterrole_is_read_only_exactly_the_declared_kinds_and_no_secrets(
     assert sorted(rules, key=lambda r: r.api_group) == rules_for(BUILTIN_KINDS)
     assert all(set(r.verbs) == set(VERBS) == {"get", "list", "watch"} for r in rules)
     assert not [r for r in rules if "secrets" in r.resources or "*" in r.resources]
+    granted = {f"{verb} {resource}{'.' + r.api_group if r.api_group else ''}"
+               for r in rules for resource in r.resources for verb in r.verbs}
+    assert granted == set(PERMISSIONS)
 
 
 def test_every_call_of_a_scan_and_a_watch_is_covered(tmp_path: Path) -> None:

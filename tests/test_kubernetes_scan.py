@@ -133,3 +133,14 @@ def test_configured_custom_resources_are_listed_and_secrets_refused(cluster: Fak
     refused = KubernetesScanner(cluster.source(resources=[{"resource": "secrets"}])).scan()
     assert not refused.complete and "never read" in refused.errors[0].message
     assert not [r for r in cluster.fake.requests if r.resource == "secrets"]
+
+
+def test_an_injected_client_is_used_as_is(cluster: FakeCluster) -> None:
+    import kubernetes
+
+    configuration = kubernetes.client.Configuration(host=cluster.url)
+    with kubernetes.client.ApiClient(configuration) as client:
+        source = config_from_dict({"sources": [{"type": "kubernetes", "name": "injected"}]}).sources[0]
+        result = KubernetesScanner(source, api_client=client).scan()  # type: ignore[arg-type]
+    assert result.complete and result.scopes == {"k8s://injected"}
+    assert "k8s://injected/payments/deployments/api" in {r.id for r in result.resources}
