@@ -19,7 +19,7 @@ from envlabel.config import Config, Source
 from envlabel.model import Override, Resolution, Resource, ScanError, ScanResult
 from labelers.resolve import Labeler
 from labelers.taxonomy import Taxonomy
-from store.sql import LabelChange, Store, Transaction
+from store.sql import Fence, LabelChange, Store, Transaction
 
 
 def utcnow() -> datetime:
@@ -81,10 +81,14 @@ def relabel_subtree(store: Store, taxonomy: Taxonomy, roots: Sequence[str], now:
 
 
 def commit_scan(store: Store, taxonomy: Taxonomy, result: ScanResult, started_at: datetime,
-                now: datetime | None = None) -> ScanSummary:
+                now: datetime | None = None, *, fence: Fence | None = None) -> ScanSummary:
+    """Commit what a scan saw. With a ``fence`` (a replica's leadership token) the commit happens only while
+    the token is current; otherwise it raises :class:`store.sql.FencedOut` and writes nothing."""
     now = now or utcnow()
     clock = time.perf_counter()
     with store.transaction() as tx:
+        if fence is not None:
+            tx.hold_fence(fence)
         scan_id = tx.record_scan(result.source, started_at, now, result.complete, result.errors)
         seen, written = tx.upsert_resources(result.source, result.resources, now)
         # An incomplete scan removes nothing: what it did not see may only be out of reach.

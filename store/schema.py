@@ -98,4 +98,14 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE label_history ADD COLUMN valid_until TEXT
     """,
+    # 3: fencing tokens. The replica that becomes the leader advances each source's epoch; a scan commits only
+    # while its epoch is still current, so a leader that lost its lease cannot write a late scan
+    """
+    CREATE TABLE fences (
+        source TEXT PRIMARY KEY,
+        epoch INTEGER NOT NULL,
+        holder TEXT NOT NULL,
+        acquired_at TEXT NOT NULL
+    )
+    """,
 ]

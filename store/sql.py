@@ -12,7 +12,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -101,6 +101,18 @@ class HistoryEntry:
     event: str  # "label" | "gone"
     before: str | None
     resolution: Resolution
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """A fencing token: the leader's epoch for one source, handed to the commit of that source's scan."""
+
+    source: str
+    epoch: int
+
+
+class FencedOut(StoreError):
+    """A commit carried a fencing token that is no longer current: another replica leads now."""
 
 
 class Dialect(Protocol):
@@ -268,6 +280,28 @@ class Transaction:
         self.execute("UPDATE scans SET resources = ?, changed = ?, removed = ? WHERE id = ?",
                      (resources, changed, removed, scan_id))
 
+    # -- fencing ------------------------------------------------------------------------------
+    def advance_fence(self, source: str, holder: str, now: datetime) -> Fence:
+        """A new epoch for ``source``, held by ``holder``: every token handed out before is stale from now on."""
+        row = self.execute(
+            "INSERT INTO fences (source, epoch, holder, acquired_at) VALUES (?, 1, ?, ?) ON CONFLICT (source) "
+            "DO UPDATE SET epoch = fences.epoch + 1, holder = excluded.holder, acquired_at = excluded.acquired_at "
+            "RETURNING epoch", (source, holder, ts(now))).fetchone()
+        return Fence(source, int(row[0]))
+
+    def hold_fence(self, fence: Fence) -> None:
+        """Raise :class:`FencedOut` unless ``fence`` is current; if it is, keep it so until this transaction ends.
+
+        The no-op update takes the row's write lock (PostgreSQL) or the database's (SQLite), so a new leader's
+        :meth:`advance_fence` waits for this commit instead of slipping in between the check and the commit."""
+        cur = self.execute("UPDATE fences SET epoch = epoch WHERE source = ? AND epoch = ?",
+                           (fence.source, fence.epoch))
+        if cur.rowcount != 1:
+            row = self.execute("SELECT epoch, holder FROM fences WHERE source = ?", (fence.source,)).fetchone()
+            now = f"epoch {row[0]} held by {row[1]}" if row else "no epoch at all"
+            raise FencedOut(f"fencing token {fence.source}@{fence.epoch} is stale ({now}): this replica is no "
+                            "longer the leader, so its scan is not committed")
+
     # -- labeling -----------------------------------------------------------------------------
     def containers(self, below: Sequence[str] | None = None) -> dict[str, Resource]:
         """Every resource that is some live resource's parent; with ``below``, only the ancestors of those ids
@@ -374,7 +408,11 @@ class Store:
         self.dialect = dialect
         self._write_lock = threading.Lock()
         self._local = threading.local()
-        self._writer = dialect.connect()
+        # PostgreSQL: a pool serves reads and writes (autocommit; a transaction turns it off while it runs).
+        # SQLite: one writer connection and a reader connection per thread.
+        open_pool = getattr(dialect, "open_pool", None)
+        self._pool: Any = open_pool() if open_pool else None
+        self._writer = dialect.connect() if self._pool is None else None
         self._migrate()
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -385,14 +423,41 @@ class Store:
             self._local.conn = conn
         return conn
 
+    @contextmanager
+    def _reading(self) -> Iterator[Any]:
+        if self._pool is None:
+            yield self._reader()
+            return
+        with self._pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def _writing(self) -> Iterator[Any]:
+        if self._pool is None:
+            yield self._writer
+            return
+        with self._pool.connection() as conn:
+            conn.autocommit = False
+            try:
+                yield conn
+            finally:
+                if not conn.closed:
+                    conn.autocommit = True
+
     def _query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
-        cur = self._reader().cursor()
-        cur.execute(self.dialect.sql(statement), params)
-        rows: list[Any] = cur.fetchall()
+        with self._reading() as conn:
+            cur = conn.cursor()
+            cur.execute(self.dialect.sql(statement), params)
+            rows: list[Any] = cur.fetchall()
         return rows
 
     def _migrate(self) -> None:
         with self.transaction() as tx:
+            # replicas starting at once migrate one after the other (PostgreSQL: an advisory lock; SQLite
+            # serializes writers by itself)
+            lock = getattr(self.dialect, "migration_lock", None)
+            if lock:
+                tx.execute(lock)
             tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = tx.execute("SELECT MAX(version) FROM schema_version").fetchone()
             current = int(row[0] or 0)
@@ -411,17 +476,20 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        with self._write_lock:
-            conn = self._writer
+        with self._write_lock, self._writing() as conn:
             try:
                 yield Transaction(conn, self.dialect)
                 conn.commit()
             except BaseException:
-                conn.rollback()
+                with suppress(Exception):  # a broken connection cannot roll back; the error that broke it says why
+                    conn.rollback()
                 raise
 
     def close(self) -> None:
-        self._writer.close()
+        if self._pool is not None:
+            self._pool.close()
+        if self._writer is not None:
+            self._writer.close()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
@@ -552,25 +620,26 @@ class Store:
         needles = tuple(f'"{k}":' for k in keys)
         last_ok = {(r[0], r[1]): r[2] for r in self._query("SELECT source, scope, last_ok FROM scopes")}
         parsed: dict[str, dict[str, str]] = {}
-        cur = self._reader().cursor()
-        cur.execute(self.dialect.sql(
-            "SELECT r.id, r.provider, r.kind, r.name, r.parent, r.tags, r.scope, r.region, r.name_signal, "
-            "r.declared, r.path, r.source, r.updated_at FROM resources r WHERE r.tombstoned_at IS NULL"))
-        while rows := cur.fetchmany(batch):
-            out: list[tuple[Resource, str, str]] = []
-            for row in rows:
-                text: str = row[5]
-                tags = parsed.get(text)
-                if tags is None:
-                    lowered = text.lower()
-                    tags = {k: v for k, v in json.loads(text).items() if k.lower() in keys} \
-                        if any(n in lowered for n in needles) else {}
-                    if len(parsed) > 100_000:  # tag sets repeat across an estate; bound the memo all the same
-                        parsed.clear()
-                    parsed[text] = tags
-                out.append((Resource(row[0], row[1], row[2], row[3], row[4], tags, row[6], row[7], bool(row[8]),
-                                     row[9], (), row[10]), row[11], last_ok.get((row[11], row[6])) or row[12]))
-            yield out
+        with self._reading() as conn:
+            cur = conn.cursor()
+            cur.execute(self.dialect.sql(
+                "SELECT r.id, r.provider, r.kind, r.name, r.parent, r.tags, r.scope, r.region, r.name_signal, "
+                "r.declared, r.path, r.source, r.updated_at FROM resources r WHERE r.tombstoned_at IS NULL"))
+            while rows := cur.fetchmany(batch):
+                out: list[tuple[Resource, str, str]] = []
+                for row in rows:
+                    text: str = row[5]
+                    tags = parsed.get(text)
+                    if tags is None:
+                        lowered = text.lower()
+                        tags = {k: v for k, v in json.loads(text).items() if k.lower() in keys} \
+                            if any(n in lowered for n in needles) else {}
+                        if len(parsed) > 100_000:  # tag sets repeat across an estate; bound the memo all the same
+                            parsed.clear()
+                        parsed[text] = tags
+                    out.append((Resource(row[0], row[1], row[2], row[3], row[4], tags, row[6], row[7], bool(row[8]),
+                                         row[9], (), row[10]), row[11], last_ok.get((row[11], row[6])) or row[12]))
+                yield out
 
     def counts(self) -> dict[tuple[str, str], int]:
         """Live resources per (provider, environment)."""

@@ -1,0 +1,93 @@
+"""PostgreSQL: one store shared by several replicas (``store: postgresql://USER:PASSWORD@HOST:PORT/DB``).
+
+The SQL is the SQLite store's, unchanged: ``sql()`` turns its ``?`` placeholders into psycopg's ``%s``.
+Connections come from a psycopg_pool ``ConnectionPool`` in autocommit mode, so a label lookup is one
+round trip; a write transaction takes a pooled connection and turns autocommit off for its duration.
+A pool (not one connection per thread) because uvicorn's worker threads come and go, and a restarted
+PostgreSQL or a broken connection is replaced by the pool instead of failing every later call.
+
+Migrations run under a transaction-level advisory lock, so replicas starting at once migrate one after
+the other (the second finds the work done). Leader election's session lock lives in ``service.leader``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from envlabel.errors import StoreError
+
+#: ``pool_size`` when the URL does not set ``ENVLABEL_STORE_POOL_SIZE``; a replica's API threads share it
+DEFAULT_POOL_SIZE = 10
+#: the lock every migration takes; any constant key works, this one is "envlabel" in ASCII
+MIGRATION_LOCK_KEY = 0x656E766C6162656C
+_PLACEHOLDER = re.compile(r"\?")
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True)
+class PostgresDialect:
+    url: str
+    pool_size: int = DEFAULT_POOL_SIZE
+    name: str = "postgresql"
+    serial: str = "BIGSERIAL PRIMARY KEY"
+    #: taken inside the migration transaction; released by its commit
+    migration_lock: str = f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+    _translated: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresDialect:
+        if url.startswith("postgres://"):  # libpq accepts both; keep one spelling in messages
+            url = "postgresql://" + url.removeprefix("postgres://")
+        if not urlsplit(url).path.strip("/"):
+            raise StoreError(f"store URL {redact(url)!r} names no database; write postgresql://USER@HOST:PORT/DB")
+        size = os.environ.get("ENVLABEL_STORE_POOL_SIZE", "")
+        if size and not (size.isdigit() and int(size) > 0):
+            raise StoreError(f"ENVLABEL_STORE_POOL_SIZE={size!r} is not a positive number of connections")
+        return cls(url, int(size) if size else DEFAULT_POOL_SIZE)
+
+    def connect(self) -> psycopg.Connection[Any]:
+        """One connection of its own (leader election holds its session lock on one)."""
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise self.unreachable(exc) from exc
+
+    def open_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            self.url, min_size=1, max_size=self.pool_size, kwargs={"autocommit": True, "connect_timeout": 10},
+            # a connection broken while idle (server restart, failover) is replaced, not handed out
+            check=ConnectionPool.check_connection, open=False, name="envlabel-store")
+        try:
+            pool.open(wait=True, timeout=15)
+        except Exception as exc:  # psycopg_pool.PoolTimeout: the first connection failed
+            pool.close()
+            raise self.unreachable(exc) from exc
+        return pool
+
+    def unreachable(self, exc: BaseException) -> StoreError:
+        return StoreError(f"cannot connect to the PostgreSQL store {redact(self.url)}: {exc}; check that the "
+                          "server is up, the URL (host, port, database) and the credentials")
+
+    def sql(self, statement: str) -> str:
+        # statements are a fixed set; translating each once keeps the lookup path free of regex work
+        translated = self._translated.get(statement)
+        if translated is None:
+            translated = _PLACEHOLDER.sub("%s", statement.replace("%", "%%"))
+            if len(self._translated) < 10_000:  # IN (?, ?, ...) lists vary in length; bound the memo
+                self._translated[statement] = translated
+        return translated
