@@ -25,7 +25,14 @@ from service.pipeline import ScanSummary, run_source
 from service.query import Query
 from store import open_store
 from store.sql import Store
-from tests.aws_denied import DeniedProxy, SignedRequest, deny_operation, deny_region, only_first
+from tests.aws_denied import (
+    DeniedProxy,
+    SignedRequest,
+    deny_account,
+    deny_operation,
+    deny_region,
+    only_first,
+)
 from tests.aws_estate import EstateInfo, fresh_estate
 
 
@@ -141,6 +148,17 @@ def test_assume_role_failure_is_that_accounts_error(estate: EstateInfo, baseline
     assert error.scope == dev and "could not assume" in error.message and "AccessDenied" in error.message
     assert f"arn:aws:iam::{dev}:role/{estate.role}" in error.hint
     assert query.label(estate.arns["dev-playground/scratch"])["environment"] == "sandbox"
+
+
+def test_account_denied_everywhere_fails_only_its_scopes(estate: EstateInfo, proxy: DeniedProxy) -> None:
+    payments = estate.accounts["payments-eu"]
+    proxy.deny = deny_account(payments)  # the proxy learned its access key from the AssumeRole answer
+    source = AwsSource.model_validate(estate.source(endpoint_url=proxy.url, regions=["us-east-1"]))
+    result = AwsScanner(source).scan()
+    assert {e.scope for e in result.errors} == {f"{payments}/us-east-1", f"{payments}/global"}
+    assert "arn:aws:iam::" in result.errors[0].hint and "EnvlabelReadOnly" in result.errors[0].hint
+    assert payments in {r.id for r in result.resources}  # the org tree is read with the scanner's own credentials
+    assert "organization" in result.scopes and len(result.scopes) == 1 + 2 * (len(estate.accounts) - 1)
 
 
 @pytest.mark.parametrize(("service", "action"), [
