@@ -109,12 +109,15 @@ def child_inproc(path: Path, targets: list[str]) -> dict[str, Any]:
         query.label(target)
     samples: list[float] = []
     clock = time.perf_counter_ns
+    cpu = time.process_time()
     for target in targets:
         start = clock()
         query.label(target)
         samples.append((clock() - start) / 1000)
+    cpu_us = (time.process_time() - cpu) / len(targets) * 1e6
     p = percentiles(samples, (50, 90, 99, 99.9))
-    return {"n": len(samples), "p50_us": p[50], "p90_us": p[90], "p99_us": p[99], "p999_us": p[99.9]}
+    return {"n": len(samples), "p50_us": p[50], "p90_us": p[90], "p99_us": p[99], "p999_us": p[99.9],
+            "cpu_us": cpu_us}
 
 
 def child_serve(path: Path, port: int) -> None:
@@ -179,6 +182,12 @@ def run_wrk(port: int, targets: list[str], duration: int, connections: int) -> d
     return {"rps": rps, "connections": connections, "latency": latency, "errors": errors}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> tuple[float, float]:
     """(current, peak) resident memory of ``pid`` in MiB."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
@@ -224,10 +233,18 @@ def http_part(args: argparse.Namespace, path: Path, targets_file: Path) -> dict[
         results: dict[str, Any] = {"rss_idle_mib": rss_mib(server.pid)[0]}
         for kind, n in (("label", args.requests), ("batch", max(args.requests // 20, 500)),
                         ("check", args.requests // 2)):
+            cpu = cpu_seconds(server.pid)
             results[kind] = run_child(THIS, "--child", "sequential", "--port", str(port), "--kind", kind,
                                       "--targets", str(targets_file), "--n", str(n))
+            # server CPU per request (warm-up included): what one core can serve, whatever else runs
+            warmup = min(n, 1000)
+            results[kind]["server_cpu_us"] = (cpu_seconds(server.pid) - cpu) / (n + warmup) * 1e6
         targets = json.loads(targets_file.read_text())
+        cpu = cpu_seconds(server.pid)
         results["wrk"] = run_wrk(port, targets, args.duration, args.connections)
+        if results["wrk"]:
+            served = results["wrk"]["rps"] * args.duration
+            results["wrk"]["server_cpu_us"] = (cpu_seconds(server.pid) - cpu) / served * 1e6
         results["rss_mib"], results["rss_peak_mib"] = rss_mib(server.pid)
         return results
     finally:
@@ -248,30 +265,35 @@ def report(args: argparse.Namespace, path: Path, inproc: dict[str, Any], web: di
     label, batch, check = web["label"], web["batch"], web["check"]
     rows: list[list[object]] = [
         ["in-process Query.label", f"{inproc['n']:,}", us(inproc["p50_us"]), us(inproc["p99_us"]), "-",
+         us(inproc["cpu_us"]),
          f"p99 <= {TARGETS['inproc_p99_us']} us: {ok(inproc['p99_us'], TARGETS['inproc_p99_us'])}"],
         ["GET /v1/label, sequential", f"{label['n']:,}", us(label["p50_us"]), us(label["p99_us"]),
-         f"{label['rps']:,.0f}", f"p50 <= 300 us: {ok(label['p50_us'], 300)}, p99 <= 1 ms: "
+         f"{label['rps']:,.0f}", us(label["server_cpu_us"]), f"p50 <= 300 us: {ok(label['p50_us'], 300)}, p99 <= 1 ms: "
                                  f"{ok(label['p99_us'], 1000)}"],
         ["POST /v1/labels x100, sequential", f"{batch['n']:,}", us(batch["p50_us"]), us(batch["p99_us"]),
-         f"{batch['rps']:,.0f}", f"p99 <= 5 ms: {ok(batch['p99_us'], 5000)}"],
+         f"{batch['rps']:,.0f}", us(batch["server_cpu_us"]), f"p99 <= 5 ms: {ok(batch['p99_us'], 5000)}"],
         ["POST /v1/check, sequential", f"{check['n']:,}", us(check["p50_us"]), us(check["p99_us"]),
-         f"{check['rps']:,.0f}", "-"],
+         f"{check['rps']:,.0f}", us(check["server_cpu_us"]), "-"],
     ]
     wrk = web["wrk"]
     if wrk:
         lat = wrk["latency"]
         rows.append([f"GET /v1/label, wrk {wrk['connections']} conns {args.duration}s", "-", lat.get("50%", "?"),
-                     lat.get("99%", "?"), f"{wrk['rps']:,.0f}",
+                     lat.get("99%", "?"), f"{wrk['rps']:,.0f}", us(wrk["server_cpu_us"]),
                      f">= 5,000 req/s: {ok(wrk['rps'], 5000, higher=True)}" + (
                          f" ({'; '.join(wrk['errors'])})" if wrk["errors"] else "")])
-    header = ["measure", "requests", "p50", "p99", "req/s", "target met"]
+    header = ["measure", "requests", "p50", "p99", "req/s", "CPU/request", "target met"]
     lines = [
         "# Query benchmark", "",
         f"`.venv/bin/python bench/query.py {' '.join(sys.argv[1:])}`".replace(" `", "`"), "",
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {machine()}; store: {store_count(path):,} resources in "
         f"SQLite ({path.stat().st_size / 2**20:,.0f} MiB); one uvicorn worker (uvloop, httptools); client and server "
         "on the same machine. Sequential figures are what one client sees end to end, including its own "
-        "Python http.client overhead; wrk keeps several connections busy to measure throughput.", "",
+        "Python http.client overhead; wrk keeps several connections busy to measure throughput. CPU/request "
+        "is the serving process's CPU time per request (in process: per lookup): 1,000,000 / it is what one "
+        "core can serve, however busy the machine is.", "",
+        f"Load average when the run ended: {' / '.join(f'{x:.1f}' for x in os.getloadavg())} (1 / 5 / 15 min) "
+        f"on {os.cpu_count()} cores.", "",
         table(rows, header), "",
         f"Serving process memory: {web['rss_idle_mib']:,.0f} MiB after start, {web['rss_mib']:,.0f} MiB after "
         f"the runs (peak {web['rss_peak_mib']:,.0f} MiB).", "",

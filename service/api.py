@@ -34,7 +34,7 @@ from envlabel.config import Config
 from envlabel.errors import TargetError
 from envlabel.targets import ACCEPTED_FORMS
 from service.authority import check
-from service.listing import DEFAULT_LIMIT, MAX_LIMIT, InvalidRequest, NotAvailable, list_findings, list_resources
+from service.listing import DEFAULT_LIMIT, MAX_LIMIT, InvalidRequest, list_findings, list_resources
 from service.metrics import Metrics
 from service.query import Query
 from service.tokens import ADMIN, READER, Tokens
@@ -281,13 +281,10 @@ def _add_query_routes(app: FastAPI, query: Query) -> None:
         """Labeled resources in id order, a page at a time; follow ``next_cursor`` until it is null."""
         return json_response(list_resources(query, environment, provider, limit, cursor))
 
-    @app.get("/v1/findings", tags=["audit"], responses={501: {"model": ErrorDoc}})
+    @app.get("/v1/findings", tags=["audit"], responses={422: {"model": ErrorDoc}})
     def get_findings(kind: str | None = None, severity: str | None = None, provider: str | None = None) -> Response:
         """Audit findings: conflicting, ambiguous, unlabeled, non-canonical, unrecognized, name-mismatch, stale."""
-        try:
-            return json_response(list_findings(query, kind, severity, provider))
-        except NotAvailable as exc:
-            return error_response(501, "not implemented", str(exc))
+        return json_response(list_findings(query, kind, severity, provider))
 
     @app.get("/v1/history", tags=["labels"], responses={400: {"model": ErrorDoc}})
     def get_history(target: str) -> Response:

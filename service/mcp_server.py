@@ -15,7 +15,7 @@ from mcp.types import ToolAnnotations
 
 from envlabel.errors import TargetError
 from service.authority import check
-from service.listing import DEFAULT_LIMIT, InvalidRequest, NotAvailable, list_findings, list_resources
+from service.listing import DEFAULT_LIMIT, InvalidRequest, list_findings, list_resources
 from service.query import Query
 
 INSTRUCTIONS = """\
@@ -105,6 +105,6 @@ def _answer(call: Any, *args: Any) -> dict[str, Any]:
     """Run a query; errors become tool errors whose message says what to do."""
     try:
         result: dict[str, Any] = call(*args)
-    except (TargetError, InvalidRequest, NotAvailable) as exc:
+    except (TargetError, InvalidRequest) as exc:
         raise ToolError(str(exc)) from exc
     return result
