@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -47,6 +47,9 @@ from service.pipeline import ScanSummary, commit_scan, scan_source, utcnow
 from service.query import Query
 from service.webhooks import ENVIRONMENT_CHANGED, FINDING, Event, WebhookDispatcher, endpoints_from_config
 from store.sql import Store, ts
+
+if TYPE_CHECKING:
+    from service.watch import KubernetesWatcher
 
 log = logging.getLogger("envlabel.daemon")
 
@@ -173,10 +176,11 @@ class Daemon:
         self.tick_interval = tick
         self._scan = scan
         self._watch = watch
-        self._watchers: dict[str, Any] = {}
+        self._watchers: dict[str, KubernetesWatcher] = {}
         self._source_locks = {s.name: threading.Lock() for s in config.sources}
         self._running: set[str] = set()
         self._state = threading.Condition()
+        self._stopping = threading.Event()
         self._abandon = threading.Event()
         self._commit = threading.Lock()  # held from "not abandoned?" to the end of a commit
 
@@ -213,6 +217,9 @@ class Daemon:
 
         Returns True when nothing was abandoned and every webhook was delivered."""
         deadline = time.monotonic() + timeout
+        with self._state:
+            self._stopping.set()
+            self._state.notify_all()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         for watcher in self._watchers.values():
@@ -223,7 +230,6 @@ class Daemon:
                 log.warning("abandoning the scan of %s at shutdown: nothing of it is committed; the next "
                             "start scans again", ", ".join(sorted(self._running)))
                 self._abandon.set()
-                self._state.notify_all()
         # a commit already under way finishes (SQLite's journal would undo a half-written one anyway)
         if self._commit.acquire(timeout=max(0.1, deadline - time.monotonic())):
             self._commit.release()
@@ -246,41 +252,54 @@ class Daemon:
         thread = threading.Thread(target=self._scan_and_commit, args=(self.config.source(name), outcome),
                                   name=f"scan-{name}", daemon=True)
         thread.start()
-        try:
-            with self._state:
-                self._state.wait_for(lambda: bool(outcome) or self._abandon.is_set())
-        finally:
-            if outcome or not self._abandon.is_set():
+        with self._state:
+            # at shutdown the job lets go at once (stop() does the waiting), so the scheduler's workers end
+            self._state.wait_for(lambda: bool(outcome) or self._stopping.is_set())
+            if outcome:
                 lock.release()
-        return outcome[0] if outcome else None
+            return outcome[0] if outcome else None
 
     def _scan_and_commit(self, source: Source, outcome: list[ScanSummary | None]) -> None:
-        clock = time.perf_counter()
         summary: ScanSummary | None = None
+        try:
+            summary = self._commit_unless_abandoned(source)
+        finally:
+            with self._state:  # committed or not: shutdown waits no longer for this scan
+                self._running.discard(source.name)
+                self._state.notify_all()
+        try:
+            if summary is not None:
+                self.reporter.report_changes()
+                self.reporter.report_estate()
+        except Exception:
+            log.exception("reporting the scan of %s failed; its labels are committed", source.name)
+        finally:
+            with self._state:
+                outcome.append(summary)
+                self._state.notify_all()
+
+    def _commit_unless_abandoned(self, source: Source) -> ScanSummary | None:
+        clock = time.perf_counter()
         try:
             started = utcnow()
             result = scan_source(source, self._scan)
             with self._commit:
                 if self._abandon.is_set():
                     self.metrics.observe_scan(source.name, "abandoned", time.perf_counter() - clock)
-                    return
+                    return None
                 summary = commit_scan(self.store, self.taxonomy, result, started)
-            self.metrics.observe_scan(source.name, scan_outcome(result), time.perf_counter() - clock)
-            log.info("scan of %s: %s, %d resources, %d label change(s), %d removed, %d error(s) in %.1fs",
-                     source.name, scan_outcome(result), summary.resources, summary.label_changes,
-                     summary.removed, len(summary.errors), time.perf_counter() - clock)
-            for error in summary.errors:
-                log.warning("scan of %s: %s: %s (%s)", source.name, error.scope, error.message, error.hint)
-            self.reporter.report_changes()
-            self.reporter.report_estate()
         except Exception:  # a store failure: counted and logged; the next run tries again
             self.metrics.observe_scan(source.name, "error", time.perf_counter() - clock)
             log.exception("scan of %s could not be committed; the previous labels stand", source.name)
-        finally:
-            with self._state:
-                outcome.append(summary)
-                self._running.discard(source.name)
-                self._state.notify_all()
+            return None
+        outcome = scan_outcome(result)
+        self.metrics.observe_scan(source.name, outcome, time.perf_counter() - clock)
+        log.info("scan of %s: %s, %d resources, %d label change(s), %d removed, %d error(s) in %.1fs", source.name,
+                 outcome, summary.resources, summary.label_changes, summary.removed, len(summary.errors),
+                 time.perf_counter() - clock)
+        for error in summary.errors:
+            log.warning("scan of %s: %s: %s (%s)", source.name, error.scope, error.message, error.hint)
+        return summary
 
     def tick(self) -> None:
         """Between scans: expire overrides (with history), keep the watches alive, report their changes."""
@@ -319,8 +338,9 @@ class Daemon:
         try:
             watcher = KubernetesWatcher(self.config, self.store, source)
             watcher.start()
-        except Exception:  # an unreadable kubeconfig: the scheduled scan reports it; the tick retries
-            log.exception("could not start the watch of %s", source.name)
+        except Exception as exc:  # an unreadable kubeconfig: the scheduled scan reports it; the tick retries
+            log.warning("could not start the watch of %s: %s: %s; retrying at the next tick", source.name,
+                        type(exc).__name__, exc)
             return
         self._watchers[source.name] = watcher
 
