@@ -188,3 +188,13 @@ def test_daemon_announces_environment_changes_and_new_high_findings_once(receive
         "222222222222": ("staging", "production"), "arn:aws:s3:::orders-exports": ("staging", "production")}
     assert changes["222222222222"]["label"]["decided_by"] == "tag"
     assert metrics.registry.get_sample_value("envlabel_environment_changes_total") == 2
+
+
+def test_serve_refuses_to_start_without_a_webhook_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.estates import cli, write_config
+
+    monkeypatch.delenv("HOOK_SECRET", raising=False)
+    config = write_config(tmp_path, webhooks=[{"url": "https://hooks.example.com/", "secret_env": "HOOK_SECRET"}])
+    result = cli(config, "serve", "--port", "0")
+    assert result.exit_code == 1
+    assert "webhooks.0.secret_env: the environment variable HOOK_SECRET is not set" in result.stderr
