@@ -7,6 +7,7 @@ whom, never an empty list that would look like "nothing there".
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -68,14 +69,20 @@ def make_sessions(profile: str | None = None) -> SessionFactory:
     a few milliseconds, which matters at one session per account x region.
     """
     loader = create_loader()
+    lock = threading.Lock()
 
     def make(credentials: Credentials | None) -> boto3.Session:
         core = botocore.session.Session()
         core.register_component("data_loader", loader)
-        if credentials is None:
-            return boto3.Session(botocore_session=core, profile_name=profile)
-        return boto3.Session(aws_access_key_id=credentials.access_key, aws_secret_access_key=credentials.secret_key,
-                             aws_session_token=credentials.token, botocore_session=core)
+        keys: dict[str, str] = {} if credentials is None else {
+            "aws_access_key_id": credentials.access_key, "aws_secret_access_key": credentials.secret_key,
+            "aws_session_token": credentials.token}
+        with lock:
+            session = boto3.Session(botocore_session=core, profile_name=profile if credentials is None else None,
+                                    **keys)
+            # every boto3 Session appends its data path to the loader: keep one copy, not one per session
+            loader.search_paths[:] = list(dict.fromkeys(loader.search_paths))
+        return session
 
     return make
 
