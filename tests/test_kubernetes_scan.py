@@ -144,3 +144,19 @@ def test_an_injected_client_is_used_as_is(cluster: FakeCluster) -> None:
         result = KubernetesScanner(source, api_client=client).scan()  # type: ignore[arg-type]
     assert result.complete and result.scopes == {"k8s://injected"}
     assert "k8s://injected/payments/deployments/api" in {r.id for r in result.resources}
+
+
+def test_the_demo_cluster_in_a_production_cluster(tmp_path: Path) -> None:
+    from service.fakes.kubernetes_api import seed_demo_cluster
+
+    with fake_cluster(tmp_path) as demo:
+        seed_demo_cluster(demo.fake)
+        store = open_store(f"sqlite:///{tmp_path / 'envlabel.db'}")
+        commit_scan(store, Taxonomy(), KubernetesScanner(demo.source(environment="production")).scan(), T0, T0)
+        query = Query(config_from_dict({}), store)
+        plain = query.label("k8s://prod-eu/orders/deployments/orders-api", now=T0)
+        assert (plain["environment"], plain["conflict"]) == ("production", False)
+        for conflicted in ("k8s://prod-eu/namespaces/orders-preview", "k8s://prod-eu/orders/deploy/load-generator"):
+            label = query.label(conflicted, now=T0)
+            assert (label["environment"], label["conflict"]) == ("production", True)
+        assert not [r for r in demo.fake.requests if r.resource == "secrets"]

@@ -744,6 +744,26 @@ def seed_estate(fake: FakeKubernetes, namespaces: int, per_namespace: int,
     return count
 
 
+def seed_demo_cluster(fake: FakeKubernetes) -> None:
+    """A small realistic cluster for ``envlabel demo``: an unlabeled namespace that inherits the cluster's
+    environment, a preview namespace labeled staging (a conflict inside a production cluster), a workload
+    whose own label disagrees, system namespaces, nodes, and a secret envlabel must never read."""
+    fake.seed("nodes", "ip-10-1-0-11", labels={"node.kubernetes.io/instance-type": "m6i.large"})
+    fake.seed("nodes", "ip-10-1-0-12", labels={"node.kubernetes.io/instance-type": "m6i.large"})
+    fake.seed("namespaces", "kube-system")
+    fake.seed("namespaces", "orders", labels={"team": "orders"})
+    fake.seed("namespaces", "orders-preview", labels={"team": "orders", "environment": "staging"})
+    for namespace in ("orders", "orders-preview"):
+        for resource in ("deployments", "services", "configmaps", "ingresses"):
+            fake.seed(resource, "orders-api", namespace, labels={"app": "orders-api"})
+        fake.seed("statefulsets", "orders-db", namespace, labels={"app": "orders-db"})
+        fake.seed("persistentvolumeclaims", "data-orders-db-0", namespace, labels={"app": "orders-db"})
+        fake.seed("cronjobs", "orders-report", namespace, labels={"app": "orders-report"})
+        fake.seed("secrets", "orders-db-password", namespace)
+    fake.seed("deployments", "load-generator", "orders", labels={"app": "load-generator", "env": "dev"})
+    fake.seed("daemonsets", "node-exporter", "kube-system", labels={"app": "node-exporter"})
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve a seeded fake cluster until interrupted; prints its URL on the first line of stdout.
 
@@ -757,9 +777,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--namespaces", type=int, default=0)
     parser.add_argument("--per-namespace", type=int, default=0)
     parser.add_argument("--kubeconfig", help="also write a kubeconfig pointing at the fake here")
+    parser.add_argument("--demo", action="store_true", help="seed the demo cluster (seed_demo_cluster)")
     args = parser.parse_args(argv)
     url, fake = start_fake_cluster(port=args.port)
     seed_estate(fake, args.namespaces, args.per_namespace)
+    if args.demo:
+        seed_demo_cluster(fake)
     if args.kubeconfig:
         write_kubeconfig(args.kubeconfig, url)
     print(url, flush=True)
