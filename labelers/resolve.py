@@ -65,15 +65,17 @@ def signals_of(resource: Resource, taxonomy: Taxonomy, override: Override | None
             tags.append(Evidence(TAG, match.environment, resource.id, f"tag {key}={value} on {describe(resource)}"))
     if resource.declared:
         tags.append(Evidence(TAG, resource.declared, resource.id, f"configured environment of {describe(resource)}"))
-    names: list[Evidence] = []
+    names: tuple[Evidence, ...] = ()
     if resource.name_signal:  # an OU or folder name is read like a tag value
         declared = taxonomy.normalize(resource.name).environment
         if declared is not None:
             tags.append(Evidence(TAG, declared, resource.id, describe(resource)))
     elif resource.name:
-        names = [Evidence(NAME, env, resource.id, f"name {resource.name!r}")
-                 for env in sorted(taxonomy.name_environments(resource.name), key=taxonomy.rank)]
-    return Signals(tuple(tags), tuple(names), override)
+        said = taxonomy.name_environments(resource.name)
+        if said:
+            names = tuple(Evidence(NAME, env, resource.id, f"name {resource.name!r}")
+                          for env in sorted(said, key=taxonomy.rank))
+    return Signals(tuple(tags), names, override)
 
 
 def _as_inherited(evidence: Evidence) -> Evidence:
@@ -108,10 +110,12 @@ def resolve_chain(taxonomy: Taxonomy, own: Signals, above: Chain) -> Resolution:
     collected = own.tags + above.evidence
     if not collected:
         return Resolution(UNKNOWN, NONE, False, own.names, above.valid_until)
+    first = collected[0].environment
+    if all(e.environment == first for e in collected):  # the common case: every signal agrees
+        return Resolution(first, collected[0].signal, False, collected + own.names, above.valid_until)
     environment = taxonomy.most_restrictive(e.environment for e in collected)
     decided_by = next(e.signal for e in collected if e.environment == environment)
-    conflict = any(e.environment != environment for e in collected)
-    return Resolution(environment, decided_by, conflict, collected + own.names, above.valid_until)
+    return Resolution(environment, decided_by, True, collected + own.names, above.valid_until)
 
 
 def resolve(taxonomy: Taxonomy, own: Signals, ancestors: Sequence[Signals]) -> Resolution:

@@ -57,6 +57,7 @@ class Taxonomy:
         for env, words in (name_tokens or {}).items():
             self._name_words.update({w.lower(): env for w in words})
         self._cache: dict[str, Match] = {}
+        self._name_cache: dict[str, frozenset[str]] = {}
 
     @classmethod
     def from_config(cls, config: Config) -> Taxonomy:
@@ -93,4 +94,9 @@ class Taxonomy:
 
     def name_environments(self, name: str) -> set[str]:
         """Environments that tokens of ``name`` suggest (evidence only, never decides)."""
-        return {self._name_words[t] for t in tokens(name) if t in self._name_words}
+        cached = self._name_cache.get(name)
+        if cached is None:  # names repeat across an estate (twins, regions, defaults): tokenize each once
+            cached = frozenset(self._name_words[t] for t in tokens(name) if t in self._name_words)
+            if len(self._name_cache) < 100_000:
+                self._name_cache[name] = cached
+        return set(cached)

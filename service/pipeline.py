@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from envlabel.config import Config, Source
-from envlabel.model import Override, Resolution, Resource, ScanError, ScanResult
+from envlabel.model import Override, Resource, ScanError, ScanResult
 from labelers.resolve import Labeler
 from labelers.taxonomy import Taxonomy
-from store.sql import Fence, LabelChange, Store, Transaction
+from store.sql import EncodedLabel, Fence, LabelChange, Store, Transaction
 
 
 def utcnow() -> datetime:
@@ -39,11 +39,6 @@ class ScanSummary:
     seconds: float = 0.0
 
 
-def same_label(a: Resolution | None, b: Resolution) -> bool:
-    return a is not None and (a.environment, a.decided_by, a.conflict, a.evidence, a.valid_until) == (
-        b.environment, b.decided_by, b.conflict, b.evidence, b.valid_until)
-
-
 def active_overrides(tx: Transaction, now: datetime) -> dict[str, Override]:
     from store.sql import parse_ts
 
@@ -58,13 +53,16 @@ def relabel(tx: Transaction, taxonomy: Taxonomy, now: datetime, scan_id: int | N
     labeler = Labeler(taxonomy, tx.containers(targets), active_overrides(tx, now))
     changed = 0
     environments: Counter[str] = Counter()
-    for batch in tx.iter_for_labeling(targets=targets):
+    for batch in tx.iter_encoded_labels(targets=targets):
         changes: list[LabelChange] = []
         for resource, current in batch:
             resolution = labeler.label(resource)
             environments[resolution.environment] += 1
-            if not same_label(current, resolution):
-                changes.append(LabelChange(resource.id, current.environment if current else None, resolution))
+            # compared as stored: equal rows are an unchanged label (evidence, expiry and all)
+            encoded = EncodedLabel.of(resolution)
+            if encoded != current:
+                changes.append(LabelChange(resource.id, current.environment if current else None, resolution,
+                                           encoded))
         if changes:
             tx.write_labels(changes, now, scan_id)
             changed += len(changes)
@@ -84,9 +82,11 @@ def commit_scan(store: Store, taxonomy: Taxonomy, result: ScanResult, started_at
                 now: datetime | None = None, *, fence: Fence | None = None) -> ScanSummary:
     """Commit what a scan saw. With a ``fence`` (a replica's leadership token) the commit happens only while
     the token is current; otherwise it raises :class:`store.sql.FencedOut` and writes nothing."""
+    from service.audit import cyclic_gc_paused  # (service.audit imports this module)
+
     now = now or utcnow()
     clock = time.perf_counter()
-    with store.transaction() as tx:
+    with cyclic_gc_paused(), store.transaction() as tx:
         if fence is not None:
             tx.hold_fence(fence)
         scan_id = tx.record_scan(result.source, started_at, now, result.complete, result.errors)

@@ -8,6 +8,7 @@ state intact.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -15,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from envlabel.errors import StoreError
 from envlabel.model import Evidence, Override, Resolution, Resource, ScanError
@@ -38,10 +39,18 @@ def parse_ts(text: str | None) -> datetime | None:
 # (a few encodes per resource, a million resources) cannot afford.
 _compact = json.JSONEncoder(separators=(",", ":")).encode
 _sorted_compact = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+_json_str = json.encoder.encode_basestring_ascii  # a JSON string literal, as json.dumps writes it
+
+
+@functools.lru_cache(maxsize=16384)
+def _evidence_item(e: Evidence) -> str:
+    """One evidence entry as JSON. Cached: an ancestor's evidence repeats in every label below it."""
+    return f"[{_json_str(e.signal)},{_json_str(e.environment)},{_json_str(e.source)},{_json_str(e.detail)}]"
 
 
 def _evidence_json(evidence: Sequence[Evidence]) -> str:
-    return _compact([[e.signal, e.environment, e.source, e.detail] for e in evidence])
+    """The same text as compact ``json.dumps([[signal, environment, source, detail], ...])``."""
+    return "[" + ",".join([_evidence_item(e) for e in evidence]) + "]"
 
 
 def _evidence(text: str) -> tuple[Evidence, ...]:
@@ -49,7 +58,9 @@ def _evidence(text: str) -> tuple[Evidence, ...]:
 
 
 def _tags_json(tags: Mapping[str, str]) -> str:
-    return _sorted_compact(dict(tags)) if tags else "{}"
+    if not tags:
+        return "{}"
+    return _sorted_compact(tags if type(tags) is dict else dict(tags))
 
 
 def _aliases_json(aliases: Sequence[str]) -> str:
@@ -66,10 +77,9 @@ def digest(resource: Resource, tags_json: str | None = None) -> str:
 
     ``tags_json`` is the resource's tags as stored (:func:`_tags_json`), when the caller has it already.
     """
-    head = _compact([resource.provider, resource.kind, resource.name, resource.parent, resource.scope,
-                     resource.region, resource.path, resource.name_signal, resource.declared,
-                     list(resource.aliases)])
-    # a JSON array is self-delimiting, so head + tags is an unambiguous body
+    # repr of a tuple of str/None/bool is unambiguous and self-delimiting, and cheaper than JSON
+    head = repr((resource.provider, resource.kind, resource.name, resource.parent, resource.scope,
+                 resource.region, resource.path, resource.name_signal, resource.declared, resource.aliases))
     body = head + (tags_json if tags_json is not None else _tags_json(resource.tags))
     return hashlib.blake2b(body.encode(), digest_size=12).hexdigest()
 
@@ -86,11 +96,30 @@ class StoredLabel:
     tombstoned_at: datetime | None
 
 
+class EncodedLabel(NamedTuple):
+    """A label as its row stores it. Equal rows mean an unchanged label, so a re-scan compares
+    labels without decoding a million evidence lists. (A named tuple: built once per resource per scan.)"""
+
+    environment: str
+    decided_by: str
+    conflict: int
+    evidence: str
+    valid_until: str | None
+
+    @classmethod
+    def of(cls, resolution: Resolution) -> EncodedLabel:
+        return cls(resolution.environment, resolution.decided_by, int(resolution.conflict),
+                   _evidence_json(resolution.evidence),
+                   ts(resolution.valid_until) if resolution.valid_until else None)
+
+
 @dataclass(frozen=True, slots=True)
 class LabelChange:
     target: str
     before: str | None
     resolution: Resolution
+    #: the resolution as stored, when the caller has encoded it already
+    encoded: EncodedLabel | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,10 +166,11 @@ _CONTAINERS = (f"SELECT {_R} FROM resources r WHERE r.id IN "
                "(SELECT DISTINCT parent FROM resources WHERE parent IS NOT NULL AND tombstoned_at IS NULL)")
 
 
-def _resource(row: Sequence[Any]) -> Resource:
+def _resource(row: Sequence[Any], tags: Mapping[str, str] | None = None) -> Resource:
     return Resource(id=row[0], provider=row[1], kind=row[2], name=row[3], parent=row[4],
-                    tags=_loads_tags(row[5]), scope=row[6], region=row[7], name_signal=bool(row[8]),
-                    declared=row[9], aliases=() if row[10] == "[]" else tuple(json.loads(row[10])), path=row[11])
+                    tags=_loads_tags(row[5]) if tags is None else tags, scope=row[6], region=row[7],
+                    name_signal=bool(row[8]), declared=row[9],
+                    aliases=() if row[10] == "[]" else tuple(json.loads(row[10])), path=row[11])
 
 
 _H = "target, at, scan_id, event, before, environment, decided_by, conflict, evidence, valid_until"
@@ -151,6 +181,10 @@ def _history_entry(r: Sequence[Any]) -> HistoryEntry:
     assert at is not None
     return HistoryEntry(r[0], at, r[2], r[3], r[4], Resolution(r[5], r[6], bool(r[7]), _evidence(r[8]),
                                                                parse_ts(r[9])))
+
+
+def _encoded(row: Sequence[Any]) -> EncodedLabel | None:
+    return None if row[0] is None else EncodedLabel(row[0], row[1], int(row[2]), row[3], row[4])
 
 
 def _resolution(row: Sequence[Any]) -> Resolution | None:
@@ -196,13 +230,12 @@ class Transaction:
             existing = dict(self.execute(
                 f"SELECT id, digest FROM resources WHERE source = ? AND tombstoned_at IS NULL AND id IN "
                 f"({', '.join('?' * len(few))})", (source, *(r.id for r in few))).fetchall()) if few else {}
-        gone = self.tombstoned_ids()
 
         def flush() -> None:
             # a resource coming back after a tombstone starts unlabeled, so its return is a history event
-            revived = [(row[0],) for row in pending if row[0] in gone]
+            revived = self.tombstoned_among([row[0] for row in pending if row[0] not in existing])
             if revived:
-                self.executemany("DELETE FROM labels WHERE target = ?", revived)
+                self.executemany("DELETE FROM labels WHERE target = ?", [(t,) for t in revived])
             self.executemany(
                 f"INSERT INTO resources ({_RESOURCE_COLUMNS}) VALUES ({', '.join('?' * 17)}) "
                 "ON CONFLICT (id) DO UPDATE SET source = excluded.source, provider = excluded.provider, "
@@ -235,14 +268,14 @@ class Transaction:
         flush()
         return seen, written
 
-    def tombstoned_ids(self) -> set[str]:
-        """Ids of every resource that is gone (tombstoned), whatever its source."""
-        # one indexed range per source (resources_source), never a scan of the whole table
-        sources = [r[0] for r in self.execute("SELECT DISTINCT source FROM scans").fetchall()]
-        gone: set[str] = set()
-        for name in sources:
-            rows = self.execute("SELECT id FROM resources WHERE source = ? AND tombstoned_at IS NOT NULL", (name,))
-            gone.update(r[0] for r in rows.fetchall())
+    def tombstoned_among(self, ids: Sequence[str]) -> list[str]:
+        """Those of ``ids`` that are stored and gone (tombstoned), whatever their source."""
+        gone: list[str] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self.execute(f"SELECT id FROM resources WHERE id IN ({', '.join('?' * len(chunk))}) "
+                                "AND tombstoned_at IS NOT NULL", chunk).fetchall()
+            gone += [r[0] for r in rows]
         return gone
 
     def tombstone(self, source: str, seen: set[str], now: datetime, scan_id: int | None) -> list[str]:
@@ -322,20 +355,41 @@ class Transaction:
     def iter_for_labeling(self, batch: int = 10000,
                           targets: Sequence[str] | None = None) -> Iterator[list[tuple[Resource, Resolution | None]]]:
         """Live resources with their current label, in id order, ``batch`` at a time."""
+        for rows in self._labeling_rows(batch, targets):
+            yield [(_resource(row), _resolution(row[12:])) for row in rows]
+
+    def iter_encoded_labels(self, batch: int = 10000, targets: Sequence[str] | None = None,
+                            ) -> Iterator[list[tuple[Resource, EncodedLabel | None]]]:
+        """Like :meth:`iter_for_labeling`, with each current label as stored (cheap to compare).
+
+        Resources with the same tags share one (read-only) tags mapping: tag sets repeat across an estate,
+        and parsing each text once is a large part of a full relabel."""
+        parsed: dict[str, dict[str, str]] = {}
+        for rows in self._labeling_rows(batch, targets):
+            out: list[tuple[Resource, EncodedLabel | None]] = []
+            for row in rows:
+                tags = parsed.get(row[5])
+                if tags is None:
+                    if len(parsed) >= 100_000:
+                        parsed.clear()
+                    tags = parsed[row[5]] = _loads_tags(row[5])
+                out.append((_resource(row, tags), _encoded(row[12:])))
+            yield out
+
+    def _labeling_rows(self, batch: int, targets: Sequence[str] | None) -> Iterator[list[Any]]:
         query = (f"SELECT {_R}, {_L} FROM resources r LEFT JOIN labels l ON l.target = r.id "
                  "WHERE r.tombstoned_at IS NULL")
         if targets is not None:
             for start in range(0, len(targets), 500):
                 chunk = targets[start:start + 500]
-                rows = self.execute(f"{query} AND r.id IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
-                yield [(_resource(row), _resolution(row[12:])) for row in rows]
+                yield self.execute(f"{query} AND r.id IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
             return
         after = ""
         while True:
             rows = self.execute(f"{query} AND r.id > ? ORDER BY r.id LIMIT ?", (after, batch)).fetchall()
             if not rows:
                 return
-            yield [(_resource(row), _resolution(row[12:])) for row in rows]
+            yield rows
             after = rows[-1][0]
 
     def subtree(self, roots: Sequence[str]) -> list[str]:
@@ -354,10 +408,9 @@ class Transaction:
 
     def write_labels(self, changes: Sequence[LabelChange], now: datetime, scan_id: int | None) -> None:
         stamp = ts(now)
-        rows = [(c.target, c.resolution.environment, c.resolution.decided_by, int(c.resolution.conflict),
-                 _evidence_json(c.resolution.evidence),
-                 ts(c.resolution.valid_until) if c.resolution.valid_until else None, stamp, scan_id)
-                for c in changes]
+        encoded = [c.encoded or EncodedLabel.of(c.resolution) for c in changes]
+        rows = [(c.target, e.environment, e.decided_by, e.conflict, e.evidence, e.valid_until, stamp, scan_id)
+                for c, e in zip(changes, encoded, strict=True)]
         self.executemany(
             "INSERT INTO labels (target, environment, decided_by, conflict, evidence, valid_until, labeled_at, "
             "scan_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (target) DO UPDATE SET "
