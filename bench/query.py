@@ -108,16 +108,19 @@ def child_inproc(path: Path, targets: list[str]) -> dict[str, Any]:
     for target in targets[:2000]:  # warm the page cache and the thread's reader connection
         query.label(target)
     samples: list[float] = []
-    clock = time.perf_counter_ns
-    cpu = time.process_time()
+    cpu_samples: list[float] = []
+    clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
     for target in targets:
-        start = clock()
+        start, cpu_start = clock(), cpu_clock()
         query.label(target)
+        cpu_samples.append((cpu_clock() - cpu_start) / 1000)
         samples.append((clock() - start) / 1000)
-    cpu_us = (time.process_time() - cpu) / len(targets) * 1e6
     p = percentiles(samples, (50, 90, 99, 99.9))
+    # thread CPU time per lookup leaves out the time the thread waited for a core: on a busy machine it
+    # is the figure that says what the code costs; the wall-clock tail says what the machine did to it
+    c = percentiles(cpu_samples, (50, 99))
     return {"n": len(samples), "p50_us": p[50], "p90_us": p[90], "p99_us": p[99], "p999_us": p[99.9],
-            "cpu_us": cpu_us}
+            "cpu_us": sum(cpu_samples) / len(cpu_samples), "cpu_p50_us": c[50], "cpu_p99_us": c[99]}
 
 
 def child_serve(path: Path, port: int) -> None:
@@ -275,6 +278,9 @@ def report(args: argparse.Namespace, path: Path, inproc: dict[str, Any], web: di
         ["POST /v1/check, sequential", f"{check['n']:,}", us(check["p50_us"]), us(check["p99_us"]),
          f"{check['rps']:,.0f}", us(check["server_cpu_us"]), "-"],
     ]
+    rows.insert(1, ["in-process Query.label, thread CPU time", f"{inproc['n']:,}", us(inproc["cpu_p50_us"]),
+                    us(inproc["cpu_p99_us"]), "-", us(inproc["cpu_us"]),
+                    f"p99 <= {TARGETS['inproc_p99_us']} us: {ok(inproc['cpu_p99_us'], TARGETS['inproc_p99_us'])}"])
     wrk = web["wrk"]
     if wrk:
         lat = wrk["latency"]
