@@ -95,7 +95,7 @@ def child_audit(db: str) -> dict[str, Any]:
 
 
 def child_at(db: str, samples: int, changes: int) -> dict[str, Any]:
-    from time import perf_counter
+    from time import perf_counter, thread_time
 
     from envlabel.config import config_from_dict
     from service.history import label_at
@@ -109,14 +109,19 @@ def child_at(db: str, samples: int, changes: int) -> dict[str, Any]:
     picks = [(rng.choice(ids), T0 + timedelta(minutes=rng.randrange(changes * 60))) for _ in range(samples)]
     for target, at in picks[:200]:  # warm the connection and the page cache
         label_at(query, target, at)
-    timings: dict[str, list[float]] = {"service.history.label_at": [], "store.label_at": []}
+    # wall time, and this thread's CPU time: on a shared machine a preempted call's wall time
+    # measures the scheduler, its CPU time still measures the call
+    timings: dict[str, list[float]] = {name: [] for name in (
+        "service.history.label_at", "service.history.label_at (cpu)", "store.label_at", "store.label_at (cpu)")}
     for target, at in picks:
-        start = perf_counter()
+        start, cpu = perf_counter(), thread_time()
         body = label_at(query, target, at)
+        timings["service.history.label_at (cpu)"].append((thread_time() - cpu) * 1000)
         timings["service.history.label_at"].append((perf_counter() - start) * 1000)
         assert body["found"], body
-        start = perf_counter()
+        start, cpu = perf_counter(), thread_time()
         query.store.label_at(target, at)
+        timings["store.label_at (cpu)"].append((thread_time() - cpu) * 1000)
         timings["store.label_at"].append((perf_counter() - start) * 1000)
     return {"resources": len(ids), "history_rows": history, "samples": samples,
             "ms": {name: percentiles(values, (50, 90, 99, 99.9)) for name, values in timings.items()}}
@@ -160,8 +165,10 @@ def part_at(args: argparse.Namespace, tmp: Path) -> tuple[list[list[object]], st
                      f"p50 {p['50']:.3f} ms", f"p99 {p['99']:.3f} ms", f"p99.9 {p['99.9']:.3f} ms",
                      f"{result['samples']:,} samples"])
     p99 = result["ms"]["service.history.label_at"]["99"]
+    p99_cpu = result["ms"]["service.history.label_at (cpu)"]["99"]
     verdict = "meets" if p99 <= AT_TARGET_MS else "MISSES"
-    line = f"get --at p99 {p99:.3f} ms in-process ({verdict} the {AT_TARGET_MS:.0f} ms target)"
+    line = (f"get --at (service.history.label_at) p99 {p99:.3f} ms wall, {p99_cpu:.3f} ms cpu in-process "
+            f"({verdict} the {AT_TARGET_MS:.0f} ms target on wall time)")
     return rows, line
 
 

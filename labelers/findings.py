@@ -27,11 +27,12 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from operator import itemgetter
+from typing import NamedTuple, Protocol
 
 from envlabel.config import DEFAULT_TAG_KEYS
 from envlabel.model import UNKNOWN, Evidence, Override, Resource
-from labelers.resolve import Labeler, describe
+from labelers.resolve import Labeler
 from labelers.taxonomy import Match, Taxonomy
 
 CONFLICT = "conflict"
@@ -50,6 +51,38 @@ _SEVERITY_ORDER = {s: i for i, s in enumerate(SEVERITIES)}
 _KIND_ORDER = {k: i for i, k in enumerate(KINDS)}
 
 
+class Observed(Protocol):
+    """What the audit reads of a resource. :class:`envlabel.model.Resource` is one; the store's audit
+    stream yields lighter rows with the same fields (a million frozen dataclasses cost seconds)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def parent(self) -> str | None: ...
+    @property
+    def tags(self) -> Mapping[str, str]: ...
+    @property
+    def scope(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def name_signal(self) -> bool: ...
+    @property
+    def declared(self) -> str | None: ...
+    @property
+    def path(self) -> str: ...
+
+
+def describe(resource: Observed) -> str:
+    return f"{resource.kind} {resource.path or resource.name or resource.id}"
+
+
 class Finding(NamedTuple):
     """One thing to fix. ``tags`` is the fix when it is a tag change (keys keep the casing the
     resource already uses); ``advice`` says in words what to do; ``covers`` counts the resources
@@ -66,7 +99,7 @@ class Finding(NamedTuple):
     message: str
     advice: str
     tags: tuple[tuple[str, str], ...] = ()
-    resource: Resource | None = None
+    resource: Observed | None = None
     covers: int = 1
     #: for stale findings: the source whose scan must succeed again
     source: str = ""
@@ -111,11 +144,12 @@ class Auditor:
         self._above: dict[str | None, tuple[tuple[Evidence, ...], frozenset[str], str]] = {}
         self._first_key = tag_key
         self._found: list[Finding] = []
-        self._unknown: list[Resource] = []
+        self._unknown: list[Observed] = []
         self._unknown_containers: set[str] = set()
         self._known_parents: set[str] = set()
         self._stale: dict[tuple[str, str], _Stale] = defaultdict(_Stale)
         self._top = taxonomy.environments[0]
+        self._names: dict[str, frozenset[str]] = {}
         self._alarming = frozenset({self._top, UNKNOWN})
         self._rank = {env: taxonomy.rank(env) for env in (*taxonomy.environments, UNKNOWN)}.__getitem__
 
@@ -130,7 +164,7 @@ class Auditor:
             self._above[parent] = cached
         return cached
 
-    def add(self, resource: Resource, source: str = "", observed: str = "") -> None:
+    def add(self, resource: Observed, source: str = "", observed: str = "") -> None:
         """Audit one resource. ``observed`` is when its scope was last scanned completely (ISO text)."""
         # The common resource has no signal of its own and just inherits: keep that path to a few lookups.
         above = self._above.get(resource.parent) or self.above(resource.parent)
@@ -146,15 +180,22 @@ class Auditor:
                 self._unknown_containers.add(resource.id)
         elif resource.parent is not None and resource.parent not in self._known_parents:
             self._mark_known(resource.parent)
-        if resource.name and not resource.name_signal and environment != UNKNOWN:
-            self._check_name(resource, environment)
+        name = resource.name
+        if name and not resource.name_signal and environment != UNKNOWN:
+            said = self._names.get(name)
+            if said is None:
+                said = frozenset(self.taxonomy.name_environments(name))
+                if len(self._names) < 200_000:
+                    self._names[name] = said
+            if said and environment not in said:
+                self._name_mismatch(resource, environment, said)
         if observed and self.stale_before is not None and observed < self.stale_before:
             stale = self._stale[(source, resource.scope)]
             stale.count += 1
             stale.environments[environment] += 1
             stale.last_seen = max(stale.last_seen, observed)
 
-    def _add_signalled(self, resource: Resource, tagged: list[tuple[str, str, Match]],
+    def _add_signalled(self, resource: Observed, tagged: list[tuple[str, str, Match]],
                        above: tuple[tuple[Evidence, ...], frozenset[str], str], override: Override | None) -> str:
         """The environment of a resource with signals of its own, reporting what is wrong with them."""
         chain, chain_envs, chain_env = above
@@ -173,7 +214,7 @@ class Auditor:
             self._conflict(resource, [], own[0], chain=chain, environment=environment, own=own)
         return environment
 
-    def own_environments(self, resource: Resource, tagged: list[tuple[str, str, Match]]) -> list[str]:
+    def own_environments(self, resource: Observed, tagged: list[tuple[str, str, Match]]) -> list[str]:
         """The environments a resource's own signals say: its tags, its configured environment, a declaring name."""
         own: list[str] = [m.environment for _, _, m in tagged if m.environment is not None]
         if resource.declared:
@@ -191,7 +232,7 @@ class Auditor:
             parent = self.containers.get(node)
             node = parent.parent if parent is not None else None
 
-    def _check_tags(self, resource: Resource, tagged: list[tuple[str, str, Match]], own: list[str], *,
+    def _check_tags(self, resource: Observed, tagged: list[tuple[str, str, Match]], own: list[str], *,
                     chain: tuple[Evidence, ...], chain_envs: frozenset[str], environment: str,
                     override: Override | None) -> None:
         recognized = {m.environment for _, _, m in tagged if m.environment is not None}
@@ -223,19 +264,19 @@ class Auditor:
             return "high"
         return "medium" if kind in _MEDIUM_KINDS else "low"
 
-    def _emit(self, resource: Resource, kind: str, environment: str, current: str, *, message: str, advice: str,
+    def _emit(self, resource: Observed, kind: str, environment: str, current: str, *, message: str, advice: str,
               tags: tuple[tuple[str, str], ...] = (), covers: int = 1) -> None:
         self._found.append(Finding(resource.id, kind, self.severity(kind, environment, current), environment,
                                    message, advice, tags, resource, covers))
 
-    def tag_key(self, resource: Resource) -> str:
+    def tag_key(self, resource: Observed) -> str:
         """The environment tag key to set: the one the resource already uses, else the first configured."""
         for key in resource.tags:
             if self.taxonomy.is_environment_key(key):
                 return key
         return self._first_key
 
-    def _conflict(self, resource: Resource, tagged: list[tuple[str, str, Match]], mine: str, *,
+    def _conflict(self, resource: Observed, tagged: list[tuple[str, str, Match]], mine: str, *,
                   chain: tuple[Evidence, ...], environment: str, own: list[str]) -> None:
         other = next((e for e in chain if e.environment != mine), None)
         if other is None:  # the disagreement is between its own tag and its configured environment or name
@@ -263,7 +304,7 @@ class Auditor:
                       f"set an environment tag on {other.source}")
         self._emit(resource, CONFLICT, environment, mine, message=message, advice=advice, tags=tags)
 
-    def _ambiguous(self, resource: Resource, tagged: list[tuple[str, str, Match]], environment: str) -> None:
+    def _ambiguous(self, resource: Observed, tagged: list[tuple[str, str, Match]], environment: str) -> None:
         values = ", ".join(f"{k}={v}" for k, v, _ in tagged)
         keys = tuple(dict.fromkeys(k for k, _, _ in tagged))
         message = f"{describe(resource)} has environment tags that disagree ({values}); it is labeled {environment}"
@@ -271,7 +312,7 @@ class Auditor:
         self._emit(resource, AMBIGUOUS, environment, environment, message=message, advice=advice,
                    tags=tuple((k, environment) for k in keys))
 
-    def _unrecognized(self, resource: Resource, key: str, value: str, environment: str) -> None:
+    def _unrecognized(self, resource: Observed, key: str, value: str, environment: str) -> None:
         expected = environment if environment != UNKNOWN else self.expected_unknown(resource)
         allowed = ", ".join(self.taxonomy.environments)
         message = f"{describe(resource)} has tag {key}={value}, which names no environment ({allowed})"
@@ -283,7 +324,7 @@ class Auditor:
         self._emit(resource, UNRECOGNIZED, expected, environment, message=message, advice=advice,
                    tags=((key, expected),))
 
-    def _non_canonical(self, resource: Resource, key: str, value: str, means: str, environment: str) -> None:
+    def _non_canonical(self, resource: Observed, key: str, value: str, means: str, environment: str) -> None:
         # the most frequent finding of a messy estate: built inline, without the generic helpers
         alarming = self._alarming
         severity = "high" if means in alarming or environment in alarming else "low"
@@ -293,10 +334,7 @@ class Auditor:
             f"{means} but not spelled {means}", f"set {key}={means} so every tool reading the tag agrees",
             ((key, means),), resource))
 
-    def _check_name(self, resource: Resource, environment: str) -> None:
-        said = self.taxonomy.name_environments(resource.name)
-        if not said or environment in said:
-            return
+    def _name_mismatch(self, resource: Observed, environment: str, said: frozenset[str]) -> None:
         hinted = self.taxonomy.most_restrictive(said)
         expected = self.taxonomy.most_restrictive((hinted, environment))
         key = self.tag_key(resource)
@@ -310,13 +348,13 @@ class Auditor:
         self._emit(resource, NAME_MISMATCH, expected, environment, message=message, advice=advice,
                    tags=((key, expected),) if expected == hinted else ())
 
-    def expected_unknown(self, resource: Resource) -> str:
+    def expected_unknown(self, resource: Observed) -> str:
         """What an unlabeled resource should probably be: its name's hint, else the most restrictive."""
         hinted = self.taxonomy.name_environments(resource.name) if resource.name else set()
         return self.taxonomy.most_restrictive(hinted) if hinted else self._top
 
     # -- whole-estate findings ----------------------------------------------------------------
-    def _anchor(self, resource: Resource, fully: set[str]) -> str:
+    def _anchor(self, resource: Observed, fully: set[str]) -> str:
         """Where the fix for an unlabeled resource belongs: the top-most container whose whole subtree
         (``fully``) is unlabeled, else the resource itself."""
         top = resource.id
@@ -375,4 +413,9 @@ class Auditor:
         self._unlabeled()
         self._stale_scopes()
         found, self._found = self._found, []
-        return sorted(found, key=Finding.sort_key)
+        # bucket by (severity, kind), then sort each bucket by target: a C-level key, not a method per finding
+        buckets: dict[tuple[int, int], list[Finding]] = defaultdict(list)
+        for finding in found:
+            buckets[(_SEVERITY_ORDER[finding.severity], _KIND_ORDER[finding.kind])].append(finding)
+        by_target = itemgetter(0)
+        return [f for key in sorted(buckets) for f in sorted(buckets[key], key=by_target)]

@@ -94,9 +94,11 @@ def findings(query: Query, *, kind: str | None = None, severity: str | None = No
     sources = {s.name: s.type for s in query.config.sources}
     floor = SEVERITIES.index(severity) if severity else len(SEVERITIES)
     with cyclic_gc_paused():
-        return [finding_json(f) for f in run_audit(query, now)
-                if (kind is None or f.kind == kind) and SEVERITIES.index(f.severity) <= floor
-                and (provider is None or provider_of(f, sources) == provider)]
+        found = run_audit(query, now)
+        if kind is not None or severity is not None or provider is not None:
+            found = [f for f in found if (kind is None or f.kind == kind) and SEVERITIES.index(f.severity) <= floor
+                     and (provider is None or provider_of(f, sources) == provider)]
+        return [finding_json(f) for f in found]
 
 
 def provider_of(finding: Finding, sources: Mapping[str, str]) -> str:

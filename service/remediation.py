@@ -18,8 +18,8 @@ import re
 import shlex
 from collections.abc import Sequence
 
-from envlabel.model import Resource
 from envlabel.targets import GCP_CRM
+from labelers.findings import Observed
 
 Tags = Sequence[tuple[str, str]]
 
@@ -27,7 +27,7 @@ _ORG_ID = re.compile(r"^(\d{12}|ou-[a-z0-9]+-[a-z0-9]+|r-[a-z0-9]+)$")
 _GCP_ORG = re.compile(r"organizations/(\d+)")
 
 
-def tag_command(resource: Resource, tags: Tags) -> str | None:
+def tag_command(resource: Observed, tags: Tags) -> str | None:
     """A shell command that sets ``tags`` on ``resource``, or None when the fix is not a tag (config)."""
     if not tags:
         return None
@@ -40,7 +40,7 @@ def tag_command(resource: Resource, tags: Tags) -> str | None:
     return None
 
 
-def _aws(resource: Resource, tags: Tags) -> str:
+def _aws(resource: Observed, tags: Tags) -> str:
     rid = resource.id
     org_id = rid.rsplit("/", 1)[-1] if rid.startswith("arn:aws:organizations:") else rid
     if not org_id.startswith("arn:") and _ORG_ID.match(org_id):  # accounts, OUs, the root: via Organizations
@@ -54,7 +54,7 @@ def _aws(resource: Resource, tags: Tags) -> str:
            f"--tags {shlex.quote(pairs)}"
 
 
-def _gcp(resource: Resource, tags: Tags) -> str:
+def _gcp(resource: Observed, tags: Tags) -> str:
     name = resource.id
     if name.startswith(GCP_CRM + "projects/"):  # projects carry labels; keys are lower case in GCP
         labels = ",".join(f"{k.lower()}={v}" for k, v in tags)
@@ -67,7 +67,7 @@ def _gcp(resource: Resource, tags: Tags) -> str:
         f"--parent={shlex.quote(name)}" for k, v in tags)
 
 
-def _kubernetes(resource: Resource, tags: Tags) -> str | None:
+def _kubernetes(resource: Observed, tags: Tags) -> str | None:
     parts = resource.id.removeprefix("k8s://").split("/")
     labels = " ".join(shlex.quote(f"{k}={v}") for k, v in tags)
     cluster = shlex.quote(parts[0])

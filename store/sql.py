@@ -84,6 +84,23 @@ def digest(resource: Resource, tags_json: str | None = None) -> str:
     return hashlib.blake2b(body.encode(), digest_size=12).hexdigest()
 
 
+class AuditRow(NamedTuple):
+    """A resource as the audit streams it: :class:`Resource`'s fields less its aliases, and only its
+    environment tags. A tuple, because a million frozen dataclasses take seconds to build."""
+
+    id: str
+    provider: str
+    kind: str
+    name: str
+    parent: str | None
+    tags: dict[str, str]
+    scope: str
+    region: str
+    name_signal: bool
+    declared: str | None
+    path: str
+
+
 @dataclass(frozen=True, slots=True)
 class StoredLabel:
     """A resource as stored, with its current label (if labeled) and freshness."""
@@ -662,10 +679,10 @@ class Store:
         return {row[0]: _resource(row) for row in self._query(_CONTAINERS)}
 
     def iter_for_audit(self, tag_keys: Iterable[str], batch: int = 20000
-                       ) -> Iterator[list[tuple[Resource, str, str]]]:
-        """Live resources as ``(resource, source, observed)``, ``batch`` at a time, for the audit.
+                       ) -> Iterator[list[tuple[AuditRow, str, str]]]:
+        """Live resources as ``(row, source, observed)``, ``batch`` at a time, for the audit.
 
-        ``resource.tags`` holds only the tags whose key is one of ``tag_keys`` (case ignored): the audit
+        ``row.tags`` holds only the tags whose key is one of ``tag_keys`` (case ignored): the audit
         reads nothing else, and not parsing the rest is most of its speed. ``observed`` is the TS_FORMAT
         text of the last complete scan of the resource's scope (else of its last change).
         """
@@ -679,7 +696,7 @@ class Store:
                 "SELECT r.id, r.provider, r.kind, r.name, r.parent, r.tags, r.scope, r.region, r.name_signal, "
                 "r.declared, r.path, r.source, r.updated_at FROM resources r WHERE r.tombstoned_at IS NULL"))
             while rows := cur.fetchmany(batch):
-                out: list[tuple[Resource, str, str]] = []
+                out: list[tuple[AuditRow, str, str]] = []
                 for row in rows:
                     text: str = row[5]
                     tags = parsed.get(text)
@@ -690,8 +707,8 @@ class Store:
                         if len(parsed) > 100_000:  # tag sets repeat across an estate; bound the memo all the same
                             parsed.clear()
                         parsed[text] = tags
-                    out.append((Resource(row[0], row[1], row[2], row[3], row[4], tags, row[6], row[7], bool(row[8]),
-                                         row[9], (), row[10]), row[11], last_ok.get((row[11], row[6])) or row[12]))
+                    out.append((AuditRow(row[0], row[1], row[2], row[3], row[4], tags, row[6], row[7], bool(row[8]),
+                                         row[9], row[10]), row[11], last_ok.get((row[11], row[6])) or row[12]))
                 yield out
 
     def counts(self) -> dict[tuple[str, str], int]:
