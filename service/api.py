@@ -15,10 +15,11 @@ Routes that read one target answer on the event loop; routes whose cost grows wi
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote_plus
 
 import orjson
@@ -40,6 +41,8 @@ from service.query import Query
 from service.tokens import ADMIN, READER, Tokens
 from store.sql import Store
 
+log = logging.getLogger("envlabel.api")
+T = TypeVar("T")
 JSON = "application/json"
 #: routes anyone may call: probes, metrics scrapes and the API description
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
@@ -240,7 +243,12 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def bad_target(request: Request, exc: Exception) -> Response:
         return error_response(400, "malformed target", str(exc))
 
+    async def crashed(request: Request, exc: Exception) -> Response:
+        status, body = internal_error(exc)
+        return json_response(body, status)
+
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, crashed)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(InvalidRequest, bad_filter)
     app.add_exception_handler(TargetError, bad_target)
@@ -391,7 +399,8 @@ class Gate:
             if refusal is not None:
                 return await _send_json(send, *refusal)
         if path == "/v1/label" and method == "GET":
-            return await _send_json(send, *label_body(self.query, _query_param(scope["query_string"], b"target")))
+            return await _send_json(send, *_guarded(label_body, self.query, _query_param(scope["query_string"],
+                                                                                         b"target")))
         if method in _BODY_METHODS:
             body = await _read_body(receive, self.max_body)
             if body is None:
@@ -399,7 +408,7 @@ class Gate:
                     "body too large", f"request bodies are limited to {self.max_body} bytes (api.max_body_bytes); "
                                       "send fewer targets per request"))
             if path == "/v1/check" and method == "POST":
-                answer = check_body(self.query, body)
+                answer = _guarded(check_body, self.query, body)
                 if answer is not None:
                     return await _send_json(send, *answer)
             receive = _replay(body, receive)
@@ -418,6 +427,20 @@ class Gate:
             return 403, error_body("forbidden", f"token {token.name!r} has role {token.role}; {method} {path} "
                                                 "needs an admin token")
         return None
+
+
+def _guarded(answer: Callable[..., T], *args: Any) -> T | tuple[int, dict[str, Any]]:
+    """Run a fast-path answer; an unexpected failure (the store, a bug) is a logged JSON 500."""
+    try:
+        return answer(*args)
+    except Exception as exc:  # the front door must answer in JSON whatever broke behind it
+        return internal_error(exc)
+
+
+def internal_error(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    log.error("request failed", exc_info=exc)
+    return 500, error_body("internal error", f"{type(exc).__name__}: {exc}; the server log has the traceback. "
+                                             "Treat the target as production until this is fixed.")
 
 
 def _query_param(query_string: bytes, name: bytes) -> str | None:
@@ -479,12 +502,22 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 async def _call_with_status(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> int:
     status = 500
+    started = finished = False
 
     async def recording_send(message: Message) -> None:
-        nonlocal status
+        nonlocal status, started, finished
         if message["type"] == "http.response.start":
-            status = message["status"]
+            status, started = message["status"], True
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            finished = True
         await send(message)
 
-    await app(scope, receive, recording_send)
+    try:
+        await app(scope, receive, recording_send)
+    except Exception as exc:
+        if not started:
+            return await _send_json(send, *internal_error(exc))
+        if not finished:
+            raise  # a half-sent response: the server closes the connection, so the client sees it failed
+        # Starlette re-raises after its handler sent the JSON 500 (and logged it): the answer is complete
     return status

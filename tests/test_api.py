@@ -253,6 +253,22 @@ def test_not_ready_without_data(tmp_path: Path) -> None:
         assert httpx.get(f"{server.url}/healthz").status_code == 200
 
 
+def test_store_failure_is_json_500(tmp_path: Path) -> None:
+    import sqlite3
+
+    config = make_config(str(tmp_path / "broken.db"))
+    store = open_store(config.store)
+    populate(store)
+    with BackgroundServer(config, store) as server, httpx.Client(base_url=server.url) as client:
+        with sqlite3.connect(tmp_path / "broken.db") as conn:
+            conn.execute("DROP TABLE labels")  # the store breaks under a running server
+        for response in (client.get("/v1/label", params={"target": PROD_DB}),
+                         client.post("/v1/check", json={"target": PROD_DB, "action": "delete"}),
+                         client.post("/v1/labels", json={"targets": [PROD_DB]}),
+                         client.get("/v1/resources")):
+            assert "treat the target as production" in error_of(response, 500)["message"].lower()
+
+
 def test_unknown_route_and_method(api: httpx.Client) -> None:
     assert "/openapi.json" in error_of(api.get("/v2/label"), 404)["message"]
     error_of(api.put("/v1/label", json={}), 405)
