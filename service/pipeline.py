@@ -19,7 +19,7 @@ from envlabel.config import Config, Source
 from envlabel.model import Override, Resource, ScanError, ScanResult
 from labelers.resolve import Labeler
 from labelers.taxonomy import Taxonomy
-from store.sql import EncodedLabel, Fence, LabelChange, Store, Transaction
+from store.sql import EncodedLabel, Fence, LabelChange, Store, Transaction, digest
 
 
 def utcnow() -> datetime:
@@ -111,6 +111,10 @@ def commit_changes(store: Store, taxonomy: Taxonomy, source: str, resources: Seq
     Returns the number of label changes."""
     now = now or utcnow()
     with store.transaction() as tx:
+        # most events and relists repeat what is stored (a status update, an unchanged object): relabel only
+        # below what changed
+        stored = tx.live_digests([r.id for r in resources])
+        changed = [r.id for r in resources if stored.get(r.id) != digest(r)]
         seen, _ = tx.upsert_resources(source, resources, now)
         doomed = set(gone)
         if kind is not None:
@@ -118,7 +122,9 @@ def commit_changes(store: Store, taxonomy: Taxonomy, source: str, resources: Seq
                               (source, kind)).fetchall()
             doomed |= {r[0] for r in rows} - seen
         removed = tx.tombstone(source, tx.live_ids(source) - doomed, now, None) if doomed else []
-        changes, _ = relabel(tx, taxonomy, now, None, targets=tx.subtree([*seen, *removed]))
+        changes = 0
+        if changed or removed:
+            changes, _ = relabel(tx, taxonomy, now, None, targets=tx.subtree([*changed, *removed]))
     return changes
 
 

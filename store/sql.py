@@ -295,6 +295,15 @@ class Transaction:
             gone += [r[0] for r in rows]
         return gone
 
+    def live_digests(self, ids: Sequence[str]) -> dict[str, str]:
+        """The stored digest of each of ``ids`` that is live: what a watch event compares against."""
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            found.update(self.execute(f"SELECT id, digest FROM resources WHERE id IN ({', '.join('?' * len(chunk))}) "
+                                      "AND tombstoned_at IS NULL", chunk).fetchall())
+        return found
+
     def tombstone(self, source: str, seen: set[str], now: datetime, scan_id: int | None) -> list[str]:
         """Mark live resources of ``source`` that ``seen`` lacks as gone. Call only for complete scans."""
         gone = sorted(self.live_ids(source) - seen)

@@ -142,3 +142,12 @@ def test_an_unloadable_kubeconfig_is_reported_and_retried(tmp_path: Path) -> Non
     finally:
         watcher.stop()
     assert not watcher.running
+
+
+def test_an_event_that_changes_no_signal_writes_no_label(running: tuple[FakeCluster, Store, KubernetesWatcher]) -> None:
+    cluster, store, watcher = running
+    before = (len(store.history(API)), watcher.stats.label_changes, watcher.stats.events["namespaces"])
+    kind = cluster.fake.kind("namespaces")
+    cluster.fake.patch(kind, None, "payments", {"metadata": {"annotations": {"owner": "pay-team"}}})
+    eventually(lambda: watcher.stats.events["namespaces"] > before[2])
+    assert (len(store.history(API)), watcher.stats.label_changes) == before[:2]
