@@ -27,7 +27,8 @@ import yaml
 from envlabel.config import Config, load_config
 from service.clikit import fail
 from service.commands import format_summary
-from service.demo_estate import PARTS, DemoPart, Highlight
+from service.demo_estate import DEMO_AWS_ENV, PARTS, DemoPart, Highlight
+from store.sql import Store
 
 CONFIG_NAME = "envlabel.yaml"
 STORE_NAME = "envlabel.db"
@@ -103,13 +104,13 @@ def write_config(directory: Path, parts: list[DemoPart]) -> Path:
     return path
 
 
-def scan_all(config: Config, store: object) -> bool:
+def scan_all(config: Config, store: Store) -> bool:
     from service.pipeline import run_source
 
     ok = True
     for source in config.sources:
         click.echo(f"scanning {source.name} ({source.type}) ...")
-        summary = run_source(config, store, source)  # type: ignore[arg-type]
+        summary = run_source(config, store, source)
         click.echo(format_summary(summary))
         ok = ok and summary.complete
     return ok
@@ -144,6 +145,9 @@ def next_steps(config_file: Path, highlights: list[Highlight], host: str, port: 
         lines += ["  # may an agent delete it? (exit 5: deny)",
                   f"  {base} check --action rds:DeleteDBInstance {shlex.quote(twin.target)}"]
     lines += ["  # everything production", f"  {base} list --environment production"]
+    if not no_serve:  # the fakes live in the demo's process, and take any credentials but real ones
+        creds = " ".join(f"{k}={v}" for k, v in DEMO_AWS_ENV.items() if k.endswith(("_KEY_ID", "_ACCESS_KEY")))
+        lines += ["  # scan the demo estate again (while the demo runs)", f"  {creds} {base} scan"]
     if "audit" in commands:
         lines += ["  # conflicts, unlabeled and messy tags, with the fix for each", f"  {base} audit"]
     if "history" in commands and twin is not None:
@@ -151,23 +155,21 @@ def next_steps(config_file: Path, highlights: list[Highlight], host: str, port: 
     if not no_serve:
         url = f"http://{host}:{port}"
         target = twin.target if twin else ""
-        lines += ["", f"The API serves on {url} until Ctrl-C:",
+        lines += ["", f"The daemon and its API serve on {url} until Ctrl-C:",
                   f"  curl -s '{url}/v1/label?target={target}'",
                   f"  curl -s -X POST {url}/v1/check -H 'content-type: application/json' "
                   f"-d '{{\"target\": \"{target}\", \"action\": \"rds:DeleteDBInstance\"}}'"]
     return "\n".join(lines)
 
 
-def serve(config: Config, store: object, host: str, port: int) -> None:
-    """Serve the HTTP API (and MCP) on ``host:port`` until Ctrl-C; the fakes stay up for re-scans."""
-    try:
-        from service.server import serve_app  # type: ignore[import-not-found,attr-defined,unused-ignore]
-    except ImportError:
-        # DEMO HOOK: service/server.py (the API engineer's serve_app) is not in this build yet.
-        fail("the HTTP API is not available in this build (service.server.serve_app is missing); "
-             "run the demo with --no-serve")
+def serve(config: Config, store: Store, host: str, port: int) -> None:
+    """The daemon and its API, exactly as ``envlabel serve`` runs them, until Ctrl-C.
+
+    The fakes stay up meanwhile, so the daemon's scheduled re-scans reach them too."""
+    from service.daemon import run_daemon
+
     with contextlib.suppress(KeyboardInterrupt):
-        serve_app(config, store, host, port)
+        run_daemon(config, store, host, port)
     click.echo("demo stopped")
 
 

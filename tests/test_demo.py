@@ -3,14 +3,19 @@ and the commands it prints run exactly as printed."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import free_port, wait_for_http
 
 ENVLABEL = str(Path(sys.executable).parent / "envlabel")
 
@@ -43,7 +48,7 @@ def test_summary_shows_every_environment(demo_run: tuple[Path, str]) -> None:
     directory, output = demo_run
     counts = re.search(r"^\s+resources (\d+) \((.*)\)$", output, re.MULTILINE)
     assert counts is not None, output
-    per_env = dict((env, int(n)) for env, n in re.findall(r"(\w+) (\d+)", counts.group(2)))
+    per_env = {env: int(n) for env, n in re.findall(r"(\w+) (\d+)", counts.group(2))}
     assert per_env.get("production", 0) > 0 and per_env.get("staging", 0) > 0 and per_env.get("sandbox", 0) > 0
     assert "complete" in output and "INCOMPLETE" not in output
     assert (directory / "keep.txt").read_text() == "not the demo's"  # only its own files are replaced
@@ -75,3 +80,33 @@ def test_printed_list_and_fail_closed_account(demo_run: tuple[Path, str]) -> Non
     unknown = run_printed(printed_command(output, "an account with no usable signal"))
     assert unknown.returncode == 0, unknown.stderr
     assert unknown.stdout.splitlines()[0].endswith(": unknown")
+
+
+def test_demo_serves_the_daemon_and_its_api_until_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    with (tmp_path / "stderr.log").open("w") as errors:
+        proc = subprocess.Popen([ENVLABEL, "demo", "--dir", str(tmp_path / "demo"), "--port", str(port)],
+                                stdout=subprocess.PIPE, stderr=errors, text=True)
+        try:
+            assert proc.stdout is not None
+            printed: list[str] = []
+            for line in proc.stdout:  # the demo prints its next steps, then serves
+                printed.append(line)
+                if line.startswith("The daemon and its API serve on"):
+                    break
+            label_curl = shlex.split(proc.stdout.readline())
+            assert label_curl[:2] == ["curl", "-s"], "".join(printed)
+            url = label_curl[2]
+            assert url.startswith(f"http://127.0.0.1:{port}/v1/label?target=arn:aws:rds:")
+            wait_for_http(url, proc)  # type: ignore[arg-type]
+            with urllib.request.urlopen(url, timeout=10) as response:
+                body = json.load(response)
+            assert (body["environment"], body["found"]) == ("production", True)
+            proc.send_signal(signal.SIGINT)
+            rest, _ = proc.communicate(timeout=90)
+            assert proc.returncode == 0, (tmp_path / "stderr.log").read_text()
+            assert "demo stopped" in rest
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
