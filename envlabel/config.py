@@ -167,6 +167,36 @@ class GcpSource(SourceBase):
 Source = Annotated[AwsSource | KubernetesSource | GcpSource, Field(discriminator="type")]
 
 
+class LeaderElection(Model):
+    """Which replica scans when several share one PostgreSQL store (docs/postgresql.md).
+
+    ``auto``: none for SQLite; for PostgreSQL a Kubernetes Lease when a kubernetes source is configured, else
+    a PostgreSQL advisory lock. The Lease is read and written with ``kubeconfig``/``context``/``in_cluster``
+    when set, else with the first kubernetes source's, else in-cluster when running in a pod.
+    """
+
+    kind: Literal["auto", "lease", "advisory_lock", "none"] = "auto"
+    lease_name: str = Field("envlabel-leader", pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+    #: the Lease's namespace; default: the pod's own (its service account's), else "default"
+    namespace: str | None = None
+    kubeconfig: str | None = None
+    context: str | None = None
+    in_cluster: bool | None = None
+    #: a follower takes over once the leader has not renewed for this long
+    lease_duration: Duration = timedelta(seconds=15)
+    #: the leader steps down when it could not renew for this long (less than lease_duration)
+    renew_deadline: Duration = timedelta(seconds=10)
+    #: how often the leader renews and followers try
+    retry_period: Duration = timedelta(seconds=2)
+
+    @model_validator(mode="after")
+    def _check_periods(self) -> LeaderElection:
+        if not self.retry_period < self.renew_deadline < self.lease_duration:
+            raise ValueError("retry_period < renew_deadline < lease_duration must hold, so a "
+                             "leader steps down before a follower takes over")
+        return self
+
+
 class Config(Model):
     store: str = Field(default_factory=default_store_url, pattern=r"^(sqlite|postgresql|postgres)://")
     environments: list[str] = Field(default_factory=lambda: list(DEFAULT_ENVIRONMENTS), min_length=1)
@@ -182,6 +212,7 @@ class Config(Model):
     api: Api = Api()
     webhooks: list[Webhook] = []
     sources: list[Source] = []
+    leader_election: LeaderElection = LeaderElection()
 
     @model_validator(mode="before")
     @classmethod

@@ -42,11 +42,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 from envlabel.config import Config, KubernetesSource, Source
 from envlabel.model import ScanResult
 from labelers.taxonomy import Taxonomy
+from service.leader import Leadership, leadership_for
 from service.metrics import Metrics, ScanMetrics
 from service.pipeline import ScanSummary, commit_scan, scan_source, utcnow
 from service.query import Query
 from service.webhooks import ENVIRONMENT_CHANGED, FINDING, Event, WebhookDispatcher, endpoints_from_config
-from store.sql import Store, ts
+from store.sql import FencedOut, Store, ts
 
 if TYPE_CHECKING:
     from service.watch import KubernetesWatcher
@@ -163,8 +164,10 @@ class Daemon:
 
     def __init__(self, config: Config, store: Store, metrics: ScanMetrics, *,
                  webhooks: WebhookDispatcher | None = None, scan: Callable[[Source], ScanResult] | None = None,
-                 tick: timedelta = DEFAULT_TICK, watch: bool = True) -> None:
+                 tick: timedelta = DEFAULT_TICK, watch: bool = True, leadership: Leadership | None = None) -> None:
         self.config = config
+        #: with several replicas, only the leader scans, watches and expires overrides (service.leader)
+        self.leadership = leadership
         self.store = store
         self.taxonomy = Taxonomy.from_config(config)
         self.metrics = metrics
@@ -206,6 +209,22 @@ class Daemon:
         self.start_watches()
         self.scheduler.start()
         return self
+
+    @property
+    def leads(self) -> bool:
+        """Whether this replica does the writing: the only one, or the elected leader."""
+        return self.leadership is None or self.leadership.is_leader
+
+    def on_leadership(self, leading: bool) -> None:
+        """Leadership changed (called from the election thread): a new leader scans at once; a former one
+        stops its watches (its running scan may finish, but its fencing token no longer commits)."""
+        if leading:
+            if self.scheduler.running and not self._stopping.is_set():
+                for plan in plan_jobs(self.config):
+                    self.scheduler.modify_job(f"scan:{plan.source}", next_run_time=utcnow())
+            self.start_watches()
+        else:
+            self.supervise_watches()
 
     @property
     def abandoned(self) -> bool:
@@ -280,6 +299,10 @@ class Daemon:
 
     def _commit_unless_abandoned(self, source: Source) -> ScanSummary | None:
         clock = time.perf_counter()
+        fence = self.leadership.token(source.name) if self.leadership is not None else None
+        if self.leadership is not None and fence is None:
+            log.debug("scan of %s skipped: another replica leads", source.name)
+            return None
         try:
             started = utcnow()
             result = scan_source(source, self._scan)
@@ -287,7 +310,11 @@ class Daemon:
                 if self._abandon.is_set():
                     self.metrics.observe_scan(source.name, "abandoned", time.perf_counter() - clock)
                     return None
-                summary = commit_scan(self.store, self.taxonomy, result, started)
+                summary = commit_scan(self.store, self.taxonomy, result, started, fence=fence)
+        except FencedOut as exc:  # leadership moved on while this scan ran: the new leader's scans count
+            self.metrics.observe_scan(source.name, "fenced", time.perf_counter() - clock)
+            log.warning("scan of %s not committed: %s", source.name, exc)
+            return None
         except Exception:  # a store failure: counted and logged; the next run tries again
             self.metrics.observe_scan(source.name, "error", time.perf_counter() - clock)
             log.exception("scan of %s could not be committed; the previous labels stand", source.name)
@@ -306,7 +333,8 @@ class Daemon:
         from service.overrides import relabel_lapsed
 
         try:
-            relabel_lapsed(self.store, self.taxonomy)
+            if self.leads:
+                relabel_lapsed(self.store, self.taxonomy)
             self.supervise_watches()
             self.reporter.report_changes()
         except Exception:
@@ -319,11 +347,18 @@ class Daemon:
         return [s for s in self.config.sources if isinstance(s, KubernetesSource) and s.watch]
 
     def start_watches(self) -> None:
+        if not self.leads:
+            return
         for source in self.watched_sources():
             self._start_watch(source)
 
     def supervise_watches(self) -> None:
-        """Restart a watch whose threads have all ended (each thread retries on its own; this is the backstop)."""
+        """Restart a watch whose threads have all ended (each thread retries on its own; this is the backstop).
+        A replica that does not lead runs none."""
+        if not self.leads:
+            for name in list(self._watchers):
+                self._watchers.pop(name).stop(timeout=1.0)
+            return
         for source in self.watched_sources():
             watcher = self._watchers.get(source.name)
             if watcher is None or not watcher.running:
@@ -356,6 +391,7 @@ def run_daemon(config: Config, store: Store, host: str, port: int,
     scan_metrics = ScanMetrics(metrics.registry)
     daemon = Daemon(config, store, scan_metrics,
                     webhooks=WebhookDispatcher(endpoints, scan_metrics) if endpoints else None)
+    daemon.leadership = leadership_for(config, store, on_change=daemon.on_leadership)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -368,10 +404,16 @@ def run_daemon(config: Config, store: Store, host: str, port: int,
         log.info("envlabel serving on %s; scans: %s; %d watched", server.url,
                  scan_plans_text(plan_jobs(config)) or "none configured", len(daemon.watched_sources()))
         daemon.start()
+        if daemon.leadership is not None:
+            log.info("leader election through %s as %s: only the leader scans", daemon.leadership.elector.description,
+                     daemon.leadership.identity)
+            daemon.leadership.start()
         stop.wait()
         deadline = time.monotonic() + shutdown_timeout
         # keep answering agents while scans finish; leave the API a slice of the time to close
         clean = daemon.stop(max(0.0, shutdown_timeout - min(2.0, shutdown_timeout / 4)))
+        if daemon.leadership is not None:  # let go, so another replica takes over at its next try
+            daemon.leadership.stop(timeout=max(0.1, min(5.0, deadline - time.monotonic())))
         server.stop(max(0.1, deadline - time.monotonic()))
         log.info("envlabel stopped%s", "" if clean else " (abandoned work is listed above)")
     finally:
