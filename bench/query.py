@@ -38,6 +38,25 @@ from _util import OUT, ROOT, Estate, emit_child_result, machine, percentiles, ru
 
 THIS = Path(__file__).resolve()
 SAMPLE = 20_000
+NOTES = """\
+## Reading the figures
+
+- "sequential" rows use a Python http.client loop, whose own overhead (~60-100 us) is in the
+  figures; the wrk 1-connection row is the same single caller with a C client.
+- The machine is shared (2 cores, several engineers' builds and tests running): wall-clock tails
+  (p99) are mostly time spent waiting for a core. CPU/request and the thread-CPU row are what the
+  code costs; 1,000,000 / CPU-per-request is what one dedicated core serves.
+- Where a lookup's time goes (measured the same way while building this): three primary-key reads
+  in SQLite (resource, label, scope) ~25 us; decoding the row (tags, evidence, timestamps) and
+  building the label JSON ~20-30 us. Timestamps were parsed with strptime (~45 us per lookup) until
+  this benchmark found it; they now use fromisoformat.
+- Where a request's time goes: uvicorn + httptools answering a fixed body from a bare ASGI app
+  costs ~75 us CPU per request on this machine, Starlette routing ~120 us, FastAPI ~190 us. So the
+  front door (`service.api.Gate`) answers `GET /v1/label` and valid `POST /v1/check` itself, and
+  FastAPI serves the rest of the API.
+- `POST /v1/labels` reads the 100 targets in one query (`Store.get_many`); its cost is the
+  per-label decode and JSON, ~45 us per target.
+"""
 TARGETS = {"inproc_p99_us": 50, "http_p50_us": 300, "http_p99_us": 1000, "http_rps": 5000, "batch_p99_ms": 5}
 
 
@@ -182,13 +201,22 @@ def run_wrk(port: int, targets: list[str], duration: int, connections: int) -> d
     latency = {line.split()[0]: line.split()[1] for line in out.splitlines()
                if line.strip().startswith(("50%", "90%", "99%"))}
     errors = [line.strip() for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line]
-    return {"rps": rps, "connections": connections, "latency": latency, "errors": errors}
+    requests = int(next(line.split()[0] for line in out.splitlines() if "requests in" in line))
+    return {"rps": rps, "connections": connections, "latency": latency, "errors": errors, "requests": requests}
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time ``pid`` has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _us(text: str) -> float:
+    """wrk's latency (``812.00us``, ``1.20ms``, ``2.00s``) in microseconds; NaN if unreadable."""
+    for suffix, scale in (("us", 1.0), ("ms", 1000.0), ("s", 1_000_000.0)):
+        if text.endswith(suffix):
+            return float(text[:-len(suffix)]) * scale
+    return float("nan")
 
 
 def rss_mib(pid: int) -> tuple[float, float]:
@@ -243,11 +271,12 @@ def http_part(args: argparse.Namespace, path: Path, targets_file: Path) -> dict[
             warmup = min(n, 1000)
             results[kind]["server_cpu_us"] = (cpu_seconds(server.pid) - cpu) / (n + warmup) * 1e6
         targets = json.loads(targets_file.read_text())
-        cpu = cpu_seconds(server.pid)
-        results["wrk"] = run_wrk(port, targets, args.duration, args.connections)
-        if results["wrk"]:
-            served = results["wrk"]["rps"] * args.duration
-            results["wrk"]["server_cpu_us"] = (cpu_seconds(server.pid) - cpu) / served * 1e6
+        for key, connections in (("wrk1", 1), ("wrk", args.connections)):
+            cpu = cpu_seconds(server.pid)
+            results[key] = run_wrk(port, targets, args.duration, connections)
+            if results[key]:
+                served = results[key]["rps"] * args.duration
+                results[key]["server_cpu_us"] = (cpu_seconds(server.pid) - cpu) / served * 1e6
         results["rss_mib"], results["rss_peak_mib"] = rss_mib(server.pid)
         return results
     finally:
@@ -281,13 +310,20 @@ def report(args: argparse.Namespace, path: Path, inproc: dict[str, Any], web: di
     rows.insert(1, ["in-process Query.label, thread CPU time", f"{inproc['n']:,}", us(inproc["cpu_p50_us"]),
                     us(inproc["cpu_p99_us"]), "-", us(inproc["cpu_us"]),
                     f"p99 <= {TARGETS['inproc_p99_us']} us: {ok(inproc['cpu_p99_us'], TARGETS['inproc_p99_us'])}"])
-    wrk = web["wrk"]
-    if wrk:
+    for key in ("wrk1", "wrk"):
+        wrk = web[key]
+        if not wrk:
+            continue
         lat = wrk["latency"]
-        rows.append([f"GET /v1/label, wrk {wrk['connections']} conns {args.duration}s", "-", lat.get("50%", "?"),
-                     lat.get("99%", "?"), f"{wrk['rps']:,.0f}", us(wrk["server_cpu_us"]),
-                     f">= 5,000 req/s: {ok(wrk['rps'], 5000, higher=True)}" + (
-                         f" ({'; '.join(wrk['errors'])})" if wrk["errors"] else "")])
+        if key == "wrk1":  # one connection, a C client: the latency a single caller sees
+            met = (f"p50 <= 300 us: {ok(_us(lat.get('50%', '')), 300)}, p99 <= 1 ms: "
+                   f"{ok(_us(lat.get('99%', '')), 1000)}")
+        else:
+            met = f">= 5,000 req/s: {ok(wrk['rps'], 5000, higher=True)}"
+        errors = f" ({'; '.join(wrk['errors'])})" if wrk["errors"] else ""
+        rows.append([f"GET /v1/label, wrk {wrk['connections']} conn(s) {args.duration}s", f"{wrk['requests']:,}",
+                     lat.get("50%", "?"), lat.get("99%", "?"), f"{wrk['rps']:,.0f}", us(wrk["server_cpu_us"]),
+                     met + errors])
     header = ["measure", "requests", "p50", "p99", "req/s", "CPU/request", "target met"]
     lines = [
         "# Query benchmark", "",
@@ -302,7 +338,7 @@ def report(args: argparse.Namespace, path: Path, inproc: dict[str, Any], web: di
         f"on {os.cpu_count()} cores.", "",
         table(rows, header), "",
         f"Serving process memory: {web['rss_idle_mib']:,.0f} MiB after start, {web['rss_mib']:,.0f} MiB after "
-        f"the runs (peak {web['rss_peak_mib']:,.0f} MiB).", "",
+        f"the runs (peak {web['rss_peak_mib']:,.0f} MiB).", "", NOTES,
     ]
     return "\n".join(lines)
 
