@@ -241,3 +241,67 @@ def _arn(kind: str, region: str, account: str, name: str, i: int, n: int) -> str
     if kind == "dynamodb:table":
         return f"arn:aws:dynamodb:{region}:{account}:table/{name}"
     return f"arn:aws:eks:{region}:{account}:cluster/{name}"
+
+
+# -- a live estate in moto -------------------------------------------------------------------------
+def start_moto() -> tuple[str, subprocess.Popen[bytes]]:
+    """A moto server subprocess on a free loopback port; returns (url, process). Stop it by its process."""
+    import shutil
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    exe = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
+    process = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=1):
+                return url, process
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("moto_server did not start within 30s")
+
+
+def build_moto_estate(endpoint_url: str, accounts: int = 12, instances_per_region: int = 200) -> list[str]:
+    """An Organization of ``accounts`` member accounts in production/staging/sandbox OUs, each with a VPC,
+    subnets, a security group and ``instances_per_region`` messily tagged instances in two regions, a
+    bucket and a table. Returns the member account ids. (moto adds default VPCs, subnets and groups.)"""
+    from service.demo_estate import REGIONS as LIVE_REGIONS
+    from service.demo_estate import AwsEstate, aws_tags
+
+    estate = AwsEstate(endpoint_url)
+    org = estate.client("organizations")
+    org.create_organization(FeatureSet="ALL")
+    root = org.list_roots()["Roots"][0]["Id"]
+    envs = ("production", "staging", "sandbox")
+    ous = {env: org.create_organizational_unit(ParentId=root, Name=env.title())["OrganizationalUnit"]["Id"]
+           for env in envs}
+    members: list[str] = []
+    for i in range(accounts):
+        env = envs[i % 3]
+        status = org.create_account(Email=f"bench-{i}@example.com", AccountName=f"bench-{env}-{i}",
+                                    Tags=aws_tags(_MESSY[env][i % len(_MESSY[env])]))["CreateAccountStatus"]
+        account = status["AccountId"]
+        org.move_account(AccountId=account, SourceParentId=root, DestinationParentId=ous[env])
+        members.append(account)
+        for region in LIVE_REGIONS:
+            _vpc, subnets = estate.vpc(account, region, f"bench-{i}")
+            ec2 = estate.client("ec2", account, region)
+            for n, start in enumerate(range(0, instances_per_region, 50)):
+                count = min(50, instances_per_region - start)
+                tags = {"Name": f"worker-{n}", **_MESSY[env if n % 4 else "none"][n % 3]}
+                ec2.run_instances(ImageId="ami-12c6146b", MinCount=count, MaxCount=count, InstanceType="t3.micro",
+                                  SubnetId=subnets[n % 2],
+                                  TagSpecifications=[{"ResourceType": "instance", "Tags": aws_tags(tags)}])
+            estate.client("dynamodb", account, region).create_table(
+                TableName=f"bench-{i}", BillingMode="PAY_PER_REQUEST",
+                AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+        estate.client("s3", account).create_bucket(Bucket=f"bench-{i}-{account}")
+    return members

@@ -17,12 +17,30 @@ written outside bench/out/ (gitignored) and a temporary directory removed afterw
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
+import os
+import statistics
 import sys
+import threading
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _util import Estate, emit_child_result, machine, run_child, table, timed, workdir
+from _util import (
+    Estate,
+    build_moto_estate,
+    emit_child_result,
+    machine,
+    run_child,
+    start_moto,
+    table,
+    timed,
+    workdir,
+)
 
 THIS = Path(__file__).resolve()
 TARGET_RATE = 20_000
@@ -61,15 +79,132 @@ def child_commit(estate: Estate, db: str) -> dict[str, Any]:
             "wall": clock.wall, "cpu": clock.cpu, "db_mib": round(Path(db).stat().st_size / 2**20, 1)}
 
 
-CHILDREN = {"generate": child_generate, "commit": child_commit}
+@dataclass(frozen=True)
+class Call:
+    """One boto3 API call the scanner made, as the caller passed it."""
+
+    thread: str
+    credentials: Any
+    region: str
+    service: str
+    operation: str
+    params: dict[str, Any]
+
+
+class Recorder:
+    """A session factory for AwsScanner that records every API call (botocore's own event hook)."""
+
+    def __init__(self) -> None:
+        from discovery.aws import make_sessions
+
+        self.calls: list[Call] = []
+        self._lock = threading.Lock()
+        self._make = make_sessions()
+
+    def __call__(self, credentials: Any) -> Any:
+        session = self._make(credentials)
+
+        def record(params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+            call = Call(threading.current_thread().name, credentials, context.get("client_region") or "",
+                        model.service_model.service_name, model.name, copy.deepcopy(params))
+            with self._lock:
+                self.calls.append(call)
+
+        session.events.register("provide-client-params", record)
+        return session
+
+
+def replay(calls: list[Call], endpoint_url: str) -> None:
+    """The same calls (same pages) with bare boto3 clients, one thread per scanner thread, in its order."""
+    from botocore import xform_name
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    from discovery.aws import make_sessions
+
+    make = make_sessions()
+    config = Config(retries={"mode": "standard", "max_attempts": 8})
+    by_thread: dict[str, list[Call]] = defaultdict(list)
+    for call in calls:
+        by_thread[call.thread].append(call)
+
+    def run(sequence: list[Call]) -> None:
+        sessions: dict[Any, Any] = {}
+        clients: dict[tuple[Any, str, str], Any] = {}
+        for call in sequence:
+            key = (call.credentials, call.region, call.service)
+            client = clients.get(key)
+            if client is None:
+                session = sessions.get(call.credentials) or sessions.setdefault(call.credentials,
+                                                                                make(call.credentials))
+                client = clients[key] = session.client(call.service, region_name=call.region,
+                                                       endpoint_url=endpoint_url, config=config)
+            # an error answer the scanner expects too (NoSuchTagSet: a bucket without tags) costs the same
+            with contextlib.suppress(ClientError):
+                getattr(client, xform_name(call.operation))(**call.params)
+
+    with ThreadPoolExecutor(max_workers=len(by_thread)) as pool:
+        list(pool.map(run, by_thread.values()))
+
+
+def child_live(accounts: int, instances: int, repeats: int, db: str) -> dict[str, Any]:
+    from discovery.aws import AwsScanner
+    from envlabel.config import AwsSource
+    from envlabel.model import ScanResult
+    from labelers.taxonomy import Taxonomy
+    from service.demo_estate import DEMO_AWS_ENV, REGIONS
+    from service.pipeline import commit_scan
+    from store import open_store
+
+    os.environ.update(DEMO_AWS_ENV)
+    url, moto = start_moto()
+    try:
+        with timed() as build:
+            build_moto_estate(url, accounts, instances)
+        source = AwsSource(name="bench-aws", type="aws", endpoint_url=url, regions=list(REGIONS), organization=True)
+        recorder = Recorder()
+        recorded = AwsScanner(source, session_factory=recorder).scan()
+        assert recorded.complete, recorded.errors
+        scans: list[float] = []
+        bares: list[float] = []
+        result: ScanResult = recorded
+        for _ in range(repeats):  # alternate, so load on a shared machine hits both alike
+            with timed() as clock:
+                result = AwsScanner(source).scan()
+            scans.append(clock.wall)
+            with timed() as clock:
+                replay(recorder.calls, url)
+            bares.append(clock.wall)
+        store = open_store(f"sqlite:///{db}")
+        with timed() as commit:
+            first = commit_scan(store, Taxonomy(), result, datetime.now(UTC))
+        history = label_rows(db)
+        with timed() as again:
+            rescan = commit_scan(store, Taxonomy(), AwsScanner(source).scan(), datetime.now(UTC))
+        store.close()
+    finally:
+        moto.terminate()
+        moto.wait(timeout=10)
+    operations = Counter(f"{c.service}:{c.operation}" for c in recorder.calls)
+    return {"resources": first.resources, "build_s": build.wall, "calls": len(recorder.calls),
+            "threads": len({c.thread for c in recorder.calls}), "top_calls": operations.most_common(6),
+            "scan_s": min(scans), "scan_median_s": statistics.median(scans), "bare_s": min(bares),
+            "bare_median_s": statistics.median(bares), "commit_s": commit.wall, "label_changes": first.label_changes,
+            "rescan_s": again.wall, "rescan_written": rescan.written, "rescan_label_changes": rescan.label_changes,
+            "rescan_history_rows": label_rows(db) - history, "environments": dict(first.environments)}
+
+
+CHILDREN = ("generate", "commit", "live")
 
 
 def run_as_child(args: argparse.Namespace) -> None:
     estate = Estate(accounts=args.accounts, per_account=args.per_account)
     if args.child == "generate":
         emit_child_result(child_generate(estate))
-    else:
+    elif args.child == "commit":
         emit_child_result(child_commit(estate, args.db))
+    else:
+        emit_child_result(child_live(args.live_accounts, args.live_instances, args.repeats, args.db))
 
 
 # -- the parent: runs the children and prints the table --------------------------------------------
@@ -94,6 +229,29 @@ def offline(args: argparse.Namespace) -> list[list[object]]:
     return rows
 
 
+def live(args: argparse.Namespace) -> list[list[object]]:
+    with workdir() as tmp:
+        r = run_child(THIS, "--child", "live", "--db", str(tmp / "live.db"), "--live-accounts", str(args.live_accounts),
+                      "--live-instances", str(args.live_instances), "--repeats", str(args.repeats))
+    n = r["resources"]
+    ratio = r["scan_s"] / r["bare_s"]
+    print(f"live estate: {n:,} resources in moto (built in {r['build_s']:.0f}s), {r['calls']} API calls on "
+          f"{r['threads']} threads; busiest: {', '.join(f'{op} x{k}' for op, k in r['top_calls'])}")
+    print(f"environments: {r['environments']}")
+    print(f"scan / bare boto3 calls = {r['scan_s']:.2f}s / {r['bare_s']:.2f}s = {ratio:.2f}x (target <= 1.3x; "
+          f"medians {r['scan_median_s']:.2f}s / {r['bare_median_s']:.2f}s over {args.repeats} runs)")
+    assert r["rescan_written"] == 0 and r["rescan_label_changes"] == 0 and r["rescan_history_rows"] == 0, r
+    peak = f"{r['peak_rss_mib']:.0f}"
+    return [["live: bare boto3 calls (same pages)", f"{n:,}", f"{r['bare_s']:.2f}", "", f"{n / r['bare_s']:,.0f}",
+             "", f"{r['calls']} calls"],
+            ["live: AwsScanner.scan()", f"{n:,}", f"{r['scan_s']:.2f}", "", f"{n / r['scan_s']:,.0f}", "",
+             f"{ratio:.2f}x the bare calls"],
+            ["live: scan + commit (first)", f"{n:,}", f"{r['scan_s'] + r['commit_s']:.2f}", "",
+             f"{n / (r['scan_s'] + r['commit_s']):,.0f}", peak, f"{r['label_changes']} labels"],
+            ["live: re-scan + commit, unchanged", f"{n:,}", f"{r['rescan_s']:.2f}", "", f"{n / r['rescan_s']:,.0f}",
+             peak, f"{r['rescan_written']} rows, {r['rescan_history_rows']} label rows written"]]
+
+
 def _row(what: str, r: dict[str, Any], n: int, note: str = "") -> list[object]:
     return [what, f"{n:,}", f"{r['wall']:.1f}", f"{r['cpu']:.1f}", f"{n / r['wall']:,.0f}",
             f"{r['peak_rss_mib']:.0f}", note]
@@ -104,7 +262,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--part", choices=["all", "offline", "live"], default="all")
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--per-account", type=int, default=1000)
-    parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
+    parser.add_argument("--live-accounts", type=int, default=12, help="member accounts of the live estate")
+    parser.add_argument("--live-instances", type=int, default=200, help="instances per account and region")
+    parser.add_argument("--repeats", type=int, default=3, help="live scans and replays to time (best is shown)")
+    parser.add_argument("--child", choices=CHILDREN, help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -114,6 +275,8 @@ def main(argv: list[str]) -> int:
     rows: list[list[object]] = []
     if args.part in ("all", "offline"):
         rows += offline(args)
+    if args.part in ("all", "live"):
+        rows += live(args)
     print(table(rows, ["part", "resources", "wall s", "cpu s", "resources/s", "peak RSS MiB", "note"]))
     return 0
 

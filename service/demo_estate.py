@@ -78,8 +78,15 @@ class AwsEstate:
                                              aws_secret_access_key=DEMO_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
                                              region_name=REGIONS[0])
         self.accounts: dict[str, str] = {}
+        self._clients: dict[tuple[str, str | None, str], Any] = {}
 
     def client(self, service: str, account: str | None = None, region: str = REGIONS[0]) -> Any:
+        key = (service, account, region)
+        if key not in self._clients:
+            self._clients[key] = self._new_client(service, account, region)
+        return self._clients[key]
+
+    def _new_client(self, service: str, account: str | None, region: str) -> Any:
         if account is None or account == MANAGEMENT_ACCOUNT:
             return self.session.client(service, region_name=region, endpoint_url=self.endpoint_url)
         # moto keeps each account's resources apart by the credentials' account: act as the member.
@@ -105,10 +112,10 @@ class AwsEstate:
         ou_ids = {"/Root": org.list_roots()["Roots"][0]["Id"]}
         for path, tags in OUS.items():
             parent, _, name = path.rpartition("/")
-            ou = org.create_organizational_unit(ParentId=ou_ids[parent], Name=name, Tags=_tags(tags))
+            ou = org.create_organizational_unit(ParentId=ou_ids[parent], Name=name, Tags=aws_tags(tags))
             ou_ids[path] = ou["OrganizationalUnit"]["Id"]
         for name, (path, tags) in ACCOUNTS.items():
-            status = org.create_account(Email=f"{name}@example.com", AccountName=name, Tags=_tags(tags))
+            status = org.create_account(Email=f"{name}@example.com", AccountName=name, Tags=aws_tags(tags))
             account = status["CreateAccountStatus"]["AccountId"]
             org.move_account(AccountId=account, SourceParentId=ou_ids["/Root"], DestinationParentId=ou_ids[path])
             self.accounts[name] = account
@@ -117,10 +124,10 @@ class AwsEstate:
         """A VPC with two subnets and a security group; returns (vpc id, subnet ids)."""
         ec2 = self.client("ec2", account, region)
         vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16", TagSpecifications=[
-            {"ResourceType": "vpc", "Tags": _tags({"Name": name, **(tags or {})})}])["Vpc"]["VpcId"]
+            {"ResourceType": "vpc", "Tags": aws_tags({"Name": name, **(tags or {})})}])["Vpc"]["VpcId"]
         subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{n}.0/24", AvailabilityZone=f"{region}{zone}",
                                      TagSpecifications=[{"ResourceType": "subnet",
-                                                         "Tags": _tags({"Name": f"{name}-{zone}"})}],
+                                                         "Tags": aws_tags({"Name": f"{name}-{zone}"})}],
                                      )["Subnet"]["SubnetId"] for n, zone in enumerate("ab")]
         ec2.create_security_group(GroupName=f"{name}-app", Description="app tier", VpcId=vpc)
         return vpc, subnets
@@ -132,7 +139,7 @@ class AwsEstate:
         rds.create_db_subnet_group(DBSubnetGroupName=group, DBSubnetGroupDescription=name, SubnetIds=subnets)
         rds.create_db_instance(DBInstanceIdentifier=name, DBInstanceClass="db.t3.medium", Engine="postgres",
                                AllocatedStorage=20, MasterUsername="orders", MasterUserPassword="not-a-secret",
-                               DBSubnetGroupName=group, Tags=_tags(tags or {}))
+                               DBSubnetGroupName=group, Tags=aws_tags(tags or {}))
 
     def function(self, account: str, region: str, name: str, subnets: list[str] | None = None,
                  tags: dict[str, str] | None = None) -> None:
@@ -160,7 +167,7 @@ class AwsEstate:
         ec2 = self.client("ec2", account, region)
         ec2.run_instances(ImageId="ami-12c6146b", MinCount=2, MaxCount=2, InstanceType="t3.small",
                           SubnetId=subnets[0], TagSpecifications=[{"ResourceType": "instance",
-                                                                   "Tags": _tags({"Name": "orders-worker"})}])
+                                                                   "Tags": aws_tags({"Name": "orders-worker"})}])
         self.client("s3", account, region).create_bucket(Bucket=f"orders-assets-{account}")
         if not staging:
             # Someone tagged a production replica "sandbox": the account says production; conflict.
@@ -181,7 +188,7 @@ class AwsEstate:
             _vpc, subnets = self.vpc(account, region, "dev")
             self.client("ec2", account, region).run_instances(
                 ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="t3.micro", SubnetId=subnets[0],
-                TagSpecifications=[{"ResourceType": "instance", "Tags": _tags({"Name": "alice-scratch"})}])
+                TagSpecifications=[{"ResourceType": "instance", "Tags": aws_tags({"Name": "alice-scratch"})}])
         self.function(account, REGIONS[0], "orders-api", tags={"Environment": "dev"})
 
     def build_shared(self, data_lake: str, shared_tools: str) -> None:
@@ -193,7 +200,7 @@ class AwsEstate:
         _vpc, subnets = self.vpc(shared_tools, REGIONS[0], "tools")
         self.client("ec2", shared_tools, REGIONS[0]).run_instances(
             ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="t3.small", SubnetId=subnets[0],
-            TagSpecifications=[{"ResourceType": "instance", "Tags": _tags({"Name": "ci-runner"})}])
+            TagSpecifications=[{"ResourceType": "instance", "Tags": aws_tags({"Name": "ci-runner"})}])
 
     def highlights(self) -> list[Highlight]:
         prod, staging = self.accounts["orders-prod"], self.accounts["orders-staging"]
@@ -232,7 +239,8 @@ def start_aws() -> DemoPart:
 PARTS: list[Callable[[], DemoPart]] = [start_aws]
 
 
-def _tags(tags: dict[str, str]) -> list[dict[str, str]]:
+def aws_tags(tags: dict[str, str]) -> list[dict[str, str]]:
+    """``{"k": "v"}`` -> AWS's ``[{"Key": "k", "Value": "v"}]``."""
     return [{"Key": k, "Value": v} for k, v in tags.items()]
 
 
