@@ -145,7 +145,7 @@ def test_values_schema_refuses_unsafe_values(tmp_path: Path) -> None:
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}})
     assert "config.api" in render_error(tmp_path, {"config": {"api": {"tokens": []}}})
     assert "runAsNonRoot" in render_error(tmp_path, {"securityContext": {"runAsNonRoot": False}})
-    assert "replicaCount > 1 needs a shared store" in render_error(tmp_path, {"replicaCount": 2})
+    assert "postgresql.existingSecret" in render_error(tmp_path, {"replicaCount": 2})  # tests/test_helm_ha.py: the rest
     assert "unknwn" in render_error(tmp_path, {"unknwn": 1})
     assert "readOnly" in render_error(tmp_path, {"extraVolumeMounts": [{"name": "x", "mountPath": "/x"}]})
 

@@ -46,8 +46,23 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Values.api.existingSecret }}{{ .Values.api.existingSecretKey }}{{ else }}api-tokens{{ end }}
 {{- end }}
 
-{{/* envlabel.yaml: the configured keys over the chart's default store (the SQLite file on the volume). */}}
+{{/* "true" when the store is PostgreSQL, its URL read from postgresql.existingSecret (the HA layout). */}}
+{{- define "envlabel.postgres" -}}
+{{- if .Values.postgresql.existingSecret }}true{{ end }}
+{{- end }}
+
+{{/* The Lease the replicas elect their scanning leader with. */}}
+{{- define "envlabel.leaseName" -}}
+{{- (.Values.config.leader_election | default dict).lease_name | default (printf "%s-leader" (include "envlabel.fullname" .)) }}
+{{- end }}
+
+{{/* envlabel.yaml: the configured keys over the chart's defaults: the SQLite file on the volume, or (PostgreSQL,
+the URL comes from the Secret as ENVLABEL_STORE) leader election through a Lease in the release's namespace. */}}
 {{- define "envlabel.config" -}}
 {{- $defaults := dict "store" "sqlite:////var/lib/envlabel/envlabel.db" }}
+{{- if include "envlabel.postgres" . }}
+{{- $lease := dict "kind" "lease" "in_cluster" true "namespace" .Release.Namespace "lease_name" (include "envlabel.leaseName" .) }}
+{{- $defaults = dict "leader_election" $lease }}
+{{- end }}
 {{- toYaml (merge (deepCopy .Values.config) $defaults) }}
 {{- end }}
