@@ -27,13 +27,24 @@ from fastapi import FastAPI, Request
 from fastapi import Query as Param
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from envlabel.config import Config
 from envlabel.errors import TargetError
 from envlabel.targets import ACCEPTED_FORMS
+from service.api_models import (
+    CheckDoc,
+    CheckRequest,
+    ErrorDoc,
+    LabelDoc,
+    LabelsDoc,
+    LabelsRequest,
+    OverrideRequest,
+    ResourcesDoc,
+    documented,
+)
 from service.authority import check
 from service.listing import DEFAULT_LIMIT, MAX_LIMIT, InvalidRequest, list_findings, list_resources
 from service.metrics import Metrics
@@ -94,84 +105,6 @@ def check_body(query: Query, body: bytes) -> tuple[int, dict[str, Any]] | None:
     except ValidationError:
         return None
     return check_answer(query, request.target, request.action)
-
-
-# -- request bodies and documented responses ------------------------------------------------------
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class LabelsRequest(Body):
-    targets: list[str] = Field(min_length=1, description="Target ids, in any accepted form.")
-
-
-class CheckRequest(Body):
-    target: str = Field(description="The target the action would touch.")
-    action: str = Field(min_length=1, max_length=256,
-                        description="An AWS operation (rds:DeleteDBInstance) or a Kubernetes verb (delete).")
-
-
-class OverrideRequest(Body):
-    target: str
-    environment: str
-    reason: str = Field(min_length=1)
-    author: str | None = Field(None, description="Who vouches for it; defaults to the token's name.")
-    expires: str | None = Field(None, description="A time (2026-01-31T12:00:00Z) or a duration (2h, 7d).")
-
-
-class EvidenceDoc(BaseModel):
-    signal: str
-    environment: str
-    source: str
-    detail: str
-
-
-class LabelDoc(BaseModel):
-    target: str
-    found: bool
-    environment: str = Field(description="production, staging, sandbox (as configured) or unknown.")
-    authoritative: bool
-    decided_by: str
-    conflict: bool
-    stale: bool
-    observed_at: str | None
-    provider: str
-    kind: str | None
-    name: str | None
-    parent: str | None
-    evidence: list[EvidenceDoc]
-
-
-class LabelsDoc(BaseModel):
-    labels: list[LabelDoc]
-
-
-class CheckDoc(BaseModel):
-    target: str
-    action: str
-    action_class: str = Field(description="read, create, modify or delete (unrecognized actions: delete).")
-    environment: str = Field(description="The environment decided as (production if unknown or stale).")
-    decision: str = Field(description="allow, require_approval or deny.")
-    reversible: bool
-    reasons: list[str]
-    approvers: list[str]
-    label: LabelDoc
-
-
-class ResourcesDoc(BaseModel):
-    resources: list[LabelDoc]
-    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page.")
-
-
-class ErrorDoc(BaseModel):
-    error: str
-    message: str = Field(description="What to do about it.")
-
-
-def _doc(model: type[BaseModel], *statuses: int) -> dict[int | str, dict[str, Any]]:
-    responses: dict[int | str, dict[str, Any]] = {200: {"model": model}}
-    responses.update({s: {"model": ErrorDoc} for s in statuses})
-    return responses
 
 
 # -- the app --------------------------------------------------------------------------------------
@@ -257,13 +190,13 @@ def _add_error_handlers(app: FastAPI) -> None:
 def _add_query_routes(app: FastAPI, query: Query) -> None:
     config = query.config
 
-    @app.get("/v1/label", responses=_doc(LabelDoc, 400), tags=["labels"])
+    @app.get("/v1/label", responses=documented(LabelDoc, 400), tags=["labels"])
     async def get_label(target: str = Param(description="A target id in any accepted form.")) -> Response:
         """The label of one target. ``found: false`` / ``unknown`` means never seen: treat it as production."""
         status, body = label_body(query, target)
         return json_response(body, status)
 
-    @app.post("/v1/labels", responses=_doc(LabelsDoc, 400, 413), tags=["labels"])
+    @app.post("/v1/labels", responses=documented(LabelsDoc, 400, 413), tags=["labels"])
     async def post_labels(request: LabelsRequest) -> Response:
         """Labels of many targets in one request, in the order given (at most ``api.max_batch``)."""
         if len(request.targets) > config.api.max_batch:
@@ -275,14 +208,14 @@ def _add_query_routes(app: FastAPI, query: Query) -> None:
             return error_response(400, "malformed target", str(exc))
         return json_response({"labels": labels})
 
-    @app.post("/v1/check", responses=_doc(CheckDoc, 400, 422), tags=["authority"])
+    @app.post("/v1/check", responses=documented(CheckDoc, 400, 422), tags=["authority"])
     async def post_check(request: CheckRequest) -> Response:
         """May ``action`` be done to ``target``? ``decision`` is allow, require_approval (ask ``approvers``)
         or deny; ``reasons`` say why. A target with no authoritative label is decided as production."""
         status, body = check_answer(query, request.target, request.action)
         return json_response(body, status)
 
-    @app.get("/v1/resources", responses=_doc(ResourcesDoc, 422), tags=["labels"])
+    @app.get("/v1/resources", responses=documented(ResourcesDoc, 422), tags=["labels"])
     def get_resources(environment: str | None = None, provider: str | None = None,
                       limit: int = Param(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
                       cursor: str | None = None) -> Response:

@@ -1,0 +1,89 @@
+"""The HTTP API's request bodies (pydantic, ``extra="forbid"``) and the documented shapes of its answers.
+
+The answers themselves are built as plain dicts by the query layer and serialized with orjson;
+the ``*Doc`` models only describe them in the OpenAPI document (``responses=``), so no request
+pays for validating its own response.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LabelsRequest(Body):
+    targets: list[str] = Field(min_length=1, description="Target ids, in any accepted form.")
+
+
+class CheckRequest(Body):
+    target: str = Field(description="The target the action would touch.")
+    action: str = Field(min_length=1, max_length=256,
+                        description="An AWS operation (rds:DeleteDBInstance) or a Kubernetes verb (delete).")
+
+
+class OverrideRequest(Body):
+    target: str
+    environment: str
+    reason: str = Field(min_length=1)
+    author: str | None = Field(None, description="Who vouches for it; defaults to the token's name.")
+    expires: str | None = Field(None, description="A time (2026-01-31T12:00:00Z) or a duration (2h, 7d).")
+
+
+class EvidenceDoc(BaseModel):
+    signal: str
+    environment: str
+    source: str
+    detail: str
+
+
+class LabelDoc(BaseModel):
+    target: str
+    found: bool
+    environment: str = Field(description="production, staging, sandbox (as configured) or unknown.")
+    authoritative: bool
+    decided_by: str
+    conflict: bool
+    stale: bool
+    observed_at: str | None
+    provider: str
+    kind: str | None
+    name: str | None
+    parent: str | None
+    evidence: list[EvidenceDoc]
+
+
+class LabelsDoc(BaseModel):
+    labels: list[LabelDoc]
+
+
+class CheckDoc(BaseModel):
+    target: str
+    action: str
+    action_class: str = Field(description="read, create, modify or delete (unrecognized actions: delete).")
+    environment: str = Field(description="The environment decided as (production if unknown or stale).")
+    decision: str = Field(description="allow, require_approval or deny.")
+    reversible: bool
+    reasons: list[str]
+    approvers: list[str]
+    label: LabelDoc
+
+
+class ResourcesDoc(BaseModel):
+    resources: list[LabelDoc]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page.")
+
+
+class ErrorDoc(BaseModel):
+    error: str
+    message: str = Field(description="What to do about it.")
+
+
+def documented(model: type[BaseModel], *statuses: int) -> dict[int | str, dict[str, Any]]:
+    responses: dict[int | str, dict[str, Any]] = {200: {"model": model}}
+    responses.update({s: {"model": ErrorDoc} for s in statuses})
+    return responses
