@@ -151,3 +151,29 @@ def test_an_event_that_changes_no_signal_writes_no_label(running: tuple[FakeClus
     cluster.fake.patch(kind, None, "payments", {"metadata": {"annotations": {"owner": "pay-team"}}})
     eventually(lambda: watcher.stats.events["namespaces"] > before[2])
     assert (len(store.history(API)), watcher.stats.label_changes) == before[:2]
+
+
+def test_bookmarks_move_a_quiet_watch_forward(tmp_path: Path) -> None:
+    """A kind with no events still resumes from a recent version (so a compaction does not force a relist)."""
+    with fake_cluster(tmp_path, bookmark_interval=0.1) as cluster:
+        seed_payments(cluster.fake)
+        config = config_from_dict({"store": f"sqlite:///{tmp_path / 'envlabel.db'}"})
+        watcher = KubernetesWatcher(config, open_store(config.store), cluster.source(), timeout_seconds=1)
+        watcher.start()
+        try:
+            assert watcher.wait_synced(10)
+            after = int(cluster.fake.set_labels("namespaces", "payments", {"team": "x"})["metadata"]["resourceVersion"])
+
+            def resumed() -> list[int]:
+                return [int(r.query["resourceVersion"]) for r in cluster.fake.requests
+                        if r.verb == "watch" and r.resource == "deployments"]
+
+            eventually(lambda: max(resumed()) >= after)
+            cluster.fake.compact()
+            relists = watcher.stats.relists["deployments.apps"]
+            count = len(resumed())
+            eventually(lambda: len(resumed()) > count + 1)  # reconnected twice since the compaction
+            assert watcher.stats.relists["deployments.apps"] == relists
+            assert not watcher.stats.events["deployments.apps"]
+        finally:
+            watcher.stop()

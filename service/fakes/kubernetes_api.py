@@ -226,16 +226,8 @@ class _Handler(BaseHTTPRequestHandler):
         interval = fake.bookmark_interval
         next_bookmark = time.monotonic() + interval if interval else float("inf")
         shape: Callable[[Obj], Obj] = partial_metadata if metadata_only else (lambda o: o)
-        with fake.cond:
-            expired_at, bookmark_seen = fake.expired, fake.bookmarks
-            since_text = query.get("resourceVersion", "")
-            initial: list[Obj] = []
-            if since_text in ("", "0"):  # "any version": the current state as ADDED, then changes
-                listed = fake.list_objects(kind, namespace, selector)
-                initial = [{"apiVersion": kind.api_version, "kind": kind.kind, **o} for o in listed["items"]]
-                since = fake.rv
-            else:
-                since = int(since_text) if since_text.isdigit() else -1
+        since, initial, expired_at, bookmark_seen = self._open_watch(kind, namespace, query.get("resourceVersion", ""),
+                                                                     selector)
         try:
             for obj in initial:
                 self._chunk({"type": "ADDED", "object": shape(obj)})
@@ -269,6 +261,22 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass  # the client went away
         self.close_connection = True
+
+    def _open_watch(self, kind: Kind, namespace: str | None, version: str,
+                    selector: str) -> tuple[int, list[Obj], int, int]:
+        """(the version to follow from, the objects to send as ADDED first, the expiry and bookmark counters)."""
+        fake = self.fake
+        with fake.cond:
+            initial: list[Obj] = []
+            if version in ("", "0"):  # "any version": the current state as ADDED, then changes
+                listed = fake.list_objects(kind, namespace, selector)
+                initial = [{"apiVersion": kind.api_version, "kind": kind.kind, **o} for o in listed["items"]]
+                since = fake.rv
+            else:
+                since = int(version) if version.isdigit() else -1
+            # a version below the compaction floor: a counter that can never match makes the first poll a 410
+            expired_at = fake.expired if since >= fake.compacted_rv else -1
+            return since, initial, expired_at, fake.bookmarks
 
     def _chunk(self, event: Obj) -> None:
         data = json.dumps(event, separators=(",", ":")).encode() + b"\n"

@@ -224,7 +224,7 @@ class FakeKubernetes:
         self.objects: dict[tuple[str, str, str], dict[tuple[str, str], Obj]] = {key: {} for key in self.kinds}
         self.rv = 1
         self.compacted_rv = 0
-        #: (rv, type, kind key, object); events at or below ``compacted_rv`` are dropped
+        #: (rv, type, kind key, object), in rv order; kept after compaction for the watches already open
         self.events: list[tuple[int, str, tuple[str, str, str], Obj]] = []
         self.requests: list[RequestRecord] = []
         self.forbidden: set[tuple[str, str]] = set()
@@ -281,11 +281,12 @@ class FakeKubernetes:
         self.forbidden.add((group, resource))
 
     def compact(self, expire_watches: bool = False) -> int:
-        """Forget history: older resourceVersions and continue tokens get 410 Gone. Returns the new floor."""
+        """Forget history: watches opened from an older resourceVersion and older continue tokens get 410 Gone.
+        Open watches go on (the API server's watch cache keeps them fed) unless ``expire_watches``, which
+        ends each with a 410 ERROR event. Returns the new floor."""
         with self.cond:
             self.rv += 1  # lists and watches started from here on are valid; older ones are not
             self.compacted_rv = self.rv
-            self.events.clear()
             if expire_watches:
                 self.expired += 1
             self.cond.notify_all()
@@ -432,8 +433,8 @@ class FakeKubernetes:
 
     def watch_events(self, kind: Kind, namespace: str | None, since: int, selector: str,
                      expired_at: int) -> tuple[list[tuple[int, str, Obj]], int]:
-        """Events of ``kind`` after ``since`` (caller holds ``cond``). Raises 410 when history is gone."""
-        if since < self.compacted_rv or self.expired != expired_at:
+        """Events of an open watch of ``kind`` after ``since`` (caller holds ``cond``); 410 once it is expired."""
+        if self.expired != expired_at:
             raise ApiError(410, "Expired", f"too old resource version: {since} ({self.compacted_rv})")
         match = parse_selector(selector)
         key = self._key(kind)
