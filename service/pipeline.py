@@ -1,10 +1,11 @@
 """One discovery + labeling pass per source, committed atomically.
 
-``commit_scan`` is the only writer of resources and labels: it stores what a
+``commit_scan`` writes resources and labels: it stores what a
 scan saw, tombstones what a *complete* scan did not see, refreshes the scope
 times that staleness is measured from, and relabels the estate, writing only
 labels that changed (with history). A crash anywhere before the commit leaves
-the previous state intact.
+the previous state intact. Between scans, ``commit_changes`` applies what a
+Kubernetes watch saw (one event, or a relist of one kind) the same way.
 """
 
 from __future__ import annotations
