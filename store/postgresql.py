@@ -3,8 +3,8 @@
 The SQL is the SQLite store's, unchanged: ``sql()`` turns its ``?`` placeholders into psycopg's ``%s``.
 Connections come from a psycopg_pool ``ConnectionPool`` in autocommit mode, so a label lookup is one
 round trip; a write transaction takes a pooled connection and turns autocommit off for its duration.
-A pool (not one connection per thread) because uvicorn's worker threads come and go, and a restarted
-PostgreSQL or a broken connection is replaced by the pool instead of failing every later call.
+A pool (not one connection per thread) because uvicorn's worker threads come and go, and a connection that
+broke (a restarted PostgreSQL, a failover) fails one call and is replaced, instead of failing every later one.
 
 Migrations run under a transaction-level advisory lock, so replicas starting at once migrate one after
 the other (the second finds the work done). Leader election's session lock lives in ``service.leader``.
@@ -69,9 +69,10 @@ class PostgresDialect:
 
     def open_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
         pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            # no check on checkout (it would cost a round trip per lookup): a connection that broke while idle
+            # (server restart, failover) fails one call, and the pool replaces it when it comes back
             self.url, min_size=1, max_size=self.pool_size, kwargs={"autocommit": True, "connect_timeout": 10},
-            # a connection broken while idle (server restart, failover) is replaced, not handed out
-            check=ConnectionPool.check_connection, open=False, name="envlabel-store")
+            open=False, name="envlabel-store")
         try:
             pool.open(wait=True, timeout=15)
         except Exception as exc:  # psycopg_pool.PoolTimeout: the first connection failed

@@ -90,7 +90,10 @@ def create_database(port: int) -> None:
         conn.execute(f'CREATE DATABASE "{DATABASE}" TEMPLATE template0 ENCODING \'UTF8\' LOCALE \'C\'')
 
 
-def start(bin_dir: Path) -> str:
+def start(bin_dir: Path, *, durable: bool = False, state: Path | None = None) -> str:
+    """Start a server in a new data directory; returns its URL. ``durable`` keeps fsync and synchronous
+    commits on (bench/store.py, so PostgreSQL is measured as it runs in production)."""
+    state = state or STATE
     data = Path(tempfile.mkdtemp(prefix="envlabel-test-pg-"))
     if os.geteuid() == 0:
         shutil.chown(data, "postgres", "postgres")
@@ -99,13 +102,14 @@ def start(bin_dir: Path) -> str:
     subprocess.run(as_postgres([str(bin_dir / "initdb"), "-D", str(data / "db"), "-U", "postgres", "-A", "trust",
                                 "-E", "UTF8", "--locale=C", "--no-sync"]),
                    check=True, stdout=subprocess.DEVNULL)
-    options = (f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
-               "-c full_page_writes=off -c max_connections=300 -c shared_buffers=256MB")
-    STATE.write_text(json.dumps({"data": str(data)}))  # before the server starts: `down` cleans up either way
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=256MB"
+    if not durable:
+        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    state.write_text(json.dumps({"data": str(data)}))  # before the server starts: `down` cleans up either way
     subprocess.run(as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-o", options, "-l", str(log),
                                 "-w", "-t", "60", "start"]), check=True, stdout=subprocess.DEVNULL)
     pid = int((data / "db" / "postmaster.pid").read_text().splitlines()[0])
-    STATE.write_text(json.dumps({"data": str(data), "pid": pid}))
+    state.write_text(json.dumps({"data": str(data), "pid": pid}))
     create_database(port)
     return f"postgresql://postgres@127.0.0.1:{port}/{DATABASE}"
 
