@@ -111,6 +111,12 @@ class Reporter:
             self._mark = self.query.store.history_mark()
             self._high = {(f["target"], f["kind"]) for f in self._audit(publish=False)}
 
+    def catch_up(self) -> None:
+        """Skip to the store's newest change without announcing: a replica that does not lead leaves the
+        announcing to the leader, and does not repeat it all if it takes over later."""
+        with self._lock:
+            self._mark = self.query.store.history_mark()
+
     def report_changes(self) -> None:
         """Count label changes since the last report; announce environment changes."""
         with self._lock:
@@ -336,7 +342,10 @@ class Daemon:
             if self.leads:
                 relabel_lapsed(self.store, self.taxonomy)
             self.supervise_watches()
-            self.reporter.report_changes()
+            if self.leads:  # every replica reads the same history: one announces it
+                self.reporter.report_changes()
+            else:
+                self.reporter.catch_up()
         except Exception:
             log.exception("the daemon's tick failed; it runs again in %s", self.tick_interval)
 

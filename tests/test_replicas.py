@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,16 +19,22 @@ import httpx
 import psycopg
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
 from discovery.kubernetes import build_api_client
-from envlabel.config import config_from_dict
+from envlabel.config import Source, config_from_dict
+from envlabel.model import ScanResult
 from labelers.taxonomy import Taxonomy
+from service.daemon import Daemon
 from service.leader import AdvisoryLock, KubernetesLease, Leadership, election_kind, leadership_for
+from service.metrics import ScanMetrics
+from service.overrides import set_override
 from service.pipeline import commit_scan
+from service.query import Query
 from store import open_store
 from store.sql import FencedOut, Store
 from tests.conftest import free_port, wait_for_http
-from tests.estates import DB, T0, aws_estate, scan_of
+from tests.estates import ACCOUNT, DB, T0, aws_estate, scan_of
 from tests.kubernetes_cluster import FakeCluster, fake_cluster
 from tests.postgres_db import fresh_schema
 from tests.test_daemon import HoldingProxy, wait_until
@@ -120,6 +126,39 @@ def test_a_leader_that_cannot_renew_steps_down_at_the_renew_deadline(cluster: Fa
     assert a.step() is True  # still within renew_deadline (10s) of the last renewal
     clock.now += 3
     assert a.step() is False and a.token("aws") is None
+
+
+def test_a_follower_daemon_neither_scans_nor_expires_nor_announces(cluster: FakeCluster, store: Store) -> None:
+    clock = FakeClock()
+    a, b = lease_replica(cluster, store, "replica-a", clock), lease_replica(cluster, store, "replica-b", clock)
+    assert a.step() is True and b.step() is False
+    config = config_from_dict({"sources": [{"name": "aws", "type": "aws"}]})
+    scanned: list[str] = []
+
+    def scan(source: Source) -> ScanResult:
+        scanned.append(source.name)
+        return scan_of(aws_estate())
+
+    def daemon(leadership: Leadership) -> tuple[Daemon, CollectorRegistry]:
+        registry = CollectorRegistry()
+        return Daemon(config, store, ScanMetrics(registry), scan=scan, watch=False, leadership=leadership), registry
+
+    (follower, follower_metrics), (leader, leader_metrics) = daemon(b), daemon(a)
+    assert follower.run_scan("aws") is None and scanned == []
+    assert leader.run_scan("aws") is not None and scanned == ["aws"]
+    # an override that has expired: only the leader's tick persists the expiry and announces the change
+    past = datetime.now(UTC) - timedelta(hours=2)
+    set_override(Query(config, store), ACCOUNT, "sandbox", reason="test", author="ana", now=past,
+                 expires_at=past + timedelta(minutes=1))
+    follower.tick()
+    assert store.get(DB).resolution.environment == "sandbox"  # type: ignore[union-attr]
+    assert not follower_metrics.get_sample_value("envlabel_label_changes_total")
+    before = leader_metrics.get_sample_value("envlabel_label_changes_total") or 0
+    leader.tick()
+    assert store.get(DB).resolution.environment == "production"  # type: ignore[union-attr]
+    assert (leader_metrics.get_sample_value("envlabel_label_changes_total") or 0) > before
+    follower.tick()
+    assert not follower_metrics.get_sample_value("envlabel_label_changes_total")
 
 
 def test_auto_election_kind() -> None:
