@@ -18,6 +18,7 @@ Figures are printed and written to docs/benchmarks-audit.md.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 from collections import Counter
@@ -36,6 +37,21 @@ AUDIT_TARGET_S = 10.0
 AT_TARGET_MS = 2.0
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ENVS = ("production", "staging", "sandbox")
+
+
+NOTES = [
+    "Reading the figures:",
+    "",
+    "- The synthetic estate of bench/_util.py is deliberately messy: more than half of its resources",
+    "  carry a finding (a non-canonical value such as `env=prd` on about a third, a tag contradicting",
+    "  its account on a fifth), so the audit pass builds and renders over half a million findings.",
+    "  An estate with fewer mistakes audits faster: the resources without findings cost about a fifth",
+    "  of the ones with.",
+    "- The audit figure is the whole of `service.audit.findings(query)`: streaming the store, every rule,",
+    "  placing unlabeled findings, sorting, and building each finding's JSON with its fix command.",
+    "- `get --at` wall percentiles include the scheduler: with more runnable processes than cores, a",
+    "  call preempted once waits a whole time slice (milliseconds). The cpu percentiles are the call.",
+]
 
 
 # -- building the stores (not measured) ------------------------------------------------------------
@@ -174,10 +190,13 @@ def part_at(args: argparse.Namespace, tmp: Path) -> tuple[list[list[object]], st
 
 def write_doc(audit_rows: list[list[object]], at_rows: list[list[object]], lines: list[str],
               command: str) -> None:
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     parts = ["# Audit and point-in-time benchmarks", "",
-             f"Measured with `{command}` on {machine()} (a shared machine: other work ran at the same time).",
-             "Stores are built once through `service.pipeline.commit_scan` and not measured; each measured part",
-             "runs in its own child process.", ""]
+             f"Measured with `{command}` on {machine()}, load average {load} when it finished (a shared",
+             "machine: other work ran at the same time, so wall time includes waiting for a core; cpu is",
+             "the time the measured process itself ran). Stores are built once through",
+             "`service.pipeline.commit_scan` and not measured; each measured part runs in its own child process.",
+             "", *NOTES, ""]
     parts += [f"- {line}" for line in lines]
     if audit_rows:
         parts += ["", "## Audit over the synthetic 1,000-account estate", "",

@@ -199,6 +199,8 @@ class Auditor:
                        above: tuple[tuple[Evidence, ...], frozenset[str], str], override: Override | None) -> str:
         """The environment of a resource with signals of its own, reporting what is wrong with them."""
         chain, chain_envs, chain_env = above
+        if len(tagged) == 1 and override is None and not resource.declared and not resource.name_signal:
+            return self._add_one_tag(resource, tagged, above)
         own = self.own_environments(resource, tagged)
         if override is not None:
             environment = override.environment
@@ -212,6 +214,23 @@ class Auditor:
         elif own and override is None and ((chain_envs and (len(chain_envs) > 1 or own[0] not in chain_envs))
                                            or own.count(own[0]) != len(own)):
             self._conflict(resource, [], own[0], chain=chain, environment=environment, own=own)
+        return environment
+
+    def _add_one_tag(self, resource: Observed, tagged: list[tuple[str, str, Match]],
+                     above: tuple[tuple[Evidence, ...], frozenset[str], str]) -> str:
+        """The most common signalled resource, one environment tag and nothing else: the rules of
+        :meth:`_check_tags` for that case, without building the general case's sets and lists."""
+        chain, chain_envs, chain_env = above
+        key, value, match = tagged[0]
+        mine = match.environment
+        if mine is None:
+            self._unrecognized(resource, key, value, chain_env)
+            return chain_env
+        environment = min(mine, chain_env, key=self._rank) if chain else mine
+        if chain_envs and (len(chain_envs) > 1 or mine not in chain_envs):
+            self._conflict(resource, tagged, mine, chain=chain, environment=environment, own=[mine])
+        elif not match.canonical:
+            self._non_canonical(resource, key, value, mine, environment)
         return environment
 
     def own_environments(self, resource: Observed, tagged: list[tuple[str, str, Match]]) -> list[str]:

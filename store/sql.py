@@ -684,8 +684,11 @@ class Store:
 
     # -- audit reads (streamed: an estate of millions never sits in memory at once) ----------------
     def containers(self) -> dict[str, Resource]:
-        """Every resource that is some live resource's parent."""
-        return {row[0]: _resource(row) for row in self._query(_CONTAINERS)}
+        """Every resource that is, or was, some resource's parent: a superset of the live containers
+        (one with only gone children is harmless to a reader), read off the parent index alone."""
+        return {row[0]: _resource(row) for row in self._query(
+            f"SELECT {_R} FROM resources r WHERE r.id IN (SELECT DISTINCT parent FROM resources "
+            "WHERE parent IS NOT NULL)")}
 
     def iter_for_audit(self, tag_keys: Iterable[str], batch: int = 20000
                        ) -> Iterator[list[tuple[AuditRow, str, str]]]:
