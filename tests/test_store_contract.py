@@ -22,7 +22,7 @@ from store import open_store
 from store.schema import MIGRATIONS
 from store.sql import Fence, FencedOut, Store
 from tests.estates import ACCOUNT, BUCKET, DB, SCOPE, T0, VPC, aws_estate, scan_of
-from tests.postgres_db import fresh_schema
+from tests.postgres_db import fresh_schema, postgres_url
 
 HOUR = timedelta(hours=1)
 CONFIG = config_from_dict({})
@@ -233,3 +233,13 @@ def test_override_rows_round_trip(store: Store) -> None:
     with store.transaction() as tx:
         assert tx.remove_override(DB, "bo", "done", T0 + HOUR) is True
         assert tx.remove_override(DB, "bo", "done", T0 + HOUR) is False
+
+
+def test_without_postgresql_its_tests_skip_outside_ci_and_fail_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ENVLABEL_TEST_POSTGRES_URL", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"dev\.py test"):
+        postgres_url()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must test PostgreSQL"):
+        postgres_url()
