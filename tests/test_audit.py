@@ -287,3 +287,41 @@ def test_cli_fail_on_is_a_ci_gate(query: Query, tmp_path: Path) -> None:
     assert usage.returncode == 2 and "mislabeled" in usage.stderr
     sarif = envlabel("audit", "--config", config, "--format", "sarif")
     assert sarif.returncode == 0 and json.loads(sarif.stdout)["version"] == "2.1.0"
+
+
+def audit_of(resources: list[Resource]) -> list[tuple[str, str, str]]:
+    """The pure rules on hand-built records: (target, kind, severity) of each finding."""
+    from labelers.findings import Auditor
+
+    parents = {r.parent for r in resources}
+    auditor = Auditor(TAX, {r.id: r for r in resources if r.id in parents}, {})
+    for r in resources:
+        auditor.add(r)
+    return [(f.target, f.kind, f.severity) for f in auditor.findings()]
+
+
+def test_unlabeled_inside_a_partly_labeled_container_is_reported_where_it_is() -> None:
+    acct = Resource("777777777777", "aws", "aws:account", "mixed", None)
+    tagged = Resource("arn:aws:s3:::a", "aws", "s3:bucket", "a", acct.id, {"Environment": "staging"})
+    bare = Resource("arn:aws:s3:::b", "aws", "s3:bucket", "b", acct.id)
+    vpc = Resource("arn:aws:ec2:us-east-1:777777777777:vpc/vpc-9", "aws", "ec2:vpc", "v", acct.id)
+    boxes = [Resource(f"arn:aws:ec2:us-east-1:777777777777:instance/i-{n}", "aws", "ec2:instance", f"x{n}", vpc.id)
+             for n in range(3)]
+    # tagging the account would put staging resources under it in conflict: the fix is per child,
+    # and the VPC whose whole subtree is unlabeled is one finding
+    assert audit_of([acct, tagged, bare, vpc, *boxes]) == [
+        ("arn:aws:ec2:us-east-1:777777777777:vpc/vpc-9", "unlabeled", "high"),
+        ("arn:aws:s3:::b", "unlabeled", "high")]
+
+
+def test_name_mismatch_either_way() -> None:
+    acct = Resource("888888888888", "aws", "aws:account", "team", None, {"Environment": "production"})
+    dev_named = Resource("arn:aws:s3:::dev-scratch", "aws", "s3:bucket", "dev-scratch", acct.id)
+    sbx = Resource("999999999999", "aws", "aws:account", "lab", None, {"Environment": "sandbox"})
+    twin = Resource("arn:aws:s3:::orders-prod", "aws", "s3:bucket", "orders-prod", sbx.id)
+    found = {t: (k, s) for t, k, s in audit_of([acct, dev_named, sbx, twin])}
+    assert found == {"arn:aws:s3:::dev-scratch": ("name-mismatch", "high"),
+                     "arn:aws:s3:::orders-prod": ("name-mismatch", "high")}
+    staging = Resource("111122223333", "aws", "aws:account", "stg", None, {"Environment": "staging"})
+    qa_named = Resource("arn:aws:s3:::qa-data", "aws", "s3:bucket", "qa-data", staging.id)
+    assert audit_of([staging, qa_named]) == [("arn:aws:s3:::qa-data", "name-mismatch", "low")]
