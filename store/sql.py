@@ -113,6 +113,24 @@ class StoredLabel:
     tombstoned_at: datetime | None
 
 
+class LabelView(NamedTuple):
+    """A resource as its label JSON shows it, read without building its records. ``environment`` is
+    None while it is not labeled yet; ``observed_at`` is TS_FORMAT text; ``evidence`` is decoded."""
+
+    id: str
+    provider: str
+    kind: str
+    name: str
+    parent: str | None
+    tombstoned: bool
+    environment: str | None
+    decided_by: str | None
+    conflict: bool
+    evidence: list[dict[str, str]]
+    valid_until: datetime | None
+    observed_at: str
+
+
 class EncodedLabel(NamedTuple):
     """A label as its row stores it. Equal rows mean an unchanged label, so a re-scan compares
     labels without decoding a million evidence lists. (A named tuple: built once per resource per scan.)"""
@@ -179,6 +197,11 @@ _L = "l.environment, l.decided_by, l.conflict, l.evidence, l.valid_until, l.labe
 #: a resource with its label and the last good scan of its scope (:meth:`Store._stored` reads the row)
 _STORED = (f"SELECT {_R}, {_L}, r.source, r.updated_at, r.tombstoned_at, s.last_ok FROM resources r "
            "LEFT JOIN labels l ON l.target = r.id LEFT JOIN scopes s ON s.source = r.source AND s.scope = r.scope")
+#: what the label JSON shows, without the columns labeling needs (the hot lookup: :meth:`Store.label_view`)
+_VIEW = ("SELECT r.id, r.provider, r.kind, r.name, r.parent, r.tombstoned_at, l.environment, l.decided_by, l.conflict, "
+         "l.evidence, l.valid_until, COALESCE(s.last_ok, r.updated_at) FROM resources r "
+         "LEFT JOIN labels l ON l.target = r.id LEFT JOIN scopes s ON s.source = r.source AND s.scope = r.scope "
+         "WHERE r.id = ?")
 _CONTAINERS = (f"SELECT {_R} FROM resources r WHERE r.id IN "
                "(SELECT DISTINCT parent FROM resources WHERE parent IS NOT NULL AND tombstoned_at IS NULL)")
 
@@ -588,6 +611,18 @@ class Store:
                 return None
             return self.get(alias)
         return self._stored(rows[0])
+
+    def label_view(self, target: str) -> LabelView | None:
+        """What the label JSON of ``target`` shows (aliases resolved), in one indexed read; None if never seen."""
+        rows = self._query(_VIEW, (target,))
+        if not rows:
+            alias = self.resolve_id(target)
+            return None if alias == target else self.label_view(alias)
+        r = rows[0]
+        evidence = [{"signal": e[0], "environment": e[1], "source": e[2], "detail": e[3]}
+                    for e in json.loads(r[9])] if r[9] else []
+        return LabelView(r[0], r[1], r[2], r[3], r[4], r[5] is not None, r[6], r[7], bool(r[8]), evidence,
+                         parse_ts(r[10]), r[11])
 
     def get_many(self, targets: Sequence[str]) -> dict[str, StoredLabel]:
         """:meth:`get` for many targets, one read per 500, keyed by the id asked for (aliases resolved);

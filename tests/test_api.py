@@ -82,6 +82,19 @@ def test_label(api: httpx.Client, target: str, environment: str) -> None:
     assert body["authoritative"] and body["evidence"], body
 
 
+def test_fast_label_read_agrees_with_the_full_read(store: Store) -> None:
+    from envlabel.config import config_from_dict
+    from service.pipeline import utcnow
+    from service.query import Query
+
+    query, now = Query(config_from_dict({}), store), utcnow()
+    targets = [s.resource.id for s in store.list_labels(include_gone=True)] + [EKS_ALIAS, NEVER_SEEN]
+    assert STALE_DB in targets and GONE_DB in targets
+    for target in targets:
+        full = query.answer(target, query.label(target)["provider"], store.get(target), now)
+        assert query.label(target, now) == full, target
+
+
 def test_label_twins_differ_only_by_evidence(api: httpx.Client) -> None:
     prod, staging = (api.get("/v1/label", params={"target": t}).json() for t in (PROD_DB, STAGING_DB))
     assert (prod["kind"], prod["name"]) == (staging["kind"], staging["name"]) == ("rds:db", "orders")
