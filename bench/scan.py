@@ -272,12 +272,10 @@ def main(argv: list[str]) -> int:
         run_as_child(args)
         return 0
     print(f"machine: {machine()}")
-    rows: list[list[object]] = []
-    if args.part in ("all", "offline"):
-        rows += offline(args)
-    if args.part in ("all", "live"):
-        rows += live(args)
-    print(table(rows, ["part", "resources", "wall s", "cpu s", "resources/s", "peak RSS MiB", "note"]))
+    header = ["part", "resources", "wall s", "cpu s", "resources/s", "peak RSS MiB", "note"]
+    for name, part in (("offline", offline), ("live", live)):
+        if args.part in ("all", name):
+            print(table(part(args), header), flush=True)
     return 0
 
 
