@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Sequence
+from functools import lru_cache
 
 from envlabel.targets import GCP_CRM
 from labelers.findings import Observed
@@ -48,10 +49,19 @@ def _aws(resource: Observed, tags: Tags) -> str:
         return f"aws organizations tag-resource --resource-id {org_id} --tags {pairs}"
     parts = rid.split(":", 4)
     region = parts[3] if len(parts) == 5 else resource.region
-    where = f"--region {shlex.quote(region)} " if region else ""
-    pairs = f"{tags[0][0]}={tags[0][1]}" if len(tags) == 1 else ",".join(f"{k}={v}" for k, v in tags)
-    return f"aws resourcegroupstaggingapi tag-resources {where}--resource-arn-list {shlex.quote(rid)} " \
-           f"--tags {shlex.quote(pairs)}"
+    return f"aws resourcegroupstaggingapi tag-resources {_region_option(region)}--resource-arn-list " \
+           f"{shlex.quote(rid)} --tags {_tags_option(tuple(tags))}"
+
+
+@lru_cache(maxsize=1024)
+def _region_option(region: str) -> str:
+    return f"--region {shlex.quote(region)} " if region else ""
+
+
+@lru_cache(maxsize=4096)
+def _tags_option(tags: tuple[tuple[str, str], ...]) -> str:
+    """``K=V,K2=V2`` quoted; the same few tag fixes recur across an estate, so they are built once."""
+    return shlex.quote(",".join(f"{k}={v}" for k, v in tags))
 
 
 def _gcp(resource: Observed, tags: Tags) -> str:
