@@ -34,16 +34,7 @@ class Query:
     def label(self, raw_target: str, now: datetime | None = None) -> dict[str, Any]:
         """The label JSON of DESIGN.md for ``raw_target`` (raises TargetError if malformed)."""
         target = parse_target(raw_target)
-        now = now or utcnow()
-        # the hot path agents call before every action: one read of just what the answer shows
-        view = self.store.label_view(target.id)
-        if view is None:
-            return not_found(raw_target, target.provider)
-        if view.tombstoned or view.environment is None or (view.valid_until is not None and view.valid_until <= now):
-            # gone, not labeled yet, or an override it relied on has expired: the full read (rare)
-            return self.answer(raw_target, target.provider, self.store.get(view.id), now)
-        observed = parse_ts(view.observed_at)
-        return view_json(raw_target, view, observed is not None and now - observed > self.config.stale_after)
+        return self.answer_view(raw_target, target.provider, self.store.label_view(target.id), now or utcnow())
 
     def labels(self, raw_targets: Sequence[str], now: datetime | None = None) -> list[dict[str, Any]]:
         """The label JSON of each target, in order, from one store read per 500 targets.
@@ -55,9 +46,21 @@ class Query:
                 parsed.append(parse_target(raw))
             except TargetError as exc:
                 raise TargetError(f"targets.{i}: {exc}") from None
-        stored = self.store.get_many([t.id for t in parsed])
+        views = self.store.label_views([t.id for t in parsed])
         now = now or utcnow()
-        return [self.answer(raw, t.provider, stored.get(t.id), now) for raw, t in zip(raw_targets, parsed, strict=True)]
+        return [self.answer_view(raw, t.provider, views.get(t.id), now)
+                for raw, t in zip(raw_targets, parsed, strict=True)]
+
+    def answer_view(self, raw_target: str, provider: str, view: LabelView | None, now: datetime) -> dict[str, Any]:
+        """The label JSON from a :class:`LabelView` (None: never seen): the hot path agents call before
+        every action reads only what the answer shows."""
+        if view is None:
+            return not_found(raw_target, provider)
+        if view.tombstoned or view.environment is None or (view.valid_until is not None and view.valid_until <= now):
+            # gone, not labeled yet, or an override it relied on has expired: the full read (rare)
+            return self.answer(raw_target, provider, self.store.get(view.id), now)
+        observed = parse_ts(view.observed_at)
+        return view_json(raw_target, view, observed is not None and now - observed > self.config.stale_after)
 
     def answer(self, raw_target: str, provider: str, stored: StoredLabel | None, now: datetime) -> dict[str, Any]:
         """The label JSON of a target from what the store holds for it (None: never seen)."""

@@ -12,17 +12,18 @@ import functools
 import hashlib
 import json
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from envlabel.errors import StoreError
 from envlabel.model import Evidence, Override, Resolution, Resource, ScanError
 from store.schema import MIGRATIONS
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+T = TypeVar("T")
 
 
 def ts(moment: datetime) -> str:
@@ -200,10 +201,16 @@ _STORED = (f"SELECT {_R}, {_L}, r.source, r.updated_at, r.tombstoned_at, s.last_
 #: what the label JSON shows, without the columns labeling needs (the hot lookup: :meth:`Store.label_view`)
 _VIEW = ("SELECT r.id, r.provider, r.kind, r.name, r.parent, r.tombstoned_at, l.environment, l.decided_by, l.conflict, "
          "l.evidence, l.valid_until, COALESCE(s.last_ok, r.updated_at) FROM resources r "
-         "LEFT JOIN labels l ON l.target = r.id LEFT JOIN scopes s ON s.source = r.source AND s.scope = r.scope "
-         "WHERE r.id = ?")
+         "LEFT JOIN labels l ON l.target = r.id LEFT JOIN scopes s ON s.source = r.source AND s.scope = r.scope")
 _CONTAINERS = (f"SELECT {_R} FROM resources r WHERE r.id IN "
                "(SELECT DISTINCT parent FROM resources WHERE parent IS NOT NULL AND tombstoned_at IS NULL)")
+
+
+def _label_view(r: Sequence[Any]) -> LabelView:
+    evidence = [{"signal": e[0], "environment": e[1], "source": e[2], "detail": e[3]}
+                for e in json.loads(r[9])] if r[9] else []
+    return LabelView(r[0], r[1], r[2], r[3], r[4], r[5] is not None, r[6], r[7], bool(r[8]), evidence,
+                     parse_ts(r[10]), r[11])
 
 
 def _resource(row: Sequence[Any], tags: Mapping[str, str] | None = None) -> Resource:
@@ -612,30 +619,35 @@ class Store:
             return self.get(alias)
         return self._stored(rows[0])
 
-    def label_view(self, target: str) -> LabelView | None:
-        """What the label JSON of ``target`` shows (aliases resolved), in one indexed read; None if never seen."""
-        rows = self._query(_VIEW, (target,))
-        if not rows:
-            alias = self.resolve_id(target)
-            return None if alias == target else self.label_view(alias)
-        r = rows[0]
-        evidence = [{"signal": e[0], "environment": e[1], "source": e[2], "detail": e[3]}
-                    for e in json.loads(r[9])] if r[9] else []
-        return LabelView(r[0], r[1], r[2], r[3], r[4], r[5] is not None, r[6], r[7], bool(r[8]), evidence,
-                         parse_ts(r[10]), r[11])
-
     def get_many(self, targets: Sequence[str]) -> dict[str, StoredLabel]:
         """:meth:`get` for many targets, one read per 500, keyed by the id asked for (aliases resolved);
         targets never seen are absent."""
+        return self._read_many(targets, _STORED, self._stored, self.get)
+
+    def label_view(self, target: str) -> LabelView | None:
+        """What the label JSON of ``target`` shows (aliases resolved), in one indexed read; None if never seen."""
+        rows = self._query(f"{_VIEW} WHERE r.id = ?", (target,))
+        if not rows:
+            alias = self.resolve_id(target)
+            return None if alias == target else self.label_view(alias)
+        return _label_view(rows[0])
+
+    def label_views(self, targets: Sequence[str]) -> dict[str, LabelView]:
+        """:meth:`label_view` for many targets, one read per 500, keyed by the id asked for (aliases
+        resolved); targets never seen are absent."""
+        return self._read_many(targets, _VIEW, _label_view, self.label_view)
+
+    def _read_many(self, targets: Sequence[str], select: str, decode: Callable[[Sequence[Any]], T],
+                   read_one: Callable[[str], T | None]) -> dict[str, T]:
         wanted = list(dict.fromkeys(targets))
-        found: dict[str, StoredLabel] = {}
+        found: dict[str, T] = {}
         for start in range(0, len(wanted), 500):
             chunk = wanted[start:start + 500]
-            rows = self._query(f"{_STORED} WHERE r.id IN ({', '.join('?' * len(chunk))})", chunk)
-            found.update((row[0], self._stored(row)) for row in rows)
+            rows = self._query(f"{select} WHERE r.id IN ({', '.join('?' * len(chunk))})", chunk)
+            found.update((row[0], decode(row)) for row in rows)
         for target in wanted:
-            if target not in found and (stored := self.get(target)) is not None:  # an alias
-                found[target] = stored
+            if target not in found and (item := read_one(target)) is not None:  # an alias
+                found[target] = item
         return found
 
     def _stored(self, row: Sequence[Any]) -> StoredLabel:
