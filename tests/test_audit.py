@@ -325,3 +325,12 @@ def test_name_mismatch_either_way() -> None:
     staging = Resource("111122223333", "aws", "aws:account", "stg", None, {"Environment": "staging"})
     qa_named = Resource("arn:aws:s3:::qa-data", "aws", "s3:bucket", "qa-data", staging.id)
     assert audit_of([staging, qa_named]) == [("arn:aws:s3:::qa-data", "name-mismatch", "low")]
+
+
+@pytest.mark.parametrize("module", ["labelers.findings", "service.remediation"])
+def test_docstring_examples_hold(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
