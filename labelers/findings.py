@@ -151,7 +151,10 @@ class Auditor:
         self._top = taxonomy.environments[0]
         self._names: dict[str, frozenset[str]] = {}
         self._alarming = frozenset({self._top, UNKNOWN})
-        self._rank = {env: taxonomy.rank(env) for env in (*taxonomy.environments, UNKNOWN)}.__getitem__
+        # a C-level key for min(); an environment no longer configured (an old override) ranks as unknown
+        ranks: defaultdict[str, int] = defaultdict(lambda: len(taxonomy.environments))
+        ranks.update({env: taxonomy.rank(env) for env in taxonomy.environments})
+        self._rank = ranks.__getitem__
 
     # -- per resource -------------------------------------------------------------------------
     def above(self, parent: str | None) -> tuple[tuple[Evidence, ...], frozenset[str], str]:

@@ -211,8 +211,7 @@ def to_sarif(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "partialFingerprints": {"envlabelFinding/v1": fingerprint},
             "properties": {"severity": r["severity"], "environment": r["environment"], "remediation": fix},
         })
-    driver = {"name": "envlabel", "version": _version(), "informationUri": "https://github.com/envlabel/envlabel",
-              "rules": rules}
+    driver = {"name": "envlabel", "version": _version(), "rules": rules}
     return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [{"tool": {"driver": driver}, "results": results}]}
 
 
