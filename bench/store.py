@@ -175,8 +175,10 @@ def report(results: dict[str, dict[str, Any]], describe: str) -> str:
     rows = [
         row("first commit (all new): seconds", s, p, "first.seconds", "{:,.1f}"),
         row("first commit: resources/s", s, p, "first.per_s", "{:,.0f}"),
+        row("first commit: CPU seconds of the envlabel process", s, p, "first.cpu_seconds", "{:,.1f}"),
         row("unchanged rescan: seconds", s, p, "rescan.seconds", "{:,.1f}"),
         row("unchanged rescan: resources/s", s, p, "rescan.per_s", "{:,.0f}"),
+        row("unchanged rescan: CPU seconds of the envlabel process", s, p, "rescan.cpu_seconds", "{:,.1f}"),
         row("Query.label p50 / p99 (us)", s, p, "query_label.p50_us", "{:,.0f}"),
         row("", s, p, "query_label.p99_us", "{:,.0f}"),
         row("Query.label thread CPU p50 / p99 (us)", s, p, "query_label.cpu_p50_us", "{:,.0f}"),
@@ -199,7 +201,7 @@ def report(results: dict[str, dict[str, Any]], describe: str) -> str:
     return f"""# Store benchmark: SQLite and PostgreSQL
 
 `python bench/store.py` ({stamp}; {machine()}). {s['labels']:,} labels: the synthetic estate of
-`bench/_util.py` (1,000 accounts x 1,000 resources in 12 OUs, messy tags), committed with
+`bench/_util.py` (accounts x 1,000 resources in 12 OUs, messy tags), committed with
 `service.pipeline.commit_scan`, then looked up with `Query.label` and `Store.get` on {LOOKUPS:,} random
 stored targets. SQLite: one file in WAL mode (synchronous=NORMAL). {describe}, on loopback, started by the
 benchmark from a fresh data directory; the store reaches it through the psycopg pool (autocommit reads).
@@ -214,9 +216,11 @@ benchmark from a fresh data directory; the store reaches it through the psycopg 
 - The SQL is the same on both backends; PostgreSQL pays a network round trip per statement where SQLite
   makes a function call: executemany batches (psycopg pipelines them) keep commits within a small factor,
   and a lookup is three indexed reads (resource with label and scope, then the alias table on a miss).
-- The machine is shared (2 cores, other engineers' builds and tests running): wall-clock tails are
-  mostly waiting for a core; thread CPU is what the lookup costs this process (for PostgreSQL the
-  server's work is not in it).
+- The machine is shared (2 cores, other engineers' builds and tests running; the server runs on the same
+  cores): wall-clock tails are mostly waiting for a core; thread CPU is what the lookup costs this process
+  (for PostgreSQL the server's work is not in it). The envlabel process spends about the same CPU on a
+  commit with either backend: the rest of PostgreSQL's wall time is the server's work (WAL with fsync on,
+  indexes, one statement per row) and the round trips.
 - With several replicas each serves lookups from its own pool (`ENVLABEL_STORE_POOL_SIZE`, default 10)
   against one server; only the leader commits scans.
 """
