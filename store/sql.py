@@ -214,10 +214,10 @@ def _label_view(r: Sequence[Any]) -> LabelView:
 
 
 def _resource(row: Sequence[Any], tags: Mapping[str, str] | None = None) -> Resource:
-    return Resource(id=row[0], provider=row[1], kind=row[2], name=row[3], parent=row[4],
-                    tags=_loads_tags(row[5]) if tags is None else tags, scope=row[6], region=row[7],
-                    name_signal=bool(row[8]), declared=row[9],
-                    aliases=() if row[10] == "[]" else tuple(json.loads(row[10])), path=row[11])
+    # positional, in field order: a million of these per full relabel
+    return Resource(row[0], row[1], row[2], row[3], row[4], _loads_tags(row[5]) if tags is None else tags,
+                    row[6], row[7], bool(row[8]), row[9], () if row[10] == "[]" else tuple(json.loads(row[10])),
+                    row[11])
 
 
 _H = "target, at, scan_id, event, before, environment, decided_by, conflict, evidence, valid_until"
@@ -308,7 +308,8 @@ class Transaction:
             pending.append((r.id, source, r.provider, r.kind, r.name, r.parent, r.scope, r.region, r.path,
                             tags, int(r.name_signal), r.declared, _aliases_json(r.aliases), fingerprint,
                             stamp, stamp, None))
-            aliases += [(a, r.id) for a in r.aliases]
+            if r.aliases:
+                aliases += [(a, r.id) for a in r.aliases]
             written += 1
             if len(pending) >= batch:
                 flush()
@@ -335,7 +336,13 @@ class Transaction:
         return found
 
     def tombstone(self, source: str, seen: set[str], now: datetime, scan_id: int | None) -> list[str]:
-        """Mark live resources of ``source`` that ``seen`` lacks as gone. Call only for complete scans."""
+        """Mark live resources of ``source`` that ``seen`` lacks as gone. Call only for complete scans.
+
+        ``seen`` holds live ids of ``source`` (as :meth:`upsert_resources` returns them)."""
+        live = self.execute("SELECT COUNT(*) FROM resources WHERE source = ? AND tombstoned_at IS NULL",
+                            (source,)).fetchone()[0]
+        if live == len(seen):  # every live resource was seen: skip reading a million ids back
+            return []
         gone = sorted(self.live_ids(source) - seen)
         stamp = ts(now)
         self.executemany("UPDATE resources SET tombstoned_at = ? WHERE id = ?", [(stamp, g) for g in gone])
@@ -522,6 +529,7 @@ class Store:
         open_pool = getattr(dialect, "open_pool", None)
         self._pool: Any = open_pool() if open_pool else None
         self._writer = dialect.connect() if self._pool is None else None
+        self._serialize: str | None = getattr(dialect, "write_lock", None)
         self._migrate()
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -587,7 +595,13 @@ class Store:
     def transaction(self) -> Iterator[Transaction]:
         with self._write_lock, self._writing() as conn:
             try:
-                yield Transaction(conn, self.dialect)
+                tx = Transaction(conn, self.dialect)
+                # one writer at a time across processes too: SQLite's file lock does it by itself; PostgreSQL
+                # takes a transaction-level advisory lock, so a scan's relabel never interleaves with an
+                # override set on another replica (READ COMMITTED alone would let one overwrite the other)
+                if self._serialize:
+                    tx.execute(self._serialize)
+                yield tx
                 conn.commit()
             except BaseException:
                 with suppress(Exception):  # a broken connection cannot roll back; the error that broke it says why

@@ -14,6 +14,10 @@ class SQLiteDialect:
     path: str
     name: str = "sqlite"
     serial: str = "INTEGER PRIMARY KEY"
+    #: every write transaction starts by taking the write lock (waiting up to the busy timeout), so two
+    #: processes opening or writing one file take turns instead of one failing (sqlite3 would begin
+    #: only at the first DML, after a migration's reads and CREATE TABLEs)
+    write_lock: str = "BEGIN IMMEDIATE"
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteDialect:

@@ -243,3 +243,48 @@ def test_without_postgresql_its_tests_skip_outside_ci_and_fail_in_ci(monkeypatch
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI must test PostgreSQL"):
         postgres_url()
+
+
+@pytest.mark.postgres
+def test_writers_on_two_replicas_take_turns() -> None:
+    """One writer at a time across processes, as SQLite's file lock gives: a scan's relabel never interleaves
+    with an override another replica sets (READ COMMITTED alone would let one overwrite the other)."""
+    import psycopg
+
+    with fresh_schema() as url:
+        first, second = open_store(url), open_store(url)
+        holding, release = threading.Event(), threading.Event()
+        order: list[str] = []
+
+        def long_commit() -> None:
+            with first.transaction() as tx:
+                holding.set()
+                release.wait(30)
+                tx.set_override(Override(DB, "sandbox", "scan", "replica-a", T0))
+                order.append("first")
+
+        def override() -> None:
+            with second.transaction() as tx:
+                tx.set_override(Override(DB, "staging", "person", "replica-b", T0 + HOUR))
+            order.append("second")
+
+        threads = [threading.Thread(target=long_commit), threading.Thread(target=override)]
+        threads[0].start()
+        assert holding.wait(30)
+        threads[1].start()
+        with psycopg.connect(url, autocommit=True) as admin:
+            def waiting() -> int:
+                row = admin.execute("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                                    ).fetchone()
+                return int(row[0]) if row else 0
+
+            while not waiting():  # polling for the second writer to queue, not timing
+                assert threads[1].is_alive(), "the second writer did not wait for the first"
+        release.set()
+        for thread in threads:
+            thread.join(30)
+        assert order == ["first", "second"]
+        assert first.overrides()[DB].environment == "staging"  # the later writer's, whole
+        first.close()
+        second.close()
