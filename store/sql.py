@@ -596,9 +596,9 @@ class Store:
         with self._write_lock, self._writing() as conn:
             try:
                 tx = Transaction(conn, self.dialect)
-                # one writer at a time across processes too: SQLite's file lock does it by itself; PostgreSQL
-                # takes a transaction-level advisory lock, so a scan's relabel never interleaves with an
-                # override set on another replica (READ COMMITTED alone would let one overwrite the other)
+                # one writer at a time across processes too (the dialect's write_lock: SQLite BEGIN IMMEDIATE,
+                # PostgreSQL a transaction-level advisory lock), so a scan's relabel never interleaves with an
+                # override set by another process (READ COMMITTED alone would let one overwrite the other)
                 if self._serialize:
                     tx.execute(self._serialize)
                 yield tx
