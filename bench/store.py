@@ -36,9 +36,6 @@ from typing import Any
 from _util import OUT, ROOT, Estate, emit_child_result, machine, percentiles, run_child, table, timed, workdir
 
 THIS = Path(__file__).resolve()
-# this script is named like the package it measures: with bench/ on the import path, `import store` would
-# find this file; _util is imported already, so take bench/ off
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != THIS.parent]
 LOOKUPS = 20_000
 THREADS = 8
 
