@@ -87,7 +87,7 @@ def commit_scan(store: Store, taxonomy: Taxonomy, result: ScanResult, started_at
 
     now = now or utcnow()
     clock = time.perf_counter()
-    with cyclic_gc_paused(), store.transaction() as tx:
+    with cyclic_gc_paused(), store.transaction(bulk=True) as tx:
         if fence is not None:
             tx.hold_fence(fence)
         scan_id = tx.record_scan(result.source, started_at, now, result.complete, result.errors)

@@ -592,8 +592,9 @@ class Store:
         return int(self._query("SELECT MAX(version) FROM schema_version")[0][0])
 
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
-        with self._write_lock, self._writing() as conn:
+    def transaction(self, bulk: bool = False) -> Iterator[Transaction]:
+        """The one write transaction. ``bulk``: a scan's commit, for which the dialect may tune the connection."""
+        with self._write_lock, self._writing() as conn, self._tuned(conn, bulk):
             try:
                 tx = Transaction(conn, self.dialect)
                 # one writer at a time across processes too (the dialect's write_lock: SQLite BEGIN IMMEDIATE,
@@ -607,6 +608,19 @@ class Store:
                 with suppress(Exception):  # a broken connection cannot roll back; the error that broke it says why
                     conn.rollback()
                 raise
+
+    @contextmanager
+    def _tuned(self, conn: Any, bulk: bool) -> Iterator[None]:
+        size = getattr(self.dialect, "bulk_cache_kib", None) if bulk else None
+        if not size:
+            yield
+            return
+        previous = conn.execute("PRAGMA cache_size").fetchone()[0]
+        conn.execute(f"PRAGMA cache_size=-{int(size)}")
+        try:
+            yield
+        finally:
+            conn.execute(f"PRAGMA cache_size={int(previous)}")  # a smaller cache frees the pages above it
 
     def close(self) -> None:
         if self._pool is not None:

@@ -18,6 +18,9 @@ class SQLiteDialect:
     #: processes opening or writing one file take turns instead of one failing (sqlite3 would begin
     #: only at the first DML, after a migration's reads and CREATE TABLEs)
     write_lock: str = "BEGIN IMMEDIATE"
+    #: the page cache (KiB) while a scan commits: a million-resource estate's indexes then stay in memory
+    #: instead of being re-read for every insert (~10% of a 1M commit); back to the default afterwards
+    bulk_cache_kib: int = 262144
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteDialect:
