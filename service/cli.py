@@ -7,6 +7,7 @@ from importlib import import_module
 
 import click
 
+from envlabel.config import redact_url
 from envlabel.errors import ConfigError
 from service.clikit import config_option, fail, get_config
 
@@ -31,7 +32,7 @@ def validate() -> None:
     except ConfigError as exc:
         fail(str(exc))
     click.echo(f"configuration ok: {len(config.sources)} source(s), environments "
-               f"{', '.join(config.environments)}, store {config.store}")
+               f"{', '.join(config.environments)}, store {redact_url(config.store)}")
 
 
 #: modules whose ``ALL`` lists commands; a new command group is one module and one line here.

@@ -17,11 +17,12 @@ import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from envlabel.config import redact_url as redact
 from envlabel.errors import StoreError
 
 #: ``pool_size`` when the URL does not set ``ENVLABEL_STORE_POOL_SIZE``; a replica's API threads share it
@@ -29,15 +30,6 @@ DEFAULT_POOL_SIZE = 10
 #: the lock every migration takes; any constant key works, this one is "envlabel" in ASCII
 MIGRATION_LOCK_KEY = 0x656E766C6162656C
 _PLACEHOLDER = re.compile(r"\?")
-
-
-def redact(url: str) -> str:
-    """``url`` without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass(frozen=True)
