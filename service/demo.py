@@ -1,10 +1,11 @@
 """``envlabel demo``: the main job on a bundled demo estate and an embedded SQLite store.
 
-It starts local fakes (an in-process moto server holding a demo AWS Organization; more
-providers join through :data:`service.demo_estate.PARTS`), writes a config that points at
-them, scans every source through the same pipeline as ``envlabel scan``, prints what it
-found and commands to try that work exactly as printed, then serves the HTTP API on
-loopback until Ctrl-C (``--no-serve`` stops after the scan).
+It starts local fakes (:data:`service.demo_estate.PARTS`: an in-process moto server holding a
+demo AWS Organization, a fake Kubernetes API server for its EKS cluster, a fake GCP Resource
+Manager), writes a config that points at them, scans every source through the same pipeline as
+``envlabel scan``, prints what it found and commands to try that work exactly as printed (CLI,
+curl, the Python SDK, MCP over HTTP and stdio), then serves the daemon and its API on loopback
+until Ctrl-C (``--no-serve`` stops after the scan).
 
 The demo directory is started fresh each run, but only the files the demo owns are
 removed, so ``--dir`` can never wipe anything else.
@@ -13,6 +14,7 @@ removed, so ``--dir`` can never wipe anything else.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shlex
@@ -25,15 +27,16 @@ import click
 import yaml
 
 from envlabel.config import Config, load_config
+from service.agent_commands import CHECK_EXIT
 from service.clikit import fail
 from service.commands import format_summary
-from service.demo_estate import DEMO_AWS_ENV, PARTS, DemoPart, Highlight
+from service.demo_estate import DEMO_AWS_ENV, KUBECONFIG_NAME, PARTS, CheckExample, DemoContext, DemoPart
 from store.sql import Store
 
 CONFIG_NAME = "envlabel.yaml"
 STORE_NAME = "envlabel.db"
 #: the files a demo run writes; a fresh run removes these and nothing else.
-OWNED = (CONFIG_NAME, STORE_NAME, f"{STORE_NAME}-wal", f"{STORE_NAME}-shm", f"{STORE_NAME}-journal")
+OWNED = (CONFIG_NAME, KUBECONFIG_NAME, STORE_NAME, f"{STORE_NAME}-wal", f"{STORE_NAME}-shm", f"{STORE_NAME}-journal")
 
 
 def default_dir() -> Path:
@@ -55,7 +58,7 @@ def demo(directory: Path | None, host: str, port: int, no_serve: bool) -> None:
     # Fakes log every request they answer; the demo's output is the labels, not their traffic.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     click.echo("starting the demo estate (local fakes, no cloud account is touched) ...")
-    with started_parts() as parts:
+    with started_parts(directory) as parts:
         config_file = write_config(directory, parts)
         config = load_config(config_file)
         from store import open_store
@@ -65,7 +68,7 @@ def demo(directory: Path | None, host: str, port: int, no_serve: bool) -> None:
             if not scan_all(config, store):
                 fail("a demo source failed to scan (see above); this is a bug in the demo, please report it")
             click.echo("")
-            click.echo(next_steps(config_file, [h for p in parts for h in p.highlights], host, port, no_serve))
+            click.echo(next_steps(config_file, parts, host, port, no_serve))
             if not no_serve:
                 serve(config, store, host, port)
         finally:
@@ -82,12 +85,13 @@ def prepare_directory(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def started_parts() -> Iterator[list[DemoPart]]:
+def started_parts(directory: Path) -> Iterator[list[DemoPart]]:
     """Start every provider's fake; stop them all on the way out, whatever happens."""
     parts: list[DemoPart] = []
     try:
         for start in PARTS:
-            parts.append(start())
+            anchors = {role: value for part in parts for role, value in part.anchors.items()}
+            parts.append(start(DemoContext(directory, anchors)))
         yield parts
     finally:
         for part in reversed(parts):
@@ -133,33 +137,68 @@ def available_commands() -> set[str]:
     return set(root.commands) if isinstance(root, click.Group) else set()
 
 
-def next_steps(config_file: Path, highlights: list[Highlight], host: str, port: int, no_serve: bool) -> str:
-    """Commands that work exactly as printed (against the demo store, so they need no fake running)."""
-    base = f"{envlabel_command()} --config {shlex.quote(str(config_file))}"
+def next_steps(config_file: Path, parts: list[DemoPart], host: str, port: int, no_serve: bool) -> str:
+    """Commands that work exactly as printed: the CLI ones read the demo store (so they need no fake
+    running); the curl, SDK and MCP-over-HTTP ones ask the daemon the demo serves."""
+    envlabel = envlabel_command()
+    base = f"{envlabel} --config {shlex.quote(str(config_file))}"
     commands = available_commands()
+    checks = [c for p in parts for c in p.checks]
     lines = ["Try these (they read the demo store; paste them as they are):"]
-    for h in highlights:
+    for h in (h for p in parts for h in p.highlights):
         lines += [f"  # {h.what}: {h.expected}", f"  {base} get {shlex.quote(h.target)}"]
-    twin = next((h for h in highlights if h.expected == "production"), None)
-    if twin is not None and "check" in commands:
-        lines += ["  # may an agent delete it? (exit 5: deny)",
-                  f"  {base} check --action rds:DeleteDBInstance {shlex.quote(twin.target)}"]
+    if "check" in commands:
+        for c in checks:
+            lines += [f"  # {c.what} {c.decision} (exit {CHECK_EXIT[c.decision]})",
+                      f"  {base} check --action {shlex.quote(c.action)} {shlex.quote(c.target)}"]
     lines += ["  # everything production", f"  {base} list --environment production"]
     if not no_serve:  # the fakes live in the demo's process, and take any credentials but real ones
         creds = " ".join(f"{k}={v}" for k, v in DEMO_AWS_ENV.items() if k.endswith(("_KEY_ID", "_ACCESS_KEY")))
         lines += ["  # scan the demo estate again (while the demo runs)", f"  {creds} {base} scan"]
     if "audit" in commands:
         lines += ["  # conflicts, unlabeled and messy tags, with the fix for each", f"  {base} audit"]
-    if "history" in commands and twin is not None:
-        lines += [f"  {base} history {shlex.quote(twin.target)}"]
-    if not no_serve:
-        url = f"http://{host}:{port}"
-        target = twin.target if twin else ""
-        lines += ["", f"The daemon and its API serve on {url} until Ctrl-C:",
-                  f"  curl -s '{url}/v1/label?target={target}'",
-                  f"  curl -s -X POST {url}/v1/check -H 'content-type: application/json' "
-                  f"-d '{{\"target\": \"{target}\", \"action\": \"rds:DeleteDBInstance\"}}'"]
+    if "history" in commands and checks:
+        lines += [f"  {base} history {shlex.quote(checks[0].target)}"]
+    if "mcp" in commands:
+        lines += ["", "For a desktop agent, envlabel as an MCP server over stdio (add this to its MCP config):",
+                  f"  {json.dumps(mcp_stdio_config(envlabel, config_file))}"]
+    if not no_serve and checks:
+        lines += ["", *served_examples(f"http://{host}:{port}", checks[0])]
     return "\n".join(lines)
+
+
+def mcp_stdio_config(envlabel: str, config_file: Path) -> dict[str, object]:
+    """The ``mcpServers`` entry that runs ``envlabel --config F mcp`` (the form Claude Desktop and others read)."""
+    command, *args = shlex.split(envlabel)
+    return {"mcpServers": {"envlabel": {"command": command, "args": [*args, "--config", str(config_file), "mcp"]}}}
+
+
+def served_examples(url: str, check: CheckExample) -> list[str]:
+    """curl, the SDK and MCP over streamable HTTP, each asking the served daemon about ``check``."""
+    python = shlex.quote(sys.executable)  # the interpreter that has envlabel (and mcp) installed
+    body = json.dumps({"target": check.target, "action": check.action})
+    sdk = (f"from envlabel.client import Client; print(Client({url!r}).check({check.target!r}, "
+           f"{check.action!r})['decision'])")
+    return [
+        f"The daemon and its API serve on {url} until Ctrl-C:",
+        f"  curl -s '{url}/v1/label?target={check.target}'",
+        f"  curl -s -X POST {url}/v1/check -H 'content-type: application/json' -d {shlex.quote(body)}",
+        f"  # the Python SDK ({check.decision})",
+        f"  {python} -c {shlex.quote(sdk)}",
+        f"MCP over streamable HTTP at {url}/mcp, as an agent asks before it acts ({check.decision}):",
+        f"{python} - <<'EOF'",
+        "import asyncio",
+        "from mcp import Client",
+        "",
+        "async def main() -> None:",
+        f"    async with Client({url + '/mcp'!r}) as client:",
+        f"        result = await client.call_tool('check_action', {{'target': {check.target!r}, "
+        f"'action': {check.action!r}}})",
+        "        print(result.structured_content['decision'])",
+        "",
+        "asyncio.run(main())",
+        "EOF",
+    ]
 
 
 def serve(config: Config, store: Store, host: str, port: int) -> None:

@@ -1,11 +1,15 @@
-"""The bundled demo estate: a small, messy, realistic organization built inside a local fake.
+"""The bundled demo estate: a small, messy, realistic estate built inside local fakes.
 
 One function per provider builds its part and returns a :class:`DemoPart`: the config
-sources that scan it, the targets worth showing, and how to stop the fake. The AWS part
-is an Organization in an in-process moto server with production, staging and sandbox OUs,
-messy tags, an account with no signal at all, a tag that contradicts its account, and a
-production/staging twin whose resources have identical names (RDS ``orders-db`` and Lambda
-``orders-api`` in both) - the situation envlabel exists for.
+sources that scan it, the targets worth showing, the checks worth trying, and how to stop
+the fake. The AWS part is an Organization in an in-process moto server with production,
+staging and sandbox OUs, messy tags, an account with no signal at all, a tag that
+contradicts its account, a production EKS cluster, and a production/staging twin whose
+resources have identical names (RDS ``orders-db`` and Lambda ``orders-api`` in both) - the
+situation envlabel exists for. The Kubernetes part is that EKS cluster (a fake API server)
+with a namespace labeled staging inside it; the GCP part a fake Resource Manager holding an
+organization with Production/Staging/Sandbox folders and a project whose label contradicts
+its folder.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import io
 import json
 import os
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 REGIONS = ("us-east-1", "eu-west-1")
@@ -37,6 +42,25 @@ class Highlight:
     expected: str
 
 
+@dataclass(frozen=True)
+class CheckExample:
+    """An action worth checking after the scan, and the decision the demo's default policy gives."""
+
+    what: str
+    target: str
+    action: str
+    decision: str
+
+
+@dataclass(frozen=True)
+class DemoContext:
+    """What a part's builder gets: the demo directory (for files its source needs) and the ids
+    earlier parts published in :attr:`DemoPart.anchors` (the EKS cluster a Kubernetes source sits in)."""
+
+    directory: Path
+    anchors: Mapping[str, str]
+
+
 @dataclass
 class DemoPart:
     """What one provider's fake contributes to the demo."""
@@ -44,6 +68,9 @@ class DemoPart:
     provider: str
     sources: list[dict[str, Any]]
     highlights: list[Highlight] = field(default_factory=list)
+    checks: list[CheckExample] = field(default_factory=list)
+    #: ids later parts may hang their resources under, by role (e.g. ``"eks-cluster"``)
+    anchors: dict[str, str] = field(default_factory=dict)
     stop: Callable[[], None] = lambda: None
 
 
@@ -78,6 +105,7 @@ class AwsEstate:
                                              aws_secret_access_key=DEMO_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
                                              region_name=REGIONS[0])
         self.accounts: dict[str, str] = {}
+        self.eks_cluster = ""
         self._clients: dict[tuple[str, str | None, str], Any] = {}
 
     def client(self, service: str, account: str | None = None, region: str = REGIONS[0]) -> Any:
@@ -172,6 +200,10 @@ class AwsEstate:
         if not staging:
             # Someone tagged a production replica "sandbox": the account says production; conflict.
             self.database(account, region, "orders-replica", subnets, {"Environment": "sandbox"})
+            # The cluster the demo's Kubernetes part serves: its namespaces inherit this account's production.
+            self.eks_cluster = self.client("eks", account, region).create_cluster(
+                name=EKS_CLUSTER, roleArn=f"arn:aws:iam::{account}:role/eks", tags={"team": "orders"},
+                resourcesVpcConfig={"subnetIds": subnets})["cluster"]["arn"]
 
     def build_payments(self, account: str) -> None:
         region = REGIONS[1]
@@ -202,6 +234,20 @@ class AwsEstate:
             ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="t3.small", SubnetId=subnets[0],
             TagSpecifications=[{"ResourceType": "instance", "Tags": aws_tags({"Name": "ci-runner"})}])
 
+    def twin_db(self, account_name: str) -> str:
+        return f"arn:aws:rds:{REGIONS[0]}:{self.accounts[account_name]}:db:orders-db"
+
+    def checks(self) -> list[CheckExample]:
+        sandbox_api = f"arn:aws:lambda:{REGIONS[0]}:{self.accounts['dev-sandbox']}:function:orders-api"
+        return [
+            CheckExample("may an agent delete the production orders-db?", self.twin_db("orders-prod"),
+                         "rds:DeleteDBInstance", "deny"),
+            CheckExample("and its staging twin?", self.twin_db("orders-staging"), "rds:DeleteDBInstance",
+                         "require_approval"),
+            CheckExample("the sandbox orders-api Lambda (same name again)?", sandbox_api, "lambda:DeleteFunction",
+                         "allow"),
+        ]
+
     def highlights(self) -> list[Highlight]:
         prod, staging = self.accounts["orders-prod"], self.accounts["orders-staging"]
         region = REGIONS[0]
@@ -215,7 +261,7 @@ class AwsEstate:
         ]
 
 
-def start_aws() -> DemoPart:
+def start_aws(_context: DemoContext) -> DemoPart:
     """An in-process moto server on a free loopback port, holding the demo Organization."""
     from moto.server import ThreadedMotoServer
 
@@ -232,11 +278,58 @@ def start_aws() -> DemoPart:
         raise
     source = {"name": "demo-aws", "type": "aws", "endpoint_url": endpoint, "regions": list(REGIONS),
               "organization": True}
-    return DemoPart("aws", [source], estate.highlights(), server.stop)
+    return DemoPart("aws", [source], estate.highlights(), estate.checks(), {"eks-cluster": estate.eks_cluster},
+                    server.stop)
 
 
-#: one builder per provider; the demo starts each in turn (Kubernetes and GCP fakes join here).
-PARTS: list[Callable[[], DemoPart]] = [start_aws]
+# -- Kubernetes -----------------------------------------------------------------------------------
+EKS_CLUSTER = "orders-eks"
+KUBECONFIG_NAME = "kubeconfig"
+
+
+def start_kubernetes(context: DemoContext) -> DemoPart:
+    """The production EKS cluster's API: a fake API server on a free loopback port, seeded with
+    namespaces and workloads; its source's ``parent`` is the EKS cluster, so it inherits production."""
+    from service.fakes.kubernetes_api import start_fake_cluster, write_kubeconfig
+    from service.fakes.kubernetes_state import seed_demo_cluster
+
+    url, fake = start_fake_cluster()
+    try:
+        seed_demo_cluster(fake)
+        fake.seed("namespaces", "payments", labels={"team": "payments"})
+        fake.seed("deployments", "payments-api", "payments", labels={"app": "payments-api"})
+        kubeconfig = write_kubeconfig(context.directory / KUBECONFIG_NAME, url, context=EKS_CLUSTER)
+    except BaseException:
+        fake.stop()
+        raise
+    source: dict[str, Any] = {"name": "demo-k8s", "type": "kubernetes", "kubeconfig": str(kubeconfig),
+                              "context": EKS_CLUSTER, "cluster": EKS_CLUSTER, "watch": True}
+    if "eks-cluster" in context.anchors:
+        source["parent"] = context.anchors["eks-cluster"]
+    highlights = [
+        Highlight("a Deployment in an unlabeled namespace (inherits the cluster)",
+                  f"k8s://{EKS_CLUSTER}/orders/deployments/orders-api", "production"),
+        Highlight("the same Deployment in a namespace labeled staging inside it (conflict)",
+                  f"k8s://{EKS_CLUSTER}/orders-preview/deployments/orders-api", "production"),
+    ]
+    checks = [CheckExample("may an agent delete a production Deployment?",
+                           f"k8s://{EKS_CLUSTER}/orders/deployments/orders-api", "delete", "deny")]
+    return DemoPart("kubernetes", [source], highlights, checks, stop=fake.stop)
+
+
+# -- GCP ------------------------------------------------------------------------------------------
+def start_gcp(_context: DemoContext) -> DemoPart:
+    """A fake Cloud Resource Manager on a free loopback port, holding the example organization."""
+    from service.fakes.gcp_crm import EXAMPLE_HIGHLIGHTS, ORG_ID, start_fake_gcp
+
+    url, server = start_fake_gcp()
+    source = {"name": "demo-gcp", "type": "gcp", "organization": ORG_ID, "api_endpoint": url}
+    highlights = [Highlight(what, target, expected) for what, target, expected in EXAMPLE_HIGHLIGHTS]
+    return DemoPart("gcp", [source], highlights, stop=server.stop)
+
+
+#: one builder per provider, started in this order (Kubernetes hangs its cluster under AWS's EKS cluster).
+PARTS: list[Callable[[DemoContext], DemoPart]] = [start_aws, start_kubernetes, start_gcp]
 
 
 def aws_tags(tags: dict[str, str]) -> list[dict[str, str]]:
