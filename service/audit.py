@@ -9,14 +9,12 @@ SARIF 2.1.0. ``envlabel audit --fail-on high`` is a CI gate.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import sys
 import textwrap
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -25,6 +23,7 @@ import click
 
 from labelers.findings import KINDS, SEVERITIES, Auditor, Finding
 from service.clikit import config_option, emit_json, get_config, open_configured_store
+from service.gc_pause import cyclic_gc_paused
 from service.pipeline import utcnow
 from service.query import Query
 from service.remediation import rescan_command, tag_command
@@ -61,29 +60,6 @@ def run_audit(query: Query, now: datetime | None = None) -> list[Finding]:
         for resource, source, observed in batch:
             auditor.add(resource, source, observed)
     return auditor.findings()
-
-
-@contextmanager
-def cyclic_gc_paused() -> Iterator[None]:
-    """Keep the cyclic garbage collector out of one pass that allocates millions of acyclic records.
-
-    Left on, each collection walks every live object and a messy estate keeps half a million findings
-    alive: the collector costs a third of the pass. Merely paused, the first collection after it walks
-    all that the pass allocated. So collect first (nothing cyclic is left to strand), pause, and at the
-    end freeze what is alive: reference counting frees it as usual, the collector just never walks it.
-    The next pass unfreezes first, so nothing stays out of the collector's sight for long.
-    """
-    enabled = gc.isenabled()
-    if enabled:
-        gc.unfreeze()
-        gc.collect()
-        gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.freeze()
-            gc.enable()
 
 
 def check_filters(kind: str | None, severity: str | None, provider: str | None) -> None:

@@ -20,6 +20,7 @@ from envlabel.config import Config, Source
 from envlabel.model import Override, Resource, ScanError, ScanResult
 from labelers.resolve import Labeler
 from labelers.taxonomy import Taxonomy
+from service.gc_pause import gc_paused_if_large
 from store.sql import EncodedLabel, Fence, LabelChange, Store, Transaction, digest
 
 
@@ -83,11 +84,11 @@ def commit_scan(store: Store, taxonomy: Taxonomy, result: ScanResult, started_at
                 now: datetime | None = None, *, fence: Fence | None = None) -> ScanSummary:
     """Commit what a scan saw. With a ``fence`` (a replica's leadership token) the commit happens only while
     the token is current; otherwise it raises :class:`store.sql.FencedOut` and writes nothing."""
-    from service.audit import cyclic_gc_paused  # (service.audit imports this module)
-
     now = now or utcnow()
     clock = time.perf_counter()
-    with cyclic_gc_paused(), store.transaction(bulk=True) as tx:
+    # a large pass allocates millions of acyclic records: keep the collector out of it (small commits skip the
+    # full collection that starts a pause)
+    with gc_paused_if_large(result.resources), store.transaction(bulk=True) as tx:
         if fence is not None:
             tx.hold_fence(fence)
         scan_id = tx.record_scan(result.source, started_at, now, result.complete, result.errors)
