@@ -29,10 +29,6 @@ from envlabel.model import Resource
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 
-# A script's own directory comes first on sys.path, so bench/store.py would shadow the ``store`` package for
-# every benchmark that imports this module first (they all do): take bench/ off the path once it has served.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-
 
 # -- measuring -------------------------------------------------------------------------------------
 @dataclass

@@ -37,8 +37,6 @@ from typing import Any
 from _util import OUT, ROOT, Estate, emit_child_result, machine, percentiles, run_child, table, timed
 
 THIS = Path(__file__).resolve()
-# the packages ahead of bench/ on the path: a bench/<name>.py must not shadow the package <name> (store)
-sys.path.insert(0, str(ROOT))
 SAMPLE = 20_000
 NOTES = """\
 ## Reading the figures

@@ -1,8 +1,8 @@
 """Store benchmark: scan commits and label lookups on 1,000,000 labels, PostgreSQL next to SQLite in one run.
 
-    .venv/bin/python bench/store.py                     # 1,000 accounts x 1,000 resources (many minutes)
-    .venv/bin/python bench/store.py --accounts 50       # a quicker pass (50,000 labels)
-    .venv/bin/python bench/store.py --postgres-url postgresql://USER@HOST/DB   # a server of your own
+    .venv/bin/python bench/store_backends.py                     # 1,000 accounts x 1,000 resources (many minutes)
+    .venv/bin/python bench/store_backends.py --accounts 50       # a quicker pass (50,000 labels)
+    .venv/bin/python bench/store_backends.py --postgres-url postgresql://USER@HOST/DB   # a server of your own
 
 For each backend, in a child process of its own (its peak RSS is its own):
 
@@ -197,7 +197,7 @@ def report(results: dict[str, dict[str, Any]], describe: str) -> str:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""# Store benchmark: SQLite and PostgreSQL
 
-`python bench/store.py` ({stamp}; {machine()}). {s['labels']:,} labels: the synthetic estate of
+`python bench/store_backends.py` ({stamp}; {machine()}). {s['labels']:,} labels: the synthetic estate of
 `bench/_util.py` (accounts x 1,000 resources in 12 OUs, messy tags), committed with
 `service.pipeline.commit_scan`, then looked up with `Query.label` and `Store.get` on {LOOKUPS:,} random
 stored targets. SQLite: one file in WAL mode (synchronous=NORMAL). {describe}, on loopback, started by the
