@@ -16,8 +16,8 @@ import click
 
 from envlabel.targets import parse_target
 from service.clikit import EXIT_NOT_FOUND, config_option, emit_json, get_config, open_configured_store
-from service.query import Query, label_json, not_found
-from store.sql import HistoryEntry, ts
+from service.query import Query, not_found, view_json
+from store.sql import HistoryEntry, LabelView, ts
 
 
 def entry_json(entry: HistoryEntry) -> dict[str, Any]:
@@ -36,26 +36,32 @@ def history_json(query: Query, raw_target: str) -> list[dict[str, Any]]:
 def label_at(query: Query, raw_target: str, at: datetime) -> dict[str, Any]:
     """The label JSON as it stood at ``at`` (``found: false`` if not yet labeled, or gone, then)."""
     target = parse_target(raw_target)
-    stored = query.store.get(target.id)
-    entries = query.store.history(target.id)
-    index = max((i for i, e in enumerate(entries) if e.at <= at), default=None)
-    if index is None or stored is None:
+    # one indexed read: the history entry that stood at ``at`` and the resource as the answer shows it
+    past = query.store.past_label(target.id, at)
+    if past is None:
         return not_found(raw_target, target.provider) | {"at": ts(at)}
-    entry = entries[index]
+    entry = past.entry
     if entry.event == "gone":
         return not_found(raw_target, target.provider) | {
-            "kind": stored.resource.kind, "name": stored.resource.name, "parent": stored.resource.parent,
-            "gone_at": ts(entry.at), "at": ts(at)}
+            "kind": past.kind, "name": past.name, "parent": past.parent, "gone_at": ts(entry.at), "at": ts(at)}
     resolution, since = entry.resolution, entry.at
     lapsed = resolution.valid_until
     if lapsed is not None and lapsed <= at:
         # an override it relied on had expired by then: the next recorded label (the relabel that
         # persisted the expiry) or, if none was recorded yet, the label computed without it
-        later = entries[index + 1] if index + 1 < len(entries) else None
-        resolution = later.resolution if later and later.event == "label" else query.relabel_one(stored, at)
+        later = query.store.next_history(past)
+        if later is not None and later.event == "label":
+            resolution = later.resolution
+        else:
+            stored = query.store.get(entry.target)
+            assert stored is not None  # a resource with history is never deleted
+            resolution = query.relabel_one(stored, at)
         since = lapsed
     # staleness is about now, not the past: a label as it stood is reported as it was
-    return label_json(raw_target, stored, resolution, stale=False) | {"observed_at": ts(since), "at": ts(at)}
+    return view_json(raw_target, LabelView(
+        entry.target, past.provider, past.kind, past.name, past.parent, False, resolution.environment,
+        resolution.decided_by, resolution.conflict, [e.as_dict() for e in resolution.evidence],
+        resolution.valid_until, ts(since)), stale=False) | {"at": ts(at)}
 
 
 @click.command()

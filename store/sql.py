@@ -168,6 +168,17 @@ class HistoryEntry:
     resolution: Resolution
 
 
+class PastLabel(NamedTuple):
+    """A history entry with the row id that orders it and what the label JSON shows of its resource."""
+
+    entry: HistoryEntry
+    row: int
+    provider: str
+    kind: str
+    name: str
+    parent: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class Fence:
     """A fencing token: the leader's epoch for one source, handed to the commit of that source's scan."""
@@ -221,6 +232,11 @@ def _resource(row: Sequence[Any], tags: Mapping[str, str] | None = None) -> Reso
 
 
 _H = "target, at, scan_id, event, before, environment, decided_by, conflict, evidence, valid_until"
+#: a target's last history entry at or before a moment, with the resource as the label JSON shows it
+#: (a constant text: SQLite reuses its prepared statement)
+_PAST = (f"SELECT {', '.join('h.' + c for c in _H.split(', '))}, h.id, r.provider, r.kind, r.name, r.parent "
+         "FROM label_history h JOIN resources r ON r.id = h.target WHERE h.target = ? AND h.at <= ? "
+         "ORDER BY h.at DESC, h.id DESC LIMIT 1")
 
 
 def _history_entry(r: Sequence[Any]) -> HistoryEntry:
@@ -714,8 +730,24 @@ class Store:
 
     def label_at(self, target: str, at: datetime) -> HistoryEntry | None:
         """The last history entry of ``target`` at or before ``at``."""
-        rows = self._query(f"SELECT {_H} FROM label_history WHERE target = ? AND at <= ? "
-                           "ORDER BY at DESC, id DESC LIMIT 1", (self.resolve_id(target), ts(at)))
+        past = self.past_label(target, at)
+        return past.entry if past else None
+
+    def past_label(self, target: str, at: datetime) -> PastLabel | None:
+        """The last history entry of ``target`` at or before ``at`` with what the label JSON shows of the
+        resource, in one indexed read (aliases resolved only when the id itself has no entry)."""
+        rows = self._query(_PAST, (target, ts(at)))
+        if not rows:
+            alias = self.resolve_id(target)
+            return None if alias == target else self.past_label(alias, at)
+        r = rows[0]
+        return PastLabel(_history_entry(r), r[10], r[11], r[12], r[13], r[14])
+
+    def next_history(self, past: PastLabel) -> HistoryEntry | None:
+        """The history entry of the same target right after ``past`` (None: it is the last)."""
+        at = ts(past.entry.at)
+        rows = self._query(f"SELECT {_H} FROM label_history WHERE target = ? AND (at > ? OR (at = ? AND id > ?)) "
+                           "ORDER BY at, id LIMIT 1", (past.entry.target, at, at, past.row))
         return _history_entry(rows[0]) if rows else None
 
     def history_mark(self) -> int:
