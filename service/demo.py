@@ -184,7 +184,7 @@ def served_examples(url: str, check: CheckExample) -> list[str]:
         f"  curl -s '{url}/v1/label?target={check.target}'",
         f"  curl -s -X POST {url}/v1/check -H 'content-type: application/json' -d {shlex.quote(body)}",
         f"  # the Python SDK ({check.decision})",
-        f"  {python} -c {shlex.quote(sdk)}",
+        f"  {python} -c {shell_quote(sdk)}",
         f"MCP over streamable HTTP at {url}/mcp, as an agent asks before it acts ({check.decision}):",
         f"{python} - <<'EOF'",
         "import asyncio",
@@ -199,6 +199,12 @@ def served_examples(url: str, check: CheckExample) -> list[str]:
         "asyncio.run(main())",
         "EOF",
     ]
+
+
+def shell_quote(code: str) -> str:
+    """Python code as one shell word: in double quotes when nothing in it is special there (so the
+    single-quoted Python strings inside stay readable), else as :func:`shlex.quote` has it."""
+    return f'"{code}"' if not any(c in code for c in '"$`\\!') else shlex.quote(code)
 
 
 def serve(config: Config, store: Store, host: str, port: int) -> None:

@@ -1,8 +1,13 @@
-"""`envlabel demo` as a user runs it: a real subprocess, its in-process moto, a real SQLite file,
-and the commands it prints run exactly as printed."""
+"""`envlabel demo` as a user runs it: a real subprocess, its in-process fakes (moto, a Kubernetes API
+server, a GCP Resource Manager), a real SQLite file, and the commands it prints - CLI, curl, the SDK,
+MCP over streamable HTTP and over stdio - run exactly as printed.
+
+Two demo runs serve the whole file: one with ``--no-serve`` and one serving on a free port, each
+shared by the tests that read its output (module-scoped fixtures)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -11,9 +16,13 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import pytest
+from mcp import Client, StdioServerParameters
 
 from tests.conftest import free_port, wait_for_http
 
@@ -21,7 +30,8 @@ ENVLABEL = str(Path(sys.executable).parent / "envlabel")
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def demo_run(tmp_path_factory: pytest.TempPathFactory, serving: Served) -> tuple[Path, str]:
+    """``envlabel demo --no-serve``; the serving demo (``serving``) builds its estate meanwhile."""
     directory = tmp_path_factory.mktemp("demo")
     (directory / "keep.txt").write_text("not the demo's")
     (directory / "envlabel.db").write_text("a stale store from an earlier run")  # started fresh
@@ -42,6 +52,28 @@ def printed_command(output: str, comment: str) -> list[str]:
 
 def run_printed(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def run_in_shell(command: str) -> subprocess.CompletedProcess[str]:
+    """``command`` exactly as printed, pasted into a shell."""
+    return subprocess.run(command, shell=True, executable="/bin/bash", capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def printed_pairs(output: str, verb: str) -> list[tuple[str, list[str]]]:
+    """Every ``# comment`` line followed by an envlabel ``verb`` command: (comment, argv)."""
+    lines = output.splitlines()
+    pairs = []
+    for comment, command in itertools.pairwise(lines):
+        argv = shlex.split(command) if comment.strip().startswith("# ") else []
+        if verb in argv:
+            pairs.append((comment.strip()[2:], argv))
+    return pairs
+
+
+def summaries(output: str) -> dict[str, str]:
+    """source name -> its printed summary line ``NAME: complete``."""
+    return {m.group(1): m.group(2) for m in re.finditer(r"^(demo-[\w-]+): (.+)$", output, re.MULTILINE)}
 
 
 def test_summary_shows_every_environment(demo_run: tuple[Path, str]) -> None:
@@ -71,6 +103,76 @@ def test_printed_get_tells_the_twins_apart(demo_run: tuple[Path, str]) -> None:
     assert answers[staging_arn] == f"{staging_arn}: staging"
 
 
+def test_summary_shows_aws_kubernetes_and_gcp_sources(demo_run: tuple[Path, str]) -> None:
+    _directory, output = demo_run
+    for source, provider in (("demo-aws", "aws"), ("demo-k8s", "kubernetes"), ("demo-gcp", "gcp")):
+        assert f"scanning {source} ({provider}) ..." in output, output
+        assert summaries(output).get(source) == "complete", output
+    k8s = re.search(r"^demo-k8s: complete\n\s+resources (\d+) \((.*)\)$", output, re.MULTILINE)
+    # the cluster hangs under the production EKS cluster: everything in it inherits production
+    assert k8s is not None and k8s.group(2) == f"production {k8s.group(1)}", output
+
+
+def test_every_printed_get_answers_what_its_comment_says(demo_run: tuple[Path, str]) -> None:
+    _directory, output = demo_run
+    answers = {}
+    for comment, argv in printed_pairs(output, "get"):
+        proc = run_printed(argv)
+        assert proc.returncode == 0, proc.stderr
+        first = proc.stdout.splitlines()[0]
+        expected = comment.rpartition(": ")[2]
+        assert first.partition(": ")[2].split()[0] == expected, (comment, proc.stdout)
+        answers[argv[-1]] = first.partition(": ")[2]
+    # what the estate is built to show, independent of what the demo printed about it
+    assert answers["k8s://orders-eks/orders/deployments/orders-api"] == "production"
+    assert answers["k8s://orders-eks/orders-preview/deployments/orders-api"] == "production [conflict]"
+    assert answers["projects/orders-prod"] == "production [conflict]"
+    assert answers["projects/ml-playground"] == "sandbox"
+    assert answers["projects/shared-logging"] == "unknown"
+
+
+def test_printed_checks_deny_require_approval_and_allow(demo_run: tuple[Path, str]) -> None:
+    _directory, output = demo_run
+    decided = []
+    for comment, argv in printed_pairs(output, "check"):
+        proc = run_printed(argv)
+        decision = proc.stdout.split(":")[0]
+        assert comment.endswith(f"{decision} (exit {proc.returncode})"), (comment, proc.stdout, proc.stderr)
+        decided.append((argv[-1], decision, proc.returncode))
+    prod_db, staging_db, sandbox_api, k8s = decided
+    assert prod_db[0].endswith(":db:orders-db") and prod_db[1:] == ("deny", 5)
+    assert staging_db[0].endswith(":db:orders-db") and staging_db[1:] == ("require_approval", 4)
+    assert sandbox_api[0].endswith(":function:orders-api") and sandbox_api[1:] == ("allow", 0)
+    assert k8s == ("k8s://orders-eks/orders/deployments/orders-api", "deny", 5)
+
+
+def test_printed_audit_reports_the_conflicts_of_every_provider(demo_run: tuple[Path, str]) -> None:
+    _directory, output = demo_run
+    proc = run_printed(printed_command(output, "conflicts, unlabeled and messy tags"))
+    assert proc.returncode == 0, proc.stderr
+    conflicts = {line.split()[-1] for line in proc.stdout.splitlines() if line.strip().startswith("conflict ")}
+    assert "k8s://orders-eks/namespaces/orders-preview" in conflicts, proc.stdout
+    assert "//cloudresourcemanager.googleapis.com/projects/orders-prod" in conflicts, proc.stdout
+    assert any(c.endswith(":db:orders-replica") for c in conflicts), proc.stdout
+
+
+def test_printed_mcp_stdio_config_answers_an_mcp_client(demo_run: tuple[Path, str]) -> None:
+    _directory, output = demo_run
+    lines = output.splitlines()
+    snippet = json.loads(lines[lines.index(next(x for x in lines if "MCP server over stdio" in x)) + 1])
+    server = snippet["mcpServers"]["envlabel"]
+    deny = printed_pairs(output, "check")[0][1]
+    answers: dict[str, object] = {}
+
+    async def main() -> None:  # as a desktop agent runs it: the command and args, nothing else
+        async with Client(StdioServerParameters(command=server["command"], args=server["args"])) as client:
+            result = await client.call_tool("check_action", {"target": deny[-1], "action": deny[-2]})
+            answers.update(result.structured_content or {})
+
+    anyio.run(main)
+    assert (answers["decision"], answers["environment"]) == ("deny", "production")
+
+
 def test_printed_list_and_fail_closed_account(demo_run: tuple[Path, str]) -> None:
     _directory, output = demo_run
     listing = run_printed(printed_command(output, "everything production"))
@@ -82,31 +184,91 @@ def test_printed_list_and_fail_closed_account(demo_run: tuple[Path, str]) -> Non
     assert unknown.stdout.splitlines()[0].endswith(": unknown")
 
 
-def test_demo_serves_the_daemon_and_its_api_until_ctrl_c(tmp_path: Path) -> None:
+@dataclass
+class Served:
+    proc: subprocess.Popen[str]
+    port: int
+    stderr: Path
+    printed: str = ""
+
+
+@pytest.fixture(scope="module")
+def serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """``envlabel demo`` serving on a free port, started (not yet waited for)."""
+    directory = tmp_path_factory.mktemp("served")
     port = free_port()
-    with (tmp_path / "stderr.log").open("w") as errors:
-        proc = subprocess.Popen([ENVLABEL, "demo", "--dir", str(tmp_path / "demo"), "--port", str(port)],
+    stderr = directory / "stderr.log"
+    with stderr.open("w") as errors:
+        proc = subprocess.Popen([ENVLABEL, "demo", "--dir", str(directory / "demo"), "--port", str(port)],
                                 stdout=subprocess.PIPE, stderr=errors, text=True)
-        try:
-            assert proc.stdout is not None
-            printed: list[str] = []
-            for line in proc.stdout:  # the demo prints its next steps, then serves
-                printed.append(line)
-                if line.startswith("The daemon and its API serve on"):
-                    break
-            label_curl = shlex.split(proc.stdout.readline())
-            assert label_curl[:2] == ["curl", "-s"], "".join(printed)
-            url = label_curl[2]
-            assert url.startswith(f"http://127.0.0.1:{port}/v1/label?target=arn:aws:rds:")
-            wait_for_http(url, proc)  # type: ignore[arg-type]
-            with urllib.request.urlopen(url, timeout=10) as response:
-                body = json.load(response)
-            assert (body["environment"], body["found"]) == ("production", True)
-            proc.send_signal(signal.SIGINT)
-            rest, _ = proc.communicate(timeout=90)
-            assert proc.returncode == 0, (tmp_path / "stderr.log").read_text()
-            assert "demo stopped" in rest
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    try:
+        yield Served(proc, port, stderr)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def served(serving: Served) -> Served:
+    """The serving demo once its next steps are printed and its API answers."""
+    if not serving.printed:
+        assert serving.proc.stdout is not None
+        printed: list[str] = []
+        for line in serving.proc.stdout:  # the demo prints its next steps, ending with the MCP example, then serves
+            printed.append(line)
+            if line.rstrip("\n") == "EOF":
+                break
+        serving.printed = "".join(printed)
+    url = f"http://127.0.0.1:{serving.port}"
+    assert f"The daemon and its API serve on {url} until Ctrl-C:" in serving.printed, (
+        serving.printed + serving.stderr.read_text())
+    wait_for_http(f"{url}/v1/label?target=123456789012", serving.proc)  # type: ignore[arg-type]
+    return serving
+
+
+def served_line(served: Served, after: str, offset: int = 1) -> str:
+    lines = served.printed.splitlines()
+    index = next(i for i, line in enumerate(lines) if line.startswith(after))
+    return lines[index + offset].strip()
+
+
+def test_printed_curl_commands_answer_as_printed(served: Served) -> None:
+    label_curl = served_line(served, "The daemon and its API serve on")
+    assert shlex.split(label_curl)[:2] == ["curl", "-s"]
+    label = run_in_shell(label_curl)
+    assert label.returncode == 0, label.stderr
+    body = json.loads(label.stdout)
+    assert body["target"].endswith(":db:orders-db")
+    assert (body["environment"], body["found"]) == ("production", True)
+    check = run_in_shell(served_line(served, "The daemon and its API serve on", 2))
+    assert check.returncode == 0, check.stderr
+    decision = json.loads(check.stdout)
+    assert (decision["target"], decision["decision"], decision["action"]) == (
+        body["target"], "deny", "rds:DeleteDBInstance")
+    with urllib.request.urlopen(shlex.split(label_curl)[2], timeout=10) as response:  # not only curl
+        assert json.load(response)["environment"] == "production"
+
+
+def test_printed_sdk_example_answers_as_printed(served: Served) -> None:
+    proc = run_in_shell(served_line(served, "  # the Python SDK"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "deny\n"
+
+
+def test_printed_mcp_example_answers_over_streamable_http(served: Served) -> None:
+    lines = served.printed.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.endswith("<<'EOF'"))
+    heredoc = "\n".join(lines[start:lines.index("EOF", start) + 1]) + "\n"
+    assert "/mcp" in heredoc and "check_action" in heredoc
+    proc = run_in_shell(heredoc)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "deny\n"
+
+
+def test_demo_stops_cleanly_on_ctrl_c(served: Served) -> None:
+    """Last in the file: it ends the shared serving demo."""
+    served.proc.send_signal(signal.SIGINT)
+    rest, _ = served.proc.communicate(timeout=90)
+    assert served.proc.returncode == 0, served.stderr.read_text()
+    assert "demo stopped" in rest
