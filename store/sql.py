@@ -559,7 +559,7 @@ class Store:
     def _reader(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self.dialect.connect()
+            conn = getattr(self.dialect, "connect_reader", self.dialect.connect)()
             self._local.conn = conn
         return conn
 
