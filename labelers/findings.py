@@ -169,11 +169,13 @@ class Auditor:
 
     def add(self, resource: Observed, source: str = "", observed: str = "") -> None:
         """Audit one resource. ``observed`` is when its scope was last scanned completely (ISO text)."""
-        # The common resource has no signal of its own and just inherits: keep that path to a few lookups.
-        above = self._above.get(resource.parent) or self.above(resource.parent)
-        tagged = self.taxonomy.environment_tags(resource.tags) if resource.tags else []
+        # The common resource has no signal of its own and just inherits: keep that path to a few lookups
+        # (its fields read once into locals: a million resources).
+        parent, tags, name_signal = resource.parent, resource.tags, resource.name_signal
+        above = self._above.get(parent) or self.above(parent)
+        tagged = self.taxonomy.environment_tags(tags) if tags else []
         override = self.overrides.get(resource.id) if self.overrides else None
-        if tagged or resource.declared or resource.name_signal or override is not None:
+        if tagged or name_signal or resource.declared or override is not None:
             environment = self._add_signalled(resource, tagged, above, override)
         else:
             environment = above[2]
@@ -181,10 +183,10 @@ class Auditor:
             self._unknown.append(resource)
             if resource.id in self.containers:
                 self._unknown_containers.add(resource.id)
-        elif resource.parent is not None and resource.parent not in self._known_parents:
-            self._mark_known(resource.parent)
+        elif parent is not None and parent not in self._known_parents:
+            self._mark_known(parent)
         name = resource.name
-        if name and not resource.name_signal and environment != UNKNOWN:
+        if name and not name_signal and environment != UNKNOWN:
             said = self._names.get(name)
             if said is None:
                 said = frozenset(self.taxonomy.name_environments(name))
