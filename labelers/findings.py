@@ -150,6 +150,7 @@ class Auditor:
         self._stale: dict[tuple[str, str], _Stale] = defaultdict(_Stale)
         self._top = taxonomy.environments[0]
         self._names: dict[str, frozenset[str]] = {}
+        self._tagged: dict[int, tuple[Mapping[str, str], list[tuple[str, str, Match]]]] = {}
         self._alarming = frozenset({self._top, UNKNOWN})
         # a C-level key for min(); an environment no longer configured (an old override) ranks as unknown
         ranks: defaultdict[str, int] = defaultdict(lambda: len(taxonomy.environments))
@@ -173,7 +174,7 @@ class Auditor:
         # (its fields read once into locals: a million resources).
         parent, tags, name_signal = resource.parent, resource.tags, resource.name_signal
         above = self._above.get(parent) or self.above(parent)
-        tagged = self.taxonomy.environment_tags(tags) if tags else []
+        tagged = self._environment_tags(tags) if tags else []
         override = self.overrides.get(resource.id) if self.overrides else None
         if tagged or name_signal or resource.declared or override is not None:
             environment = self._add_signalled(resource, tagged, above, override)
@@ -199,6 +200,18 @@ class Auditor:
             stale.count += 1
             stale.environments[environment] += 1
             stale.last_seen = max(stale.last_seen, observed)
+
+    def _environment_tags(self, tags: Mapping[str, str]) -> list[tuple[str, str, Match]]:
+        """:meth:`Taxonomy.environment_tags`, once per tags mapping: the store's audit stream hands every
+        resource with the same tags the same dict. Keyed by identity, holding the dict so its id stays its own."""
+        cached = self._tagged.get(id(tags))
+        if cached is not None and cached[0] is tags:
+            return cached[1]
+        tagged = self.taxonomy.environment_tags(tags)
+        if len(self._tagged) >= 100_000:
+            self._tagged.clear()
+        self._tagged[id(tags)] = (tags, tagged)
+        return tagged
 
     def _add_signalled(self, resource: Observed, tagged: list[tuple[str, str, Match]],
                        above: tuple[tuple[Evidence, ...], frozenset[str], str], override: Override | None) -> str:
