@@ -650,11 +650,10 @@ class Store:
             self._pool.close()
         if self._writer is not None:
             self._writer.close()
-        for name in ("conn", "lookup"):
-            conn = getattr(self._local, name, None)
-            if conn is not None:
-                conn.close()
-                setattr(self._local, name, None)
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
 
     # -- reads --------------------------------------------------------------------------------
     def resolve_id(self, target: str) -> str:
@@ -691,16 +690,10 @@ class Store:
 
     def _lookup(self, statement: str, params: Sequence[Any]) -> list[Any]:
         """A point read by key, the hot path agents call before every action. SQLite: on this thread's
-        lookup connection (memory-mapped where the dialect offers it: pages read in place, ~20% of a lookup
-        on a 1M store), without the pool's context manager (a sixth of a warm lookup). Scans stay on the
-        plain reader, so they do not map the whole file into the process."""
+        reader connection without the pool's context manager (a sixth of a warm lookup)."""
         if self._pool is not None:
             return self._query(statement, params)
-        conn = getattr(self._local, "lookup", None)
-        if conn is None:
-            conn = getattr(self.dialect, "connect_reader", self.dialect.connect)()
-            self._local.lookup = conn
-        rows: list[Any] = conn.execute(self.dialect.sql(statement), params).fetchall()
+        rows: list[Any] = self._reader().execute(self.dialect.sql(statement), params).fetchall()
         return rows
 
     def label_views(self, targets: Sequence[str]) -> dict[str, LabelView]:

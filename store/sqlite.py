@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,16 +48,6 @@ class SQLiteDialect:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the SQLite store {self.path}: {exc}; check the path and its "
                              "permissions, or set store: to another file") from exc
-        return conn
-
-    def connect_reader(self) -> sqlite3.Connection:
-        """A thread's reader connection: the file memory-mapped (SQLite caps it at 2 GiB), so a lookup reads
-        pages in place instead of copying each one out of the OS cache into SQLite's own (~4 us of a
-        25-35 us lookup on a 1M store). The mapped pages are the OS page cache's, shared and reclaimable,
-        though they count in the process's resident size."""
-        conn = self.connect()
-        with contextlib.suppress(sqlite3.Error):  # a build without mmap reads as before
-            conn.execute(f"PRAGMA mmap_size={8 << 30}")
         return conn
 
     def sql(self, statement: str) -> str:
