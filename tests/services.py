@@ -92,7 +92,7 @@ def create_database(port: int) -> None:
 
 def start(bin_dir: Path, *, durable: bool = False, state: Path | None = None) -> str:
     """Start a server in a new data directory; returns its URL. ``durable`` keeps fsync and synchronous
-    commits on (bench/store.py, so PostgreSQL is measured as it runs in production)."""
+    commits on (bench/store_backends.py, so PostgreSQL is measured as it runs in production)."""
     state = state or STATE
     data = Path(tempfile.mkdtemp(prefix="envlabel-test-pg-"))
     if os.geteuid() == 0:

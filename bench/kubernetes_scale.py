@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Kubernetes benchmark: scan throughput, watch-event-to-label latency, memory per object.
 
-    .venv/bin/python bench/kubernetes.py [--namespaces 500] [--per-namespace 100] [--events 200]
+    .venv/bin/python bench/kubernetes_scale.py [--namespaces 500] [--per-namespace 100] [--events 200]
 
 The fake API server runs in its own process (python -m service.fakes.kubernetes_api),
 so the figures are the scanner's and the store's, over real HTTP on loopback:
@@ -31,18 +31,16 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import kubernetes
+
+from discovery.kubernetes import KubernetesScanner
+from envlabel.config import KubernetesSource, config_from_dict
+from labelers.taxonomy import Taxonomy
+from service.pipeline import commit_scan
+from service.watch import KubernetesWatcher
+from store import open_store
+
 ROOT = Path(__file__).resolve().parents[1]
-# this script is bench/kubernetes.py: its own directory must not shadow the kubernetes package
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-import kubernetes  # noqa: E402
-
-from discovery.kubernetes import KubernetesScanner  # noqa: E402
-from envlabel.config import KubernetesSource, config_from_dict  # noqa: E402
-from labelers.taxonomy import Taxonomy  # noqa: E402
-from service.pipeline import commit_scan  # noqa: E402
-from service.watch import KubernetesWatcher  # noqa: E402
-from store import open_store  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -149,7 +147,7 @@ def write_report(out: Path, args: argparse.Namespace, objects: int, listed_s: fl
     ms = sorted(x * 1000 for x in latencies)
     out.write_text(f"""# Kubernetes benchmark
 
-Measured by `.venv/bin/python bench/kubernetes.py --namespaces {args.namespaces} --per-namespace \
+Measured by `.venv/bin/python bench/kubernetes_scale.py --namespaces {args.namespaces} --per-namespace \
 {args.per_namespace} --events {args.events}` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC
 ({platform.machine()}, {platform.python_implementation()} {platform.python_version()}, a 2-core machine shared with
 other jobs). The fake API server runs in its own process and serves over loopback HTTP; the scanner uses the
