@@ -218,7 +218,7 @@ benchmark from a fresh data directory; the store reaches it through the psycopg 
   (for PostgreSQL the server's work is not in it). The envlabel process spends about the same CPU on a
   commit with either backend: the rest of PostgreSQL's wall time is the server's work (WAL with fsync on,
   indexes, one statement per row) and the round trips.
-- With several replicas each serves lookups from its own pool (`ENVLABEL_STORE_POOL_SIZE`, default 10)
+- With several replicas each serves lookups from its own pool (config `store_pool_size`, or `ENVLABEL_STORE_POOL_SIZE`; default 10)
   against one server; only the leader commits scans.
 """
 

@@ -5,10 +5,18 @@ keys joined by ``__``, values parsed as YAML: ``ENVLABEL_SCHEDULE__INTERVAL=5m``
 ``ENVLABEL_ENVIRONMENTS='[production, dr, staging, sandbox]'``), the file
 (``--config``, else ``$ENVLABEL_CONFIG``, else ``./envlabel.yaml``), defaults.
 Every model rejects unknown keys; errors name the field path.
+
+Only a variable whose first part is a top-level key is read as config
+(``ENVLABEL_STORE_POOL_SIZE`` is ``store_pool_size``); the SDK's
+(``ENVLABEL_URL``, ``ENVLABEL_TOKEN``, ``ENVLABEL_FAIL_OPEN``) and anything
+else a shell may hold (``ENVLABEL_CMD``) are left alone, and one that looks
+like a misspelt key is logged as a warning naming the nearest key.
 """
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -31,8 +39,10 @@ from pydantic import (
 from envlabel.errors import ConfigError
 
 ENV_PREFIX = "ENVLABEL_"
-#: ENVLABEL_ variables that belong to the SDK or the CLI, not to the config file.
-NOT_CONFIG = frozenset({"CONFIG", "URL", "TOKEN", "FAIL_OPEN", "TEST_POSTGRES_URL", "HOME"})
+#: ENVLABEL_ variables that are not config keys: the config file's path and the agent-side SDK's settings.
+NOT_CONFIG = frozenset({"CONFIG", "URL", "TOKEN", "FAIL_OPEN"})
+
+log = logging.getLogger("envlabel.config")
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -209,6 +219,8 @@ class LeaderElection(Model):
 
 class Config(Model):
     store: str = Field(default_factory=default_store_url, pattern=r"^(sqlite|postgresql|postgres)://")
+    #: connections each process keeps to a PostgreSQL store (its API threads share them)
+    store_pool_size: int = Field(10, ge=1, le=1000)
     environments: list[str] = Field(default_factory=lambda: list(DEFAULT_ENVIRONMENTS), min_length=1)
     tag_keys: list[str] = Field(default_factory=lambda: list(DEFAULT_TAG_KEYS), min_length=1)
     synonyms: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_SYNONYMS))
@@ -293,11 +305,17 @@ class Config(Model):
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The config keys set by ``ENVLABEL_`` variables; other ``ENVLABEL_`` variables are not config."""
+    keys = frozenset(Config.model_fields)
     overrides: dict[str, Any] = {}
-    for key, raw in environ.items():
-        if not key.startswith(ENV_PREFIX) or key[len(ENV_PREFIX):] in NOT_CONFIG:
+    for key, raw in sorted(environ.items()):
+        name = key[len(ENV_PREFIX):]
+        if not key.startswith(ENV_PREFIX) or name in NOT_CONFIG:
             continue
-        path = key[len(ENV_PREFIX):].lower().split("__")
+        path = name.lower().split("__")
+        if path[0] not in keys:
+            _warn_if_misspelt(key, path[0], keys)
+            continue
         try:
             value = yaml.safe_load(raw) if raw.strip() else raw
         except yaml.YAMLError:
@@ -307,6 +325,15 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[path[-1]] = value
     return overrides
+
+
+def _warn_if_misspelt(variable: str, first: str, keys: frozenset[str]) -> None:
+    """A variable that is not config may still be a typo of a key (or of an SDK setting): say so."""
+    known = {f"{ENV_PREFIX}{k.upper()}": k for k in keys} | {f"{ENV_PREFIX}{n}": n.lower() for n in NOT_CONFIG}
+    nearest = difflib.get_close_matches(first, known.values(), n=1, cutoff=0.8)
+    if nearest:
+        spelled = next(var for var, k in known.items() if k == nearest[0])
+        log.warning("%s is not an envlabel setting and is ignored; did you mean %s?", variable, spelled)
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

@@ -60,7 +60,8 @@ def open_configured_store() -> Any:
     ctx = click.get_current_context()
     store = ctx.obj.get("store")
     if store is None:
-        store = open_store(get_config().store)
+        config = get_config()
+        store = open_store(config.store, pool_size=config.store_pool_size)
         ctx.obj["store"] = store
         ctx.call_on_close(store.close)
     return store

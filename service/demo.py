@@ -63,7 +63,7 @@ def demo(directory: Path | None, host: str, port: int, no_serve: bool) -> None:
         config = load_config(config_file)
         from store import open_store
 
-        store = open_store(config.store)
+        store = open_store(config.store, pool_size=config.store_pool_size)
         try:
             if not scan_all(config, store):
                 fail("a demo source failed to scan (see above); this is a bug in the demo, please report it")

@@ -13,7 +13,6 @@ replicas happen one at a time, as with SQLite. Leader election's session lock li
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +24,7 @@ from psycopg_pool import ConnectionPool
 from envlabel.config import redact_url as redact
 from envlabel.errors import StoreError
 
-#: ``pool_size`` when the URL does not set ``ENVLABEL_STORE_POOL_SIZE``; a replica's API threads share it
+#: connections per process unless config ``store_pool_size`` says otherwise; a replica's API threads share them
 DEFAULT_POOL_SIZE = 10
 #: the lock every migration takes; any constant key works, this one is "envlabel" in ASCII
 MIGRATION_LOCK_KEY = 0x656E766C6162656C
@@ -45,15 +44,12 @@ class PostgresDialect:
     _translated: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def from_url(cls, url: str) -> PostgresDialect:
+    def from_url(cls, url: str, pool_size: int = DEFAULT_POOL_SIZE) -> PostgresDialect:
         if url.startswith("postgres://"):  # libpq accepts both; keep one spelling in messages
             url = "postgresql://" + url.removeprefix("postgres://")
         if not urlsplit(url).path.strip("/"):
             raise StoreError(f"store URL {redact(url)!r} names no database; write postgresql://USER@HOST:PORT/DB")
-        size = os.environ.get("ENVLABEL_STORE_POOL_SIZE", "")
-        if size and not (size.isdigit() and int(size) > 0):
-            raise StoreError(f"ENVLABEL_STORE_POOL_SIZE={size!r} is not a positive number of connections")
-        return cls(url, int(size) if size else DEFAULT_POOL_SIZE)
+        return cls(url, pool_size)
 
     def connect(self) -> psycopg.Connection[Any]:
         """One connection of its own (leader election holds its session lock on one)."""

@@ -861,8 +861,9 @@ class Store:
         return {(r[0], r[1]): int(r[2]) for r in rows}
 
 
-def open_store(url: str) -> Store:
-    """Open (creating and migrating) the store at ``url``."""
+def open_store(url: str, *, pool_size: int = 10) -> Store:
+    """Open (creating and migrating) the store at ``url``; a PostgreSQL store keeps ``pool_size`` connections
+    (config ``store_pool_size``)."""
     if url.startswith("sqlite://"):
         from store.sqlite import SQLiteDialect
 
@@ -872,5 +873,5 @@ def open_store(url: str) -> Store:
             from store.postgresql import PostgresDialect  # type: ignore[import-not-found,unused-ignore]
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise StoreError(f"PostgreSQL store needs psycopg: pip install 'envlabel[daemon]' ({exc})") from exc
-        return Store(PostgresDialect.from_url(url))
+        return Store(PostgresDialect.from_url(url, pool_size))
     raise StoreError(f"unsupported store URL {url!r}; use sqlite:///PATH or postgresql://USER@HOST/DB")
