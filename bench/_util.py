@@ -272,8 +272,8 @@ def build_moto_estate(endpoint_url: str, accounts: int = 12, instances_per_regio
     """An Organization of ``accounts`` member accounts in production/staging/sandbox OUs, each with a VPC,
     subnets, a security group and ``instances_per_region`` messily tagged instances in two regions, a
     bucket and a table. Returns the member account ids. (moto adds default VPCs, subnets and groups.)"""
-    from service.demo_estate import REGIONS as LIVE_REGIONS
-    from service.demo_estate import AwsEstate, aws_tags
+    from envlabel.service.demo.estate import REGIONS as LIVE_REGIONS
+    from envlabel.service.demo.estate import AwsEstate, aws_tags
 
     estate = AwsEstate(endpoint_url)
     org = estate.client("organizations")

@@ -9,7 +9,7 @@
    pass alone (service.audit.findings: stream the store, every rule, every finding's JSON) in a
    child process. Target: <= 10 s on one core.
 2. at: 100,000 resources whose label changed 10 times each (10 committed scans, 1,000,000 history
-   rows); then ``get --at`` in-process (service.history.label_at and store.label_at) for random
+   rows); then ``get --at`` in-process (envlabel.service.core.history.label_at and Store.label_at) for random
    targets at random moments. Target: p99 <= 2 ms.
 
 Figures are printed and written to docs/benchmarks-audit.md.
@@ -47,7 +47,8 @@ NOTES = [
     "  its account on a fifth), so the audit pass builds and renders over half a million findings.",
     "  An estate with fewer mistakes audits faster: the resources without findings cost about a fifth",
     "  of the ones with.",
-    "- The audit figure is the whole of `service.audit.findings(query)`: streaming the store, every rule,",
+    "- The audit figure is the whole of `envlabel.service.core.audit.findings(query)`: streaming the store, every",
+    "  rule,",
     "  placing unlabeled findings, sorting, and building each finding's JSON with its fix command.",
     "- `get --at` wall percentiles include the scheduler: with more runnable processes than cores, a",
     "  call preempted once waits a whole time slice (milliseconds). The cpu percentiles are the call.",
@@ -61,10 +62,10 @@ NOTES = [
 
 # -- building the stores (not measured) ------------------------------------------------------------
 def build_audit_store(db: Path, estate: Estate) -> None:
+    from envlabel.labelers.taxonomy import Taxonomy
     from envlabel.model import ScanResult
-    from labelers.taxonomy import Taxonomy
-    from service.pipeline import commit_scan
-    from store import open_store
+    from envlabel.service.core.pipeline import commit_scan
+    from envlabel.store import open_store
 
     store = open_store(f"sqlite:///{db}")
     scopes = frozenset({"organization"} | {f"{estate.account_id(i)}/{r}" for i in range(estate.accounts)
@@ -86,10 +87,10 @@ def changing_estate(accounts: int, per_account: int, scan: int) -> Iterator[Reso
 
 
 def build_history_store(db: Path, accounts: int, per_account: int, changes: int) -> None:
+    from envlabel.labelers.taxonomy import Taxonomy
     from envlabel.model import ScanResult
-    from labelers.taxonomy import Taxonomy
-    from service.pipeline import commit_scan
-    from store import open_store
+    from envlabel.service.core.pipeline import commit_scan
+    from envlabel.store import open_store
 
     store = open_store(f"sqlite:///{db}")
     for scan in range(changes):
@@ -104,9 +105,9 @@ def child_audit(db: str) -> dict[str, Any]:
     import sqlite3
 
     from envlabel.config import config_from_dict
-    from service.audit import findings
-    from service.query import Query
-    from store import open_store
+    from envlabel.service.core.audit import findings
+    from envlabel.service.core.query import Query
+    from envlabel.store import open_store
 
     # counted on a connection of its own: the store's reader memory-maps the file, which would put the pages
     # this count touches into the figure of peak memory
@@ -124,9 +125,9 @@ def child_at(db: str, samples: int, changes: int) -> dict[str, Any]:
     from time import perf_counter, thread_time
 
     from envlabel.config import config_from_dict
-    from service.history import label_at
-    from service.query import Query
-    from store import open_store
+    from envlabel.service.core.history import label_at
+    from envlabel.service.core.query import Query
+    from envlabel.store import open_store
 
     query = Query(config_from_dict({"store": f"sqlite:///{db}"}), open_store(f"sqlite:///{db}"))
     ids = [row[0] for row in query.store._query("SELECT id FROM resources")]
@@ -138,17 +139,18 @@ def child_at(db: str, samples: int, changes: int) -> dict[str, Any]:
     # wall time, and this thread's CPU time: on a shared machine a preempted call's wall time
     # measures the scheduler, its CPU time still measures the call
     timings: dict[str, list[float]] = {name: [] for name in (
-        "service.history.label_at", "service.history.label_at (cpu)", "store.label_at", "store.label_at (cpu)")}
+        "envlabel.service.core.history.label_at", "envlabel.service.core.history.label_at (cpu)", "Store.label_at",
+        "Store.label_at (cpu)")}
     for target, at in picks:
         start, cpu = perf_counter(), thread_time()
         body = label_at(query, target, at)
-        timings["service.history.label_at (cpu)"].append((thread_time() - cpu) * 1000)
-        timings["service.history.label_at"].append((perf_counter() - start) * 1000)
+        timings["envlabel.service.core.history.label_at (cpu)"].append((thread_time() - cpu) * 1000)
+        timings["envlabel.service.core.history.label_at"].append((perf_counter() - start) * 1000)
         assert body["found"], body
         start, cpu = perf_counter(), thread_time()
         query.store.label_at(target, at)
-        timings["store.label_at (cpu)"].append((thread_time() - cpu) * 1000)
-        timings["store.label_at"].append((perf_counter() - start) * 1000)
+        timings["Store.label_at (cpu)"].append((thread_time() - cpu) * 1000)
+        timings["Store.label_at"].append((perf_counter() - start) * 1000)
     return {"resources": len(ids), "history_rows": history, "samples": samples,
             "ms": {name: percentiles(values, (50, 90, 99, 99.9)) for name, values in timings.items()}}
 
@@ -193,7 +195,7 @@ def part_at(args: argparse.Namespace, tmp: Path) -> tuple[list[list[object]], st
                      f"p50 {p['50']:.3f} ms", f"p99 {p['99']:.3f} ms", f"p99.9 {p['99.9']:.3f} ms",
                      f"{result['samples']:,} samples"])
     verdicts = []
-    for name in ("service.history.label_at", "store.label_at"):
+    for name in ("envlabel.service.core.history.label_at", "Store.label_at"):
         p99, p99_cpu = result["ms"][name]["99"], result["ms"][f"{name} (cpu)"]["99"]
         verdict = "meets" if p99 <= AT_TARGET_MS else "MISSES"
         verdicts.append(f"{name} p99 {p99:.3f} ms wall, {p99_cpu:.3f} ms cpu ({verdict} {AT_TARGET_MS:.0f} ms on wall)")
@@ -208,7 +210,8 @@ def write_doc(audit_rows: list[list[object]], at_rows: list[list[object]], lines
              f"Measured with `{command}` on {machine()}, load average {load} when it finished (a shared",
              "machine: other work ran at the same time, so wall time includes waiting for a core; cpu is",
              "the time the measured process itself ran). Stores are built once through",
-             "`service.pipeline.commit_scan` and not measured; each measured part runs in its own child process.",
+             "`envlabel.service.core.pipeline.commit_scan` and not measured; each measured part runs in its own",
+             "child process.",
              "", *NOTES, ""]
     parts += [f"- {line}" for line in lines]
     if audit_rows:

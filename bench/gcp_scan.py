@@ -16,9 +16,9 @@ import argparse
 
 from _util import machine, table, timed
 
-from discovery.gcp import GcpScanner
 from envlabel.config import GcpSource
-from service.fakes.gcp_crm import FakeCrm, start_fake_gcp
+from envlabel.discovery.gcp import GcpScanner
+from envlabel.service.demo.fakes.gcp_crm import FakeCrm, start_fake_gcp
 
 ORG_ID = "900000000001"
 

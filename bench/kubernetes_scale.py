@@ -3,7 +3,7 @@
 
     .venv/bin/python bench/kubernetes_scale.py [--namespaces 500] [--per-namespace 100] [--events 200]
 
-The fake API server runs in its own process (python -m service.fakes.kubernetes_api),
+The fake API server runs in its own process (python -m envlabel.service.demo.fakes.kubernetes_api),
 so the figures are the scanner's and the store's, over real HTTP on loopback:
 
 1. scan: list every kind (paginated, metadata only) and commit to a fresh SQLite
@@ -33,12 +33,12 @@ from pathlib import Path
 
 import kubernetes
 
-from discovery.kubernetes import KubernetesScanner
 from envlabel.config import KubernetesSource, config_from_dict
-from labelers.taxonomy import Taxonomy
-from service.pipeline import commit_scan
-from service.watch import KubernetesWatcher
-from store import open_store
+from envlabel.discovery.kubernetes import KubernetesScanner
+from envlabel.labelers.taxonomy import Taxonomy
+from envlabel.service.core.pipeline import commit_scan
+from envlabel.service.daemon.watch import KubernetesWatcher
+from envlabel.store import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,7 @@ def peak_mb() -> float:
 
 def start_fake(namespaces: int, per_namespace: int, kubeconfig: Path) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.fakes.kubernetes_api", "--namespaces", str(namespaces),
+        [sys.executable, "-m", "envlabel.service.demo.fakes.kubernetes_api", "--namespaces", str(namespaces),
          "--per-namespace", str(per_namespace), "--kubeconfig", str(kubeconfig)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None

@@ -15,7 +15,8 @@
    - the serving process's resident memory after the runs.
 
 The store is the synthetic estate of ``_util.Estate`` (1,000 accounts x 1,000 resources), committed
-through ``service.pipeline.commit_scan`` into bench/out/query/ (one file per size) and reused by later runs.
+through ``envlabel.service.core.pipeline.commit_scan`` into bench/out/query/ (one file per size) and reused by
+later runs.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ NOTES = """\
   with strptime (~45 us per lookup) until this benchmark found it; they now use fromisoformat.
 - Where a request's time goes: uvicorn + httptools answering a fixed body from a bare ASGI app
   costs ~75 us CPU per request on this machine, Starlette routing ~120 us, FastAPI ~190 us. So the
-  front door (`service.api.Gate`) answers `GET /v1/label` and valid `POST /v1/check` itself, and
+  front door (`envlabel.service.http.app.Gate`) answers `GET /v1/label` and valid `POST /v1/check` itself, and
   FastAPI serves the rest of the API.
 - `POST /v1/labels` reads the 100 targets in one query (`Store.label_views`).
 - Performance pass (2026-11-26): a lookup is one SQL statement (resources + labels + scopes joined,
@@ -91,10 +92,10 @@ def build_store(estate: Estate, path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     print(f"building a {estate.size:,}-resource store in {path} (once) ...", flush=True)
+    from envlabel.labelers.taxonomy import Taxonomy
     from envlabel.model import ScanResult
-    from labelers.taxonomy import Taxonomy
-    from service.pipeline import commit_scan
-    from store import open_store
+    from envlabel.service.core.pipeline import commit_scan
+    from envlabel.store import open_store
 
     store = open_store(f"sqlite:///{path}")
     result = ScanResult(estate.source, estate.resources(), scopes=frozenset({"organization"}))  # type: ignore[arg-type]
@@ -130,8 +131,8 @@ def bench_config(path: Path) -> Any:
 
 # -- children --------------------------------------------------------------------------------------
 def child_inproc(path: Path, targets: list[str]) -> dict[str, Any]:
-    from service.query import Query
-    from store import open_store
+    from envlabel.service.core.query import Query
+    from envlabel.store import open_store
 
     query = Query(bench_config(path), open_store(f"sqlite:///{path}"))
     for target in targets[:2000]:  # warm the page cache and the thread's reader connection
@@ -153,8 +154,8 @@ def child_inproc(path: Path, targets: list[str]) -> dict[str, Any]:
 
 
 def child_serve(path: Path, port: int) -> None:
-    from service.server import serve_app
-    from store import open_store
+    from envlabel.service.daemon.server import serve_app
+    from envlabel.store import open_store
 
     config = bench_config(path)
     serve_app(config, open_store(config.store), "127.0.0.1", port)

@@ -63,10 +63,10 @@ def child_generate(estate: Estate) -> dict[str, Any]:
 
 
 def child_commit(estate: Estate, db: str) -> dict[str, Any]:
+    from envlabel.labelers.taxonomy import Taxonomy
     from envlabel.model import ScanResult
-    from labelers.taxonomy import Taxonomy
-    from service.pipeline import commit_scan
-    from store import open_store
+    from envlabel.service.core.pipeline import commit_scan
+    from envlabel.store import open_store
 
     store = open_store(f"sqlite:///{db}")
     history_before = label_rows(db)
@@ -95,7 +95,7 @@ class Recorder:
     """A session factory for AwsScanner that records every API call (botocore's own event hook)."""
 
     def __init__(self) -> None:
-        from discovery.aws import make_sessions
+        from envlabel.discovery.aws import make_sessions
 
         self.calls: list[Call] = []
         self._lock = threading.Lock()
@@ -120,7 +120,7 @@ def replay(calls: list[Call], endpoint_url: str) -> None:
     from botocore.config import Config
     from botocore.exceptions import ClientError
 
-    from discovery.aws import make_sessions
+    from envlabel.discovery.aws import make_sessions
 
     make = make_sessions()
     config = Config(retries={"mode": "standard", "max_attempts": 8})
@@ -148,13 +148,13 @@ def replay(calls: list[Call], endpoint_url: str) -> None:
 
 
 def child_live(accounts: int, instances: int, repeats: int, db: str) -> dict[str, Any]:
-    from discovery.aws import AwsScanner
     from envlabel.config import AwsSource
+    from envlabel.discovery.aws import AwsScanner
+    from envlabel.labelers.taxonomy import Taxonomy
     from envlabel.model import ScanResult
-    from labelers.taxonomy import Taxonomy
-    from service.demo_estate import DEMO_AWS_ENV, REGIONS
-    from service.pipeline import commit_scan
-    from store import open_store
+    from envlabel.service.core.pipeline import commit_scan
+    from envlabel.service.demo.estate import DEMO_AWS_ENV, REGIONS
+    from envlabel.store import open_store
 
     os.environ.update(DEMO_AWS_ENV)
     url, moto = start_moto()

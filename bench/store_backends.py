@@ -95,11 +95,11 @@ def concurrent_lookups(call: Any, targets: list[str], threads: int) -> dict[str,
 
 def child(backend: str, url: str, accounts: int) -> dict[str, Any]:
     from envlabel.config import config_from_dict
+    from envlabel.labelers.taxonomy import Taxonomy
     from envlabel.model import ScanResult
-    from labelers.taxonomy import Taxonomy
-    from service.pipeline import commit_scan
-    from service.query import Query
-    from store import open_store
+    from envlabel.service.core.pipeline import commit_scan
+    from envlabel.service.core.query import Query
+    from envlabel.store import open_store
 
     estate = Estate(accounts=accounts)
     store = open_store(url)
@@ -199,7 +199,7 @@ def report(results: dict[str, dict[str, Any]], describe: str) -> str:
 
 `python bench/store_backends.py` ({stamp}; {machine()}). {s['labels']:,} labels: the synthetic estate of
 `bench/_util.py` (accounts x 1,000 resources in 12 OUs, messy tags), committed with
-`service.pipeline.commit_scan`, then looked up with `Query.label` and `Store.get` on {LOOKUPS:,} random
+`envlabel.service.core.pipeline.commit_scan`, then looked up with `Query.label` and `Store.get` on {LOOKUPS:,} random
 stored targets. SQLite: one file in WAL mode (synchronous=NORMAL). {describe}, on loopback, started by the
 benchmark from a fresh data directory; the store reaches it through the psycopg pool (autocommit reads).
 
@@ -218,7 +218,8 @@ benchmark from a fresh data directory; the store reaches it through the psycopg 
   (for PostgreSQL the server's work is not in it). The envlabel process spends about the same CPU on a
   commit with either backend: the rest of PostgreSQL's wall time is the server's work (WAL with fsync on,
   indexes, one statement per row) and the round trips.
-- With several replicas each serves lookups from its own pool (config `store_pool_size`, or `ENVLABEL_STORE_POOL_SIZE`; default 10)
+- With several replicas each serves lookups from its own pool (config `store_pool_size`, or
+  `ENVLABEL_STORE_POOL_SIZE`; default 10)
   against one server; only the leader commits scans.
 """
 

@@ -20,9 +20,9 @@ class Scanner(Protocol):
 
 #: source type -> "module:Class"; a new provider is one module and one line here.
 SCANNERS: dict[str, str] = {
-    "aws": "discovery.aws:AwsScanner",
-    "gcp": "discovery.gcp:GcpScanner",
-    "kubernetes": "discovery.kubernetes:KubernetesScanner",
+    "aws": "envlabel.discovery.aws:AwsScanner",
+    "gcp": "envlabel.discovery.gcp:GcpScanner",
+    "kubernetes": "envlabel.discovery.kubernetes:KubernetesScanner",
 }
 
 

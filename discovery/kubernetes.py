@@ -9,7 +9,7 @@ restarts from the beginning; a kind that cannot be listed completely is a
 then not reported as scanned, so nothing is removed.
 
 The same client serves the daemon's watches (:meth:`KubernetesScanner.watch`):
-``service.watch`` drives them and applies each event to the store.
+``envlabel.service.daemon.watch`` drives them and applies each event to the store.
 
 Records: ``k8s://CLUSTER`` (kind ``k8s:cluster``, parent = the source's
 ``parent``, e.g. the EKS or GKE cluster resource, ``declared`` = the source's

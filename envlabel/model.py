@@ -1,6 +1,6 @@
 """Typed records shared by every layer.
 
-Observations (:class:`Resource`) come out of ``discovery``; labels and
+Observations (:class:`Resource`) come out of ``envlabel.discovery``; labels and
 evidence come out of ``labelers``; ``store`` keeps both. All are frozen:
 a record is a fact about one moment, never edited in place.
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from envlabel.records import EvidenceRecord
 
 UNKNOWN = "unknown"
 
@@ -82,7 +84,7 @@ class Evidence:
     source: str
     detail: str
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> EvidenceRecord:
         return {"signal": self.signal, "environment": self.environment,
                 "source": self.source, "detail": self.detail}
 

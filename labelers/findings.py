@@ -31,9 +31,9 @@ from operator import itemgetter
 from typing import NamedTuple, Protocol
 
 from envlabel.config import DEFAULT_TAG_KEYS
+from envlabel.labelers.resolve import Labeler
+from envlabel.labelers.taxonomy import Match, Taxonomy
 from envlabel.model import UNKNOWN, Evidence, Override, Resource
-from labelers.resolve import Labeler
-from labelers.taxonomy import Match, Taxonomy
 
 CONFLICT = "conflict"
 AMBIGUOUS = "ambiguous"

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import (
     INHERITED,
     NAME,
@@ -34,7 +35,6 @@ from envlabel.model import (
     Resolution,
     Resource,
 )
-from labelers.taxonomy import Taxonomy
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,8 @@ broke (a restarted PostgreSQL, a failover) fails one call and is replaced, inste
 
 Migrations run under a transaction-level advisory lock, so replicas starting at once migrate one after
 the other (the second finds the work done). Every write transaction takes another one, so writes from all
-replicas happen one at a time, as with SQLite. Leader election's session lock lives in ``service.leader``.
+replicas happen one at a time, as with SQLite. Leader election's session
+lock is :class:`envlabel.store.locks.AdvisoryLock`.
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ class PostgresDialect:
     name: str = "postgresql"
     serial: str = "BIGSERIAL PRIMARY KEY"
     #: taken inside the migration transaction; released by its commit
-    migration_lock: str = f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
+    migration_lock: str | None = f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"
     #: taken by every write transaction (one writer at a time per store, as with SQLite); keyed by the schema
-    write_lock: str = "SELECT pg_advisory_xact_lock(hashtextextended('envlabel-writer:' || current_schema(), 0))"
+    write_lock: str | None = "SELECT pg_advisory_xact_lock(hashtextextended('envlabel-writer:' || current_schema(), 0))"
+    bulk_cache_kib: int | None = None
     _translated: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod

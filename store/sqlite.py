@@ -17,10 +17,12 @@ class SQLiteDialect:
     #: every write transaction starts by taking the write lock (waiting up to the busy timeout), so two
     #: processes opening or writing one file take turns instead of one failing (sqlite3 would begin
     #: only at the first DML, after a migration's reads and CREATE TABLEs)
-    write_lock: str = "BEGIN IMMEDIATE"
+    write_lock: str | None = "BEGIN IMMEDIATE"
     #: the page cache (KiB) while a scan commits: a million-resource estate's indexes then stay in memory
     #: instead of being re-read for every insert (~10% of a 1M commit); back to the default afterwards
-    bulk_cache_kib: int = 262144
+    bulk_cache_kib: int | None = 262144
+    #: SQLite serializes writers by itself; the write lock above also orders migrations
+    migration_lock: str | None = None
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteDialect:
@@ -49,6 +51,9 @@ class SQLiteDialect:
             raise StoreError(f"cannot open the SQLite store {self.path}: {exc}; check the path and its "
                              "permissions, or set store: to another file") from exc
         return conn
+
+    def open_pool(self) -> None:
+        """No pool: one writer connection, and a reader connection per thread."""
 
     def sql(self, statement: str) -> str:
         return statement

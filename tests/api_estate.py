@@ -12,10 +12,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from envlabel.config import Config, config_from_dict
+from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import Resource, ScanResult
-from labelers.taxonomy import Taxonomy
-from service.pipeline import commit_scan, utcnow
-from store.sql import Store
+from envlabel.service.core.clock import utcnow
+from envlabel.service.core.pipeline import commit_scan
+from envlabel.store.sql import Store
 
 PROD_DB = "arn:aws:rds:us-east-1:222222222222:db:orders"
 STAGING_DB = "arn:aws:rds:us-east-1:333333333333:db:orders"  # the twin

@@ -21,7 +21,7 @@ from typing import Any
 
 import boto3
 
-from discovery.aws import Credentials, SessionFactory, make_sessions
+from envlabel.discovery.aws import Credentials, SessionFactory, make_sessions
 
 MANAGEMENT = "123456789012"  # moto's default account: the one the plain test credentials act as
 ROLE = "EnvlabelReadOnly"

@@ -76,7 +76,7 @@ def moto(moto_url: str) -> str:
 @pytest.fixture
 def gcp_crm() -> Any:
     """The fake Cloud Resource Manager's example estate, two items a page so every listing pages."""
-    from service.fakes.gcp_crm import FakeCrm, seed_example
+    from envlabel.service.demo.fakes.gcp_crm import FakeCrm, seed_example
 
     return seed_example(FakeCrm(max_page_size=2))
 
@@ -84,7 +84,7 @@ def gcp_crm() -> Any:
 @pytest.fixture
 def gcp_url(gcp_crm: Any) -> Iterator[str]:
     """The fake Cloud Resource Manager serving ``gcp_crm`` on a loopback port for this test."""
-    from service.fakes.gcp_crm import start_fake_gcp
+    from envlabel.service.demo.fakes.gcp_crm import start_fake_gcp
 
     url, server = start_fake_gcp(gcp_crm)
     try:

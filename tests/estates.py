@@ -10,7 +10,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from envlabel.model import Resource, ScanResult
-from service.cli import main
+from envlabel.service.cli import main
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 ACCOUNT = "222222222222"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from envlabel.config import KubernetesSource
-from service.fakes.kubernetes_api import FakeKubernetes, start_fake_cluster, write_kubeconfig
+from envlabel.service.demo.fakes.kubernetes_api import FakeKubernetes, start_fake_cluster, write_kubeconfig
 
 
 @dataclass

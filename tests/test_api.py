@@ -11,12 +11,11 @@ import pytest
 from click.testing import CliRunner
 
 from envlabel.errors import EnvlabelError
-from service.api import create_app
-from service.cli import main
-from service.server import BackgroundServer
-from service.tokens import Tokens, is_loopback
-from store import open_store
-from store.sql import Store
+from envlabel.service.cli import main
+from envlabel.service.daemon.server import BackgroundServer, build_app
+from envlabel.service.http.tokens import Tokens, is_loopback
+from envlabel.store import open_store
+from envlabel.store.sql import Store
 from tests.api_estate import (
     ADMIN_TOKEN,
     EKS_ALIAS,
@@ -84,8 +83,8 @@ def test_label(api: httpx.Client, target: str, environment: str) -> None:
 
 def test_fast_label_read_agrees_with_the_full_read(store: Store) -> None:
     from envlabel.config import config_from_dict
-    from service.pipeline import utcnow
-    from service.query import Query
+    from envlabel.service.core.clock import utcnow
+    from envlabel.service.core.query import Query
 
     query, now = Query(config_from_dict({}), store), utcnow()
     targets = [s.resource.id for s in store.list_labels(include_gone=True)] + [EKS_ALIAS, NEVER_SEEN]
@@ -307,7 +306,7 @@ def test_loopback_rules() -> None:
 def test_non_loopback_without_tokens_refuses(store: Store, tmp_path: Path) -> None:
     config = make_config(str(tmp_path / "x.db"))
     with pytest.raises(EnvlabelError, match=r"refusing to serve on 0\.0\.0\.0 without tokens.*api\.tokens"):
-        create_app(config, store, host="0.0.0.0")
+        build_app(config, store, host="0.0.0.0")
     secured = make_config(str(tmp_path / "x.db"), tokens=TOKENS)
     assert Tokens.for_host(secured.api.tokens, "0.0.0.0").required
     config_file = tmp_path / "envlabel.yaml"

@@ -18,15 +18,15 @@ import jsonschema
 import pytest
 
 from envlabel.config import config_from_dict
+from envlabel.labelers.remediation import tag_command
+from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import Override, Resource, ScanError, ScanResult
+from envlabel.service.core.audit import findings, format_markdown, format_table, to_sarif
+from envlabel.service.core.pipeline import commit_scan
+from envlabel.service.core.query import Query
+from envlabel.store import open_store
+from envlabel.store.sql import Store
 from envlabel.targets import GCP_CRM
-from labelers.taxonomy import Taxonomy
-from service.audit import findings, format_markdown, format_table, to_sarif
-from service.pipeline import commit_scan
-from service.query import Query
-from service.remediation import tag_command
-from store import open_store
-from store.sql import Store
 
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "golden"
@@ -291,7 +291,7 @@ def test_cli_fail_on_is_a_ci_gate(query: Query, tmp_path: Path) -> None:
 
 def audit_of(resources: list[Resource]) -> list[tuple[str, str, str]]:
     """The pure rules on hand-built records: (target, kind, severity) of each finding."""
-    from labelers.findings import Auditor
+    from envlabel.labelers.findings import Auditor
 
     parents = {r.parent for r in resources}
     auditor = Auditor(TAX, {r.id: r for r in resources if r.id in parents}, {})
@@ -327,7 +327,8 @@ def test_name_mismatch_either_way() -> None:
     assert audit_of([staging, qa_named]) == [("arn:aws:s3:::qa-data", "name-mismatch", "low")]
 
 
-@pytest.mark.parametrize("module", ["labelers.findings", "service.remediation"])
+@pytest.mark.parametrize("module", ["envlabel.labelers.findings", "envlabel.labelers.remediation", "envlabel.actions",
+                                    "envlabel.service.core.errors"])
 def test_docstring_examples_hold(module: str) -> None:
     import doctest
     import importlib

@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from discovery.aws import AwsScanner
 from envlabel.config import AwsSource, config_from_dict
-from labelers.findings import KINDS, SEVERITIES
-from labelers.taxonomy import Taxonomy
-from service.audit import findings, format_markdown
-from service.pipeline import commit_scan
-from service.query import Query
-from store import open_store
+from envlabel.discovery.aws import AwsScanner
+from envlabel.labelers.findings import KINDS, SEVERITIES
+from envlabel.labelers.taxonomy import Taxonomy
+from envlabel.service.core.audit import findings, format_markdown
+from envlabel.service.core.pipeline import commit_scan
+from envlabel.service.core.query import Query
+from envlabel.store import open_store
 from tests.aws_estate import EstateInfo, fresh_estate
 from tests.test_audit import NOW, T0, check_golden
 

@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from envlabel.actions import DELETE, classify
 from envlabel.config import Config, config_from_dict
-from service.authority import DELETE, classify, decide
-from service.cli import main
-from service.query import Query
-from store import open_store
+from envlabel.labelers.decision import decide
+from envlabel.service.cli import main
+from envlabel.service.core.query import Query
+from envlabel.store import open_store
 from tests.api_estate import (
     GONE_DB,
     NEVER_SEEN,
@@ -171,7 +172,7 @@ def test_check_command_text_and_malformed_target(config_file: Path) -> None:
 
 def test_check_uses_the_query_layer(config_file: Path) -> None:
     from envlabel.config import load_config
-    from service.authority import check
+    from envlabel.service.core.check import check
 
     config = load_config(config_file)
     body = check(Query(config, open_store(config.store)), "arn:aws:organizations::111111111111:account/o-test/"

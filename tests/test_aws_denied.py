@@ -18,13 +18,13 @@ import boto3
 import pytest
 import yaml
 
-from discovery.aws import AwsScanner
 from envlabel.config import AwsSource, Config, config_from_dict
+from envlabel.discovery.aws import AwsScanner
 from envlabel.model import ScanResult
-from service.pipeline import ScanSummary, run_source
-from service.query import Query
-from store import open_store
-from store.sql import Store
+from envlabel.service.core.pipeline import ScanSummary, run_source
+from envlabel.service.core.query import Query
+from envlabel.store import open_store
+from envlabel.store.sql import Store
 from tests.aws_denied import (
     DeniedProxy,
     SignedRequest,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import boto3
 
-from discovery.aws.calls import Api
-from discovery.aws.organization import walk_organization
 from envlabel.config import AwsSource
+from envlabel.discovery.aws.calls import Api
+from envlabel.discovery.aws.organization import walk_organization
 
 
 def test_walk_follows_every_page(moto: str) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import boto3
 from botocore.exceptions import ClientError
 
-from discovery.aws.calls import Api, ScopeFailed, iam_action
-from discovery.aws.organization import transform_account, transform_ou
-from discovery.aws.records import identifier_of_arn, kind_of_arn, tag_dict
-from discovery.aws.scanner import Access, AwsScanner, Caller, global_region
-from discovery.aws.services import (
+from envlabel.config import AwsSource
+from envlabel.discovery.aws.calls import Api, ScopeFailed, iam_action
+from envlabel.discovery.aws.organization import transform_account, transform_ou
+from envlabel.discovery.aws.records import identifier_of_arn, kind_of_arn, tag_dict
+from envlabel.discovery.aws.scanner import Access, AwsScanner, Caller, global_region
+from envlabel.discovery.aws.services import (
     Network,
     Where,
     merge_tagged,
@@ -18,7 +19,6 @@ from discovery.aws.services import (
     transform_subnets,
     transform_vpcs,
 )
-from envlabel.config import AwsSource
 
 WHERE = Where("aws", "222222222222", "us-east-1")
 NET = Network({"vpc-1": "222222222222", "vpc-shared": "999999999999"}, {"subnet-1": "vpc-1", "subnet-s": "vpc-shared"})

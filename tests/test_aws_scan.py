@@ -14,17 +14,17 @@ from typing import Any
 
 import pytest
 
-import discovery.aws
-from discovery.aws import AwsScanner, Credentials, SessionFactory, make_sessions
-from discovery.aws.calls import iam_action
+import envlabel.discovery.aws
 from envlabel.config import AwsSource, config_from_dict
+from envlabel.discovery.aws import AwsScanner, Credentials, SessionFactory, make_sessions
+from envlabel.discovery.aws.calls import iam_action
 from envlabel.model import ScanResult
-from service.pipeline import run_source
-from service.query import Query
-from store import open_store
+from envlabel.service.core.pipeline import run_source
+from envlabel.service.core.query import Query
+from envlabel.store import open_store
 from tests.aws_estate import ACCOUNTS, OUS, EstateInfo, fresh_estate
 
-POLICY = Path(discovery.aws.__file__).parent / "iam-policy.json"
+POLICY = Path(envlabel.discovery.aws.__file__).parent / "iam-policy.json"
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ def test_iam_policy_covers_exactly_what_is_called(scanned: tuple[ScanResult, lis
     assert all(s["Effect"] == "Allow" for s in statements)
     called = {iam_action(c.service, c.operation) for c in calls}
     assert called <= granted, f"called but not granted: {sorted(called - granted)}"
-    assert granted == set(discovery.aws.PERMISSIONS), "iam-policy.json and the modules' PERMISSIONS differ"
+    assert granted == set(envlabel.discovery.aws.PERMISSIONS), "iam-policy.json and the modules' PERMISSIONS differ"
     verbs = {a.split(":")[1] for a in granted - {"sts:AssumeRole"}}
     assert all(v.startswith(("Describe", "List", "Get")) for v in verbs), f"not read-only: {verbs}"
     [assume] = [s for s in statements if "sts:AssumeRole" in s["Action"]]

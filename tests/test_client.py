@@ -22,10 +22,10 @@ import pytest
 from envlabel.client import Client, ServiceError, raise_for_decision, strictest
 from envlabel.config import config_from_dict
 from envlabel.errors import ActionDenied, ApprovalRequired, EnvlabelError, TargetError, UnreachableError
-from labelers.taxonomy import Taxonomy
-from service.pipeline import commit_scan
-from service.server import BackgroundServer
-from store import open_store
+from envlabel.labelers.taxonomy import Taxonomy
+from envlabel.service.core.pipeline import commit_scan
+from envlabel.service.daemon.server import BackgroundServer
+from envlabel.store import open_store
 from tests.conftest import free_port
 from tests.estates import ACCOUNT, BUCKET, DB, T0, aws_estate, scan_of
 

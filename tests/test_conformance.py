@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
+from envlabel.labelers.resolve import Signals, resolve
+from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import Evidence, Override
-from labelers.resolve import Signals, resolve
-from labelers.taxonomy import Taxonomy
-
 
 OWN = Path(__file__).resolve().parent / "conformance" / "labeling.yaml"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "labeling.yaml"

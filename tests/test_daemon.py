@@ -25,12 +25,12 @@ import yaml
 
 from envlabel.config import Config, Source, config_from_dict
 from envlabel.model import ScanResult
-from service.daemon import Daemon, plan_jobs
-from service.metrics import Metrics, ScanMetrics
-from service.overrides import set_override
-from service.query import Query
-from store import open_store
-from store.sql import Store
+from envlabel.service.core.overrides import set_override
+from envlabel.service.core.query import Query
+from envlabel.service.daemon.metrics import Metrics, ScanMetrics
+from envlabel.service.daemon.scheduler import Daemon, plan_jobs
+from envlabel.store import open_store
+from envlabel.store.sql import Store
 from tests.conftest import free_port, wait_for_http
 from tests.estates import ACCOUNT, DB, aws_estate, scan_of
 from tests.kubernetes_cluster import fake_cluster

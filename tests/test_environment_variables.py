@@ -20,7 +20,7 @@ import pytest
 from envlabel.client import Client
 from envlabel.config import config_path, load_config
 from envlabel.guard import fail_open
-from service.webhooks import endpoints_from_config
+from envlabel.service.daemon.webhooks import endpoints_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTED_IN = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "helm").rglob("*.*"))]

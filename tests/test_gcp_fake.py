@@ -14,7 +14,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import resourcemanager_v3 as rm
 from google.protobuf import json_format
 
-from service.fakes.gcp_crm import CRM, ORG_ID, FakeCrm
+from envlabel.service.demo.fakes.gcp_crm import CRM, ORG_ID, FakeCrm
 
 ORG = f"organizations/{ORG_ID}"
 

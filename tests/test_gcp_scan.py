@@ -13,15 +13,16 @@ from typing import Any
 import pytest
 import yaml
 
-from discovery.gcp import PERMISSIONS, GcpScanner, default_retry
 from envlabel.config import Config, GcpSource, config_from_dict
+from envlabel.discovery.gcp import PERMISSIONS, GcpScanner, default_retry
+from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import Resource, ScanResult
-from labelers.taxonomy import Taxonomy
-from service.fakes.gcp_crm import CRM, EXAMPLE_HIGHLIGHTS, ORG_ID, FakeCrm
-from service.pipeline import commit_scan, run_source, utcnow
-from service.query import Query
-from store import open_store
-from store.sql import Store
+from envlabel.service.core.clock import utcnow
+from envlabel.service.core.pipeline import commit_scan, run_source
+from envlabel.service.core.query import Query
+from envlabel.service.demo.fakes.gcp_crm import CRM, EXAMPLE_HIGHLIGHTS, ORG_ID, FakeCrm
+from envlabel.store import open_store
+from envlabel.store.sql import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 ORG = f"organizations/{ORG_ID}"

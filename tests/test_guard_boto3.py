@@ -16,11 +16,12 @@ from envlabel.config import config_from_dict
 from envlabel.errors import ActionDenied, ApprovalRequired, EnvlabelError, UnreachableError
 from envlabel.guard.arns import is_checked, targets_of
 from envlabel.guard.boto3 import protect
+from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import Resource
-from labelers.taxonomy import Taxonomy
-from service.pipeline import commit_scan, utcnow
-from service.server import BackgroundServer
-from store import open_store
+from envlabel.service.core.clock import utcnow
+from envlabel.service.core.pipeline import commit_scan
+from envlabel.service.daemon.server import BackgroundServer
+from envlabel.store import open_store
 from tests.conftest import free_port
 from tests.estates import scan_of
 

@@ -16,10 +16,10 @@ from envlabel.client import Client
 from envlabel.config import config_from_dict
 from envlabel.errors import ActionDenied, ApprovalRequired, UnreachableError
 from envlabel.guard.kubernetes import protect, target_of
-from service.fakes.kubernetes_api import FakeKubernetes, start_fake_cluster, write_kubeconfig
-from service.pipeline import run_source
-from service.server import BackgroundServer
-from store import open_store
+from envlabel.service.core.pipeline import run_source
+from envlabel.service.daemon.server import BackgroundServer
+from envlabel.service.demo.fakes.kubernetes_api import FakeKubernetes, start_fake_cluster, write_kubeconfig
+from envlabel.store import open_store
 from tests.conftest import free_port
 
 CLUSTER = "prod-eu"

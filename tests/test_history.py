@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from envlabel.config import load_config
+from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import ScanError, ScanResult
-from labelers.taxonomy import Taxonomy
-from service.history import history_json, label_at
-from service.overrides import set_override
-from service.pipeline import commit_scan
-from service.query import Query
-from store import open_store
+from envlabel.service.core.history import history_json, label_at
+from envlabel.service.core.overrides import set_override
+from envlabel.service.core.pipeline import commit_scan
+from envlabel.service.core.query import Query
+from envlabel.store import open_store
 from tests.estates import ACCOUNT, DB, SCOPE, T0, aws_estate, cli, scan_of, write_config
 
 HOUR = timedelta(hours=1)

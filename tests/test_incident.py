@@ -18,14 +18,14 @@ from typing import Any
 import boto3
 import pytest
 
-from discovery.aws import make_sessions
 from envlabel.client import Client
 from envlabel.config import config_from_dict
+from envlabel.discovery.aws import make_sessions
 from envlabel.errors import ActionDenied, ApprovalRequired
 from envlabel.guard.boto3 import protect
-from service.pipeline import run_source
-from service.server import BackgroundServer
-from store import open_store
+from envlabel.service.core.pipeline import run_source
+from envlabel.service.daemon.server import BackgroundServer
+from envlabel.store import open_store
 from tests.aws_estate import MANAGEMENT, ROLE, EstateInfo, _Account, member
 
 REGION = "us-east-1"

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from envlabel.config import Config, config_from_dict
+from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import Resource, ScanResult
-from labelers.taxonomy import Taxonomy
-from service.pipeline import commit_scan, run_source
-from service.query import Query
-from store import open_store
-from store.sql import Store
+from envlabel.service.core.pipeline import commit_scan, run_source
+from envlabel.service.core.query import Query
+from envlabel.store import open_store
+from envlabel.store.sql import Store
 from tests.aws_estate import EstateInfo, fresh_estate
 from tests.kubernetes_cluster import FakeCluster, fake_cluster
 

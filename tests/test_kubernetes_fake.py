@@ -12,7 +12,12 @@ import kubernetes
 import pytest
 from kubernetes.client import ApiException
 
-from service.fakes.kubernetes_api import FakeKubernetes, parse_selector, start_fake_cluster, write_kubeconfig
+from envlabel.service.demo.fakes.kubernetes_api import (
+    FakeKubernetes,
+    parse_selector,
+    start_fake_cluster,
+    write_kubeconfig,
+)
 
 
 @pytest.fixture

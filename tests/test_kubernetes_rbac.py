@@ -7,10 +7,10 @@ from pathlib import Path
 
 import yaml
 
-from discovery.kubernetes import BUILTIN_KINDS, PERMISSIONS, VERBS, KubernetesScanner, Rule, rules_for
 from envlabel.config import config_from_dict
-from service.watch import KubernetesWatcher
-from store import open_store
+from envlabel.discovery.kubernetes import BUILTIN_KINDS, PERMISSIONS, VERBS, KubernetesScanner, Rule, rules_for
+from envlabel.service.daemon.watch import KubernetesWatcher
+from envlabel.store import open_store
 from tests.kubernetes_cluster import fake_cluster, seed_payments
 
 ROLE = Path(__file__).resolve().parents[1] / "discovery" / "kubernetes-clusterrole.yaml"

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from discovery.kubernetes import BUILTIN_KINDS, KindSpec, KubernetesScanner, transform_object
 from envlabel.config import config_from_dict
+from envlabel.discovery.kubernetes import BUILTIN_KINDS, KindSpec, KubernetesScanner, transform_object
+from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import ScanResult
-from labelers.taxonomy import Taxonomy
-from service.fakes.kubernetes_api import Kind, write_kubeconfig
-from service.pipeline import commit_scan
-from service.query import Query
-from store import open_store
+from envlabel.service.core.pipeline import commit_scan
+from envlabel.service.core.query import Query
+from envlabel.service.demo.fakes.kubernetes_api import Kind, write_kubeconfig
+from envlabel.store import open_store
 from tests.conftest import free_port
 from tests.kubernetes_cluster import FakeCluster, fake_cluster, seed_payments
 
@@ -147,7 +147,7 @@ def test_an_injected_client_is_used_as_is(cluster: FakeCluster) -> None:
 
 
 def test_the_demo_cluster_in_a_production_cluster(tmp_path: Path) -> None:
-    from service.fakes.kubernetes_api import seed_demo_cluster
+    from envlabel.service.demo.fakes.kubernetes_api import seed_demo_cluster
 
     with fake_cluster(tmp_path) as demo:
         seed_demo_cluster(demo.fake)

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from envlabel.config import Config, config_from_dict
-from service.query import Query
-from service.watch import KubernetesWatcher
-from store import open_store
-from store.sql import Store
+from envlabel.service.core.query import Query
+from envlabel.service.daemon.watch import KubernetesWatcher
+from envlabel.store import open_store
+from envlabel.store.sql import Store
 from tests.kubernetes_cluster import FakeCluster, fake_cluster, seed_payments
 
 NS = "k8s://prod-eu/namespaces/payments"

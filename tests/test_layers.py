@@ -1,4 +1,4 @@
-"""The layering of DESIGN.md is a contract: import-linter must keep it."""
+"""The layering of docs/architecture.md is a contract: import-linter must keep it."""
 
 from __future__ import annotations
 

@@ -16,8 +16,8 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from envlabel.config import Config
-from service.server import BackgroundServer
-from store import open_store
+from envlabel.service.daemon.server import BackgroundServer
+from envlabel.store import open_store
 from tests.api_estate import (
     NEVER_SEEN,
     PROD_DB,

@@ -11,19 +11,18 @@ import pytest
 
 from envlabel.config import load_config
 from envlabel.errors import TargetError
+from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import Resource
-from labelers.taxonomy import Taxonomy
-from service.overrides import (
-    InvalidOverride,
-    NoOverride,
+from envlabel.service.core.errors import InvalidOverride, NoOverride
+from envlabel.service.core.overrides import (
     list_overrides,
     relabel_lapsed,
     remove_override,
     set_override,
 )
-from service.pipeline import commit_scan
-from service.query import Query
-from store import open_store
+from envlabel.service.core.pipeline import commit_scan
+from envlabel.service.core.query import Query
+from envlabel.store import open_store
 from tests.estates import ACCOUNT, BUCKET, DB, OU, T0, VPC, aws_estate, cli, scan_of, write_config
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from envlabel.config import config_from_dict
+from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import Resource, ScanError, ScanResult
-from labelers.taxonomy import Taxonomy
-from service.pipeline import commit_scan
-from service.query import Query
-from store import open_store
-from store.sql import Store
+from envlabel.service.core.pipeline import commit_scan
+from envlabel.service.core.query import Query
+from envlabel.store import open_store
+from envlabel.store.sql import Store
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 TAX = Taxonomy()
@@ -79,7 +79,7 @@ def test_killed_mid_scan_keeps_previous_state(store: Store) -> None:
 
 def test_subtree_relabel_after_override(store: Store) -> None:
     from envlabel.model import Override
-    from service.pipeline import relabel_subtree
+    from envlabel.service.core.pipeline import relabel_subtree
 
     commit_scan(store, TAX, ScanResult("aws", estate()), T0, T0)
     with store.transaction() as tx:

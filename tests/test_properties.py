@@ -16,14 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from envlabel.config import config_from_dict
+from envlabel.labelers.resolve import Labeler, resolve, signals_of
+from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import NAME, NONE, UNKNOWN, Override, Resolution, Resource, ScanResult
-from labelers.resolve import Labeler, resolve, signals_of
-from labelers.taxonomy import Taxonomy
-from service.history import label_at
-from service.overrides import set_override
-from service.pipeline import commit_scan
-from service.query import Query
-from store import open_store
+from envlabel.service.core.history import label_at
+from envlabel.service.core.overrides import set_override
+from envlabel.service.core.pipeline import commit_scan
+from envlabel.service.core.query import Query
+from envlabel.store import open_store
 from tests.estates import T0
 
 TAX = Taxonomy()

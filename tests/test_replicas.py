@@ -21,18 +21,21 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from discovery.kubernetes import build_api_client
 from envlabel.config import Source, config_from_dict
+from envlabel.discovery.kubernetes import build_api_client
+from envlabel.discovery.kubernetes_lease import KubernetesLease
+from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import ScanResult
-from labelers.taxonomy import Taxonomy
-from service.daemon import Daemon
-from service.leader import AdvisoryLock, KubernetesLease, Leadership, election_kind, leadership_for
-from service.metrics import ScanMetrics
-from service.overrides import set_override
-from service.pipeline import commit_scan
-from service.query import Query
-from store import open_store
-from store.sql import FencedOut, Store
+from envlabel.service.core.overrides import set_override
+from envlabel.service.core.pipeline import commit_scan
+from envlabel.service.core.query import Query
+from envlabel.service.daemon.leader import Leadership, election_kind, leadership_for
+from envlabel.service.daemon.metrics import ScanMetrics
+from envlabel.service.daemon.scheduler import Daemon
+from envlabel.store import open_store
+from envlabel.store.locks import AdvisoryLock
+from envlabel.store.records import FencedOut
+from envlabel.store.sql import Store
 from tests.conftest import free_port, wait_for_http
 from tests.estates import ACCOUNT, DB, T0, aws_estate, scan_of
 from tests.kubernetes_cluster import FakeCluster, fake_cluster

@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 
 from envlabel.config import config_from_dict
+from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import Override, Resource, ScanError, ScanResult
-from labelers.taxonomy import Taxonomy
-from service.overrides import relabel_lapsed, remove_override, set_override
-from service.pipeline import commit_scan, relabel, relabel_subtree
-from service.query import Query
-from store import open_store
-from store.schema import MIGRATIONS
-from store.sql import Fence, FencedOut, Store
+from envlabel.service.core.overrides import relabel_lapsed, remove_override, set_override
+from envlabel.service.core.pipeline import commit_scan, relabel, relabel_subtree
+from envlabel.service.core.query import Query
+from envlabel.store import open_store
+from envlabel.store.records import Fence, FencedOut
+from envlabel.store.schema import MIGRATIONS
+from envlabel.store.sql import Store
 from tests.estates import ACCOUNT, BUCKET, DB, SCOPE, T0, VPC, aws_estate, scan_of
 from tests.postgres_db import fresh_schema, postgres_url
 

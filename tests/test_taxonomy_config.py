@@ -16,12 +16,12 @@ import pytest
 import yaml
 
 from envlabel.config import load_config
+from envlabel.labelers.resolve import Labeler
+from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import Resource
-from labelers.resolve import Labeler
-from labelers.taxonomy import Taxonomy
-from service.pipeline import commit_scan
-from service.query import Query
-from store import open_store
+from envlabel.service.core.pipeline import commit_scan
+from envlabel.service.core.query import Query
+from envlabel.store import open_store
 from tests.estates import ACCOUNT, DB, T0, VPC, scan_of, write_config
 
 ENVLABEL = str(Path(sys.executable).parent / "envlabel")

@@ -16,9 +16,9 @@ import pytest
 from envlabel.config import Webhook, config_from_dict
 from envlabel.errors import ConfigError
 from envlabel.model import Resource
-from service.daemon import Daemon
-from service.metrics import Metrics, ScanMetrics
-from service.webhooks import (
+from envlabel.service.daemon.metrics import Metrics, ScanMetrics
+from envlabel.service.daemon.scheduler import Daemon
+from envlabel.service.daemon.webhooks import (
     ENVIRONMENT_CHANGED,
     FINDING,
     SIGNATURE_HEADER,
@@ -29,7 +29,7 @@ from service.webhooks import (
     endpoints_from_config,
     verify,
 )
-from store import open_store
+from envlabel.store import open_store
 from tests.estates import scan_of
 
 SECRET = b"s3cret"

@@ -8,9 +8,9 @@ into the member accounts), and a test holds the two together.
 
 from __future__ import annotations
 
-from discovery.aws import organization, scanner, services
-from discovery.aws.calls import Credentials, SessionFactory, make_sessions
-from discovery.aws.scanner import AwsScanner
+from envlabel.discovery.aws import organization, scanner, services
+from envlabel.discovery.aws.calls import Credentials, SessionFactory, make_sessions
+from envlabel.discovery.aws.scanner import AwsScanner
 
 #: every IAM action the scanner may call
 PERMISSIONS: tuple[str, ...] = (*scanner.PERMISSIONS, *organization.PERMISSIONS, *services.PERMISSIONS)

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from discovery.aws.calls import Api, ScopeFailed
-from discovery.aws.records import PROVIDER, tag_dict
 from envlabel.config import AwsSource
+from envlabel.discovery.aws.calls import Api, ScopeFailed
+from envlabel.discovery.aws.records import PROVIDER, tag_dict
 from envlabel.model import Resource
 
 SCOPE = "organization"

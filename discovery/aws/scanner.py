@@ -14,12 +14,12 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
-from discovery.aws.calls import Clients, Credentials, ScopeFailed, SessionFactory, make_sessions
-from discovery.aws.organization import SCOPE as ORG_SCOPE
-from discovery.aws.organization import walk_organization
-from discovery.aws.records import PROVIDER, partition_of
-from discovery.aws.services import Where, scan_buckets, scan_region
 from envlabel.config import AwsSource
+from envlabel.discovery.aws.calls import Clients, Credentials, ScopeFailed, SessionFactory, make_sessions
+from envlabel.discovery.aws.organization import SCOPE as ORG_SCOPE
+from envlabel.discovery.aws.organization import walk_organization
+from envlabel.discovery.aws.records import PROVIDER, partition_of
+from envlabel.discovery.aws.services import Where, scan_buckets, scan_region
 from envlabel.model import Resource, ScanError, ScanResult
 
 PERMISSIONS = (

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from discovery.aws.calls import Api, Clients, ScopeFailed
-from discovery.aws.records import (
+from envlabel.discovery.aws.calls import Api, Clients, ScopeFailed
+from envlabel.discovery.aws.records import (
     LISTED_KINDS,
     PROVIDER,
     arn_parts,

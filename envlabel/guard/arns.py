@@ -28,9 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-#: operation-name prefixes that only read; such calls are not checked (no latency on describes)
-READ_PREFIXES = ("Describe", "Get", "List", "Head", "Search", "Scan", "Query", "Select", "BatchGet",
-                 "Lookup", "Filter", "Download", "Estimate", "Preview", "Simulate", "Validate")
+from envlabel.actions import is_read
+
 #: services whose every call is about credentials, never a resource (the guard must not block AssumeRole)
 EXEMPT_SERVICES = frozenset({"sts", "sso", "sso-oidc", "awsssoportal"})
 
@@ -104,8 +103,9 @@ def action_name(service: str, operation: str) -> str:
 
 
 def is_checked(service: str, operation: str) -> bool:
-    """False for calls that cannot change anything (reads) or only obtain credentials."""
-    return service not in EXEMPT_SERVICES and not operation.startswith(READ_PREFIXES)
+    """False for calls that cannot change anything (reads, by :mod:`envlabel.actions`, the vocabulary the check
+    uses too) or only obtain credentials."""
+    return service not in EXEMPT_SERVICES and not is_read(action_name(service, operation))
 
 
 def targets_of(service: str, operation: str, params: Mapping[str, Any], region: str, account: str) -> list[str]:

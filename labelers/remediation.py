@@ -1,0 +1,95 @@
+"""The command that applies a finding's fix, per provider, built from the target id and kind.
+
+Each command only sets the environment tag/label the finding names; a person
+runs it (or pastes it into a ticket). Values are shell-quoted.
+
+>>> from envlabel.model import Resource
+>>> db = Resource("arn:aws:rds:eu-west-1:222222222222:db:orders", "aws", "rds:db", "orders")
+>>> tag_command(db, (("Environment", "production"),)).split(" --")[1:]
+['region eu-west-1', 'resource-arn-list arn:aws:rds:eu-west-1:222222222222:db:orders', 'tags Environment=production']
+>>> ns = Resource("k8s://prod-eu/namespaces/payments", "kubernetes", "k8s:namespaces", "payments")
+>>> tag_command(ns, (("environment", "production"),))
+'kubectl --context prod-eu label namespace payments environment=production --overwrite'
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+from functools import lru_cache
+
+from envlabel.labelers.findings import Observed
+from envlabel.targets import GCP_CRM
+
+Tags = Sequence[tuple[str, str]]
+
+_ORG_ID = re.compile(r"^(\d{12}|ou-[a-z0-9]+-[a-z0-9]+|r-[a-z0-9]+)$")
+_GCP_ORG = re.compile(r"organizations/(\d+)")
+
+
+def tag_command(resource: Observed, tags: Tags) -> str | None:
+    """A shell command that sets ``tags`` on ``resource``, or None when the fix is not a tag (config)."""
+    if not tags:
+        return None
+    if resource.provider == "aws":
+        return _aws(resource, tags)
+    if resource.provider == "gcp":
+        return _gcp(resource, tags)
+    if resource.provider == "kubernetes":
+        return _kubernetes(resource, tags)
+    return None
+
+
+def _aws(resource: Observed, tags: Tags) -> str:
+    rid = resource.id
+    org_id = rid.rsplit("/", 1)[-1] if rid.startswith("arn:aws:organizations:") else rid
+    if not org_id.startswith("arn:") and _ORG_ID.match(org_id):  # accounts, OUs, the root: via Organizations
+        pairs = " ".join(f"Key={shlex.quote(k)},Value={shlex.quote(v)}" for k, v in tags)
+        return f"aws organizations tag-resource --resource-id {org_id} --tags {pairs}"
+    parts = rid.split(":", 4)
+    region = parts[3] if len(parts) == 5 else resource.region
+    return f"aws resourcegroupstaggingapi tag-resources {_region_option(region)}--resource-arn-list " \
+           f"{shlex.quote(rid)} --tags {_tags_option(tuple(tags))}"
+
+
+@lru_cache(maxsize=1024)
+def _region_option(region: str) -> str:
+    return f"--region {shlex.quote(region)} " if region else ""
+
+
+@lru_cache(maxsize=4096)
+def _tags_option(tags: tuple[tuple[str, str], ...]) -> str:
+    """``K=V,K2=V2`` quoted; the same few tag fixes recur across an estate, so they are built once."""
+    return shlex.quote(",".join(f"{k}={v}" for k, v in tags))
+
+
+def _gcp(resource: Observed, tags: Tags) -> str:
+    name = resource.id
+    if name.startswith(GCP_CRM + "projects/"):  # projects carry labels; keys are lower case in GCP
+        labels = ",".join(f"{k.lower()}={v}" for k, v in tags)
+        return f"gcloud projects update {shlex.quote(name.rsplit('/', 1)[-1])} --update-labels={shlex.quote(labels)}"
+    # folders, organizations and other resources take tags, bound by namespaced value ORG/KEY/VALUE
+    org = _GCP_ORG.search(resource.scope) or _GCP_ORG.search(name) or _GCP_ORG.search(resource.parent or "")
+    org_id = org.group(1) if org else "ORGANIZATION_ID"
+    return " && ".join(
+        f"gcloud resource-manager tags bindings create --tag-value={shlex.quote(f'{org_id}/{k}/{v}')} "
+        f"--parent={shlex.quote(name)}" for k, v in tags)
+
+
+def _kubernetes(resource: Observed, tags: Tags) -> str | None:
+    parts = resource.id.removeprefix("k8s://").split("/")
+    labels = " ".join(shlex.quote(f"{k}={v}") for k, v in tags)
+    cluster = shlex.quote(parts[0])
+    if len(parts) == 1:  # a cluster's environment is configured (or comes from its EKS/GKE parent)
+        return None
+    if len(parts) == 3:
+        kind = "namespace" if parts[1] == "namespaces" else parts[1]
+        return f"kubectl --context {cluster} label {kind} {shlex.quote(parts[2])} {labels} --overwrite"
+    namespace, kind, name = parts[1], parts[2], parts[3]
+    return (f"kubectl --context {cluster} -n {shlex.quote(namespace)} label {kind} {shlex.quote(name)} {labels} "
+            "--overwrite")
+
+
+def rescan_command(source: str) -> str:
+    return f"envlabel scan --source {shlex.quote(source)}"

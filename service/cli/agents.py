@@ -1,0 +1,67 @@
+"""The commands agents and operators run against the authority: check, serve, mcp."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from envlabel.records import CheckRecord
+from envlabel.service.cli.kit import config_option, emit_json, get_config, open_configured_store
+from envlabel.service.core.query import Query
+
+#: exit codes of ``envlabel check`` per decision (DESIGN.md "Interfaces")
+CHECK_EXIT = {"allow": 0, "require_approval": 4, "deny": 5}
+
+
+@click.command(name="check")
+@click.option("--action", "-a", required=True,
+              help="The operation: an AWS operation (rds:DeleteDBInstance) or a Kubernetes verb (delete).")
+@click.argument("target")
+@click.option("--json", "as_json", is_flag=True, help="Print the check JSON.")
+@config_option
+def check_command(action: str, target: str, as_json: bool) -> None:
+    """May ACTION be done to TARGET? Exit 0 allow, 4 require approval, 5 deny (2 for a malformed target)."""
+    from envlabel.service.core.check import check
+
+    body = check(Query(get_config(), open_configured_store()), target, action)
+    if as_json:
+        emit_json(body)
+    else:
+        click.echo(format_check(body))
+    sys.exit(CHECK_EXIT.get(body["decision"], CHECK_EXIT["deny"]))
+
+
+def format_check(body: CheckRecord) -> str:
+    approvers = f" (approvers: {', '.join(body['approvers'])})" if body["approvers"] else ""
+    lines = [f"{body['decision']}: {body['action']} ({body['action_class']}) on {body['target']} as "
+             f"{body['environment']}{approvers}"]
+    lines += [f"  - {reason}" for reason in body["reasons"]]
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything beyond loopback needs api.tokens in the config.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--shutdown-timeout", default=25.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds to let running scans finish after SIGTERM; keep it below the pod's "
+                   "terminationGracePeriodSeconds. Scans still running then are abandoned (nothing committed).")
+@config_option
+def serve(host: str, port: int, shutdown_timeout: float) -> None:
+    """The daemon: the HTTP API (and MCP at /mcp), scheduled scans, Kubernetes watches and webhooks."""
+    from envlabel.service.daemon.scheduler import run_daemon
+
+    run_daemon(get_config(), open_configured_store(), host, port, shutdown_timeout)
+
+
+@click.command()
+@config_option
+def mcp() -> None:
+    """The MCP server over stdio (tools: get_environment, check_action, list_resources, list_findings)."""
+    from envlabel.service.daemon.server import serve_stdio
+
+    serve_stdio(get_config(), open_configured_store())
+
+
+ALL = [check_command, serve, mcp]

@@ -1,0 +1,1 @@
+"""The runtime: scheduled scans, leader election, Kubernetes watches, webhooks, metrics, the served app."""

@@ -1,0 +1,1 @@
+"""The HTTP face: the API routes, their bodies, bearer tokens."""

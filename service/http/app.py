@@ -1,0 +1,458 @@
+"""The HTTP API (docs/contracts.md, "HTTP API"): FastAPI routes behind a small ASGI front door.
+
+The front door (:class:`Gate`) does what every request needs and nothing more: bearer-token
+roles, the body size limit, the latency histogram and JSON errors. It answers the two calls
+agents make before every action itself, straight from the query layer on the event loop (one
+indexed SQLite read, no thread hop, no FastAPI dependency resolution): ``GET /v1/label`` and a
+valid ``POST /v1/check`` (an invalid one goes on to FastAPI for its 422). FastAPI still declares
+both routes, so they are in the OpenAPI document, and both paths call :func:`label_body` /
+:func:`check_answer`. Everything else is ordinary FastAPI with pydantic bodies
+(``extra="forbid"``) and errors shaped ``{"error", "message"}``.
+
+Errors become answers through the one table of :mod:`envlabel.service.core.errors`. Other faces served
+beside the API (the MCP server at ``/mcp``) are handed in as :class:`Mounted` by the runtime that
+composes them; this module imports no other face and no runtime.
+
+Routes that read one target answer on the event loop; routes whose cost grows with the estate
+(listing, findings, overrides that relabel a subtree) are ``def`` routes run in the threadpool.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+from urllib.parse import unquote_plus
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi import Query as Param
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from envlabel.errors import EnvlabelError
+from envlabel.records import CheckRecord, LabelRecord
+from envlabel.service.core.check import check
+from envlabel.service.core.clock import utcnow
+from envlabel.service.core.errors import InvalidRequest, outcome_of
+from envlabel.service.core.history import history_json
+from envlabel.service.core.listing import DEFAULT_LIMIT, MAX_LIMIT, list_findings, list_resources
+from envlabel.service.core.overrides import list_overrides, parse_expiry, remove_override, set_override
+from envlabel.service.core.query import Query
+from envlabel.service.http.models import (
+    CheckDoc,
+    CheckRequest,
+    ErrorDoc,
+    LabelDoc,
+    LabelsDoc,
+    LabelsRequest,
+    OverrideRequest,
+    ResourcesDoc,
+    documented,
+)
+from envlabel.service.http.tokens import ADMIN, READER, Tokens
+from envlabel.targets import ACCEPTED_FORMS
+
+log = logging.getLogger("envlabel.api")
+T = TypeVar("T")
+JSON = "application/json"
+#: routes anyone may call: probes, metrics scrapes and the API description
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
+#: (method, path) that need the admin role; every other route needs reader
+ADMIN_ROUTES = frozenset({("POST", "/v1/overrides"), ("DELETE", "/v1/overrides")})
+_KNOWN_ROUTES = frozenset({"/v1/label", "/v1/labels", "/v1/check", "/v1/resources", "/v1/findings", "/v1/history",
+                           "/v1/overrides", "/mcp", *OPEN_PATHS})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def dumps(body: Any) -> bytes:
+    return orjson.dumps(body)
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(dumps(body), status_code=status, media_type=JSON)
+
+
+def error_body(error: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": error, "message": message, **extra}
+
+
+def error_response(status: int, error: str, message: str, **extra: Any) -> Response:
+    return json_response(error_body(error, message, **extra), status)
+
+
+def error_answer(exc: EnvlabelError) -> tuple[int, dict[str, Any]]:
+    """(status, body) of an error, from the one table; a bad field is also listed under ``problems``."""
+    outcome = outcome_of(exc)
+    if outcome.status >= 500:
+        log.error("request failed", exc_info=exc)
+    extra = {"problems": [{"field": f"query.{exc.field}", "message": str(exc)}]} \
+        if isinstance(exc, InvalidRequest) else {}
+    return outcome.status, error_body(outcome.error, str(exc), **extra)
+
+
+Answer = tuple[int, LabelRecord | CheckRecord | dict[str, Any]]
+
+
+def label_body(query: Query, target: str | None) -> Answer:
+    """(status, body) of ``GET /v1/label``: the label JSON, or a 400 naming the accepted forms."""
+    if not target:
+        return 400, error_body("missing target", f"pass ?target=TARGET; {ACCEPTED_FORMS}")
+    try:
+        return 200, query.label(target)
+    except EnvlabelError as exc:
+        return error_answer(exc)
+
+
+def check_answer(query: Query, target: str, action: str) -> Answer:
+    """(status, body) of ``POST /v1/check``: the check JSON, or a 400 naming the accepted forms."""
+    try:
+        return 200, check(query, target, action)
+    except EnvlabelError as exc:
+        return error_answer(exc)
+
+
+def check_body(query: Query, body: bytes) -> Answer | None:
+    """:func:`check_answer` for a raw request body; None when the body is invalid, for FastAPI's 422."""
+    try:
+        request = CheckRequest.model_validate_json(body)
+    except ValidationError:
+        return None
+    return check_answer(query, request.target, request.action)
+
+
+# -- the app --------------------------------------------------------------------------------------
+class ApiMetrics(Protocol):
+    """What the API records and exposes at ``/metrics`` (the runtime's Prometheus registry)."""
+
+    @property
+    def content_type(self) -> str: ...
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None: ...
+    def exposition(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Mounted:
+    """Another face served beside the API: its routes, and what must run while the server serves."""
+
+    routes: Sequence[BaseRoute]
+    running: Callable[[], AbstractAsyncContextManager[Any]]
+
+
+def create_app(query: Query, metrics: ApiMetrics, *, host: str = "127.0.0.1",
+               mounted: Sequence[Mounted] = ()) -> Gate:
+    """The API as an ASGI app. Raises EnvlabelError if ``host`` is not loopback and no tokens are configured."""
+    config = query.config
+    tokens = Tokens.for_host(config.api.tokens, host)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            for face in mounted:
+                await stack.enter_async_context(face.running())
+            yield
+
+    app = FastAPI(title="envlabel", version=_version(), lifespan=lifespan, redoc_url=None,
+                  description="The authoritative environment of every resource, and the check agents call "
+                              "before they act. Errors are {\"error\", \"message\"}; message says what to do.")
+    _add_error_handlers(app)
+    _add_query_routes(app, query)
+    _add_override_routes(app, query)
+    _add_operation_routes(app, query, metrics)
+    for face in mounted:
+        app.router.routes.extend(face.routes)
+    return Gate(app, query, tokens, metrics, config.api.max_body_bytes)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("envlabel")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0"
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            return error_response(404, "not found", f"no route {request.method} {request.url.path}; the API is "
+                                                    "described at /openapi.json")
+        if exc.status_code == 405:
+            return error_response(405, "method not allowed", f"{request.url.path} does not accept "
+                                                             f"{request.method}; see /openapi.json")
+        return error_response(exc.status_code, "http error", str(exc.detail))
+
+    async def invalid(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        problems = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+        return error_response(422, "invalid request", f"fix these fields and retry: {summary}", problems=problems)
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, EnvlabelError)
+        status, body = error_answer(exc)
+        return json_response(body, status)
+
+    async def crashed(request: Request, exc: Exception) -> Response:
+        status, body = internal_error(exc)
+        return json_response(body, status)
+
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, crashed)
+    app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(EnvlabelError, refused)
+
+
+def _add_query_routes(app: FastAPI, query: Query) -> None:
+    config = query.config
+
+    @app.get("/v1/label", responses=documented(LabelDoc, 400), tags=["labels"])
+    async def get_label(target: str = Param(description="A target id in any accepted form.")) -> Response:
+        """The label of one target. ``found: false`` / ``unknown`` means never seen: treat it as production."""
+        status, body = label_body(query, target)
+        return json_response(body, status)
+
+    @app.post("/v1/labels", responses=documented(LabelsDoc, 400, 413), tags=["labels"])
+    async def post_labels(request: LabelsRequest) -> Response:
+        """Labels of many targets in one request, in the order given (at most ``api.max_batch``)."""
+        if len(request.targets) > config.api.max_batch:
+            return error_response(413, "batch too large", f"{len(request.targets)} targets; at most "
+                                  f"{config.api.max_batch} per request (api.max_batch): split the batch")
+        return json_response({"labels": query.labels(request.targets)})
+
+    @app.post("/v1/check", responses=documented(CheckDoc, 400, 422), tags=["authority"])
+    async def post_check(request: CheckRequest) -> Response:
+        """May ``action`` be done to ``target``? ``decision`` is allow, require_approval (ask ``approvers``)
+        or deny; ``reasons`` say why. A target with no authoritative label is decided as production."""
+        status, body = check_answer(query, request.target, request.action)
+        return json_response(body, status)
+
+    @app.get("/v1/resources", responses=documented(ResourcesDoc, 422), tags=["labels"])
+    def get_resources(environment: str | None = None, provider: str | None = None,
+                      limit: int = Param(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
+                      cursor: str | None = None) -> Response:
+        """Labeled resources in id order, a page at a time; follow ``next_cursor`` until it is null."""
+        return json_response(list_resources(query, environment, provider, limit, cursor))
+
+    @app.get("/v1/findings", tags=["audit"], responses={422: {"model": ErrorDoc}})
+    def get_findings(kind: str | None = None, severity: str | None = None, provider: str | None = None) -> Response:
+        """Audit findings: conflicting, ambiguous, unlabeled, non-canonical, unrecognized, name-mismatch, stale."""
+        return json_response(list_findings(query, kind, severity, provider))
+
+    @app.get("/v1/history", tags=["labels"], responses={400: {"model": ErrorDoc}})
+    def get_history(target: str) -> Response:
+        """Every label change of ``target``, oldest first (an empty list if it was never seen)."""
+        return json_response({"target": target, "history": history_json(query, target)})
+
+
+
+def _add_override_routes(app: FastAPI, query: Query) -> None:
+    @app.get("/v1/overrides", tags=["overrides"])
+    def get_overrides(include_all: bool = Param(False, alias="all")) -> Response:
+        """Overrides in force (``?all=true``: expired ones too, and every change event)."""
+        return json_response(list_overrides(query, include_all))
+
+    @app.post("/v1/overrides", tags=["overrides"], responses={400: {"model": ErrorDoc}, 403: {"model": ErrorDoc}})
+    def post_override(request: Request, body: OverrideRequest) -> Response:
+        """Decide a target's environment (admin). For a container it decides everything below it too."""
+        now = utcnow()
+        expires_at = parse_expiry(body.expires, now) if body.expires else None
+        return json_response(set_override(query, body.target, body.environment, reason=body.reason,
+                                          author=body.author or _caller(request), expires_at=expires_at, now=now))
+
+    @app.delete("/v1/overrides", tags=["overrides"], responses={404: {"model": ErrorDoc}, 403: {"model": ErrorDoc}})
+    def delete_override(request: Request, target: str, reason: str = "", author: str | None = None) -> Response:
+        """Remove the override on ``target`` (admin); its own and inherited signals count again."""
+        return json_response(remove_override(query, target, author=author or _caller(request), reason=reason))
+
+
+
+def _add_operation_routes(app: FastAPI, query: Query, metrics: ApiMetrics) -> None:
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> Response:
+        """The process answers."""
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz", tags=["operations"], responses={503: {"model": ErrorDoc}})
+    def readyz() -> Response:
+        """The store opens and holds data or a completed scan."""
+        try:
+            scans = query.store.last_scans()
+            ready = any(s["complete"] for s in scans) or bool(query.store.list_labels(limit=1))
+        except Exception as exc:  # any store failure means not ready; say which
+            return error_response(503, "store unavailable", f"{type(exc).__name__}: {exc}; check the store URL "
+                                  "and that the database is reachable")
+        if not ready:
+            return error_response(503, "not ready", "no completed scan and no data yet; run `envlabel scan` or "
+                                  "wait for the first scheduled scan")
+        return json_response({"status": "ready", "scans": len(scans)})
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    def get_metrics() -> Response:
+        """Prometheus metrics (text exposition format)."""
+        return Response(metrics.exposition(), media_type=metrics.content_type)
+
+
+def _caller(request: Request) -> str:
+    name = request.scope.get("envlabel.token")
+    return f"token:{name}" if name else "api"
+
+
+class Gate:
+    """The ASGI front door: tokens, body limit, latency metrics, and the ``GET /v1/label`` fast path."""
+
+    def __init__(self, app: ASGIApp, query: Query, tokens: Tokens, metrics: ApiMetrics, max_body: int) -> None:
+        self.app = app
+        self.query = query
+        self.tokens = tokens
+        self.metrics = metrics
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # lifespan
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        method: str = scope["method"]
+        path: str = scope["path"]
+        status = await self._handle(scope, receive, send, method, path)
+        route = path if path in _KNOWN_ROUTES else "other"
+        self.metrics.observe_request(method, route, status, time.perf_counter() - start)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, method: str, path: str) -> int:
+        if path not in OPEN_PATHS:
+            refusal = self._authorize(scope, method, path)
+            if refusal is not None:
+                return await _send_json(send, *refusal)
+        if path == "/v1/label" and method == "GET":
+            return await _send_json(send, *_guarded(label_body, self.query, _query_param(scope["query_string"],
+                                                                                         b"target")))
+        if method in _BODY_METHODS:
+            body = await _read_body(receive, self.max_body)
+            if body is None:
+                return await _send_json(send, 413, error_body(
+                    "body too large", f"request bodies are limited to {self.max_body} bytes (api.max_body_bytes); "
+                                      "send fewer targets per request"))
+            if path == "/v1/check" and method == "POST":
+                answer = _guarded(check_body, self.query, body)
+                if answer is not None:
+                    return await _send_json(send, *answer)
+            receive = _replay(body, receive)
+        return await _call_with_status(self.app, scope, receive, send)
+
+    def _authorize(self, scope: Scope, method: str, path: str) -> tuple[int, dict[str, Any]] | None:
+        if not self.tokens.required:
+            return None
+        token = self.tokens.match(_header(scope, b"authorization"))
+        if token is None:
+            return 401, error_body("unauthorized", "send Authorization: Bearer TOKEN with a token whose sha256 is "
+                                                   "listed in the server's api.tokens")
+        scope["envlabel.token"] = token.name
+        needed = ADMIN if (method, path) in ADMIN_ROUTES else READER
+        if needed == ADMIN and token.role != ADMIN:
+            return 403, error_body("forbidden", f"token {token.name!r} has role {token.role}; {method} {path} "
+                                                "needs an admin token")
+        return None
+
+
+def _guarded(answer: Callable[..., T], *args: Any) -> T | tuple[int, dict[str, Any]]:
+    """Run a fast-path answer; an unexpected failure (the store, a bug) is a logged JSON 500."""
+    try:
+        return answer(*args)
+    except Exception as exc:  # the front door must answer in JSON whatever broke behind it
+        return internal_error(exc)
+
+
+def internal_error(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    log.error("request failed", exc_info=exc)
+    return 500, error_body("internal error", f"{type(exc).__name__}: {exc}; the server log has the traceback. "
+                                             "Treat the target as production until this is fixed.")
+
+
+def _query_param(query_string: bytes, name: bytes) -> str | None:
+    """The first value of ``name`` in a query string, as parse_qsl would decode it (without parsing the rest)."""
+    for pair in query_string.split(b"&"):
+        key, _, value = pair.partition(b"=")
+        if key == name:
+            return unquote_plus(value.decode("latin-1"))
+    return None
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+async def _send_json(send: Send, status: int, body: Mapping[str, Any]) -> int:
+    payload = dumps(body)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="envlabel"'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+    return status
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None once it exceeds ``limit`` bytes (API bodies are small JSON)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()  # later calls wait for the disconnect, as the server would deliver it
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+async def _call_with_status(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> int:
+    status = 500
+    started = finished = False
+
+    async def recording_send(message: Message) -> None:
+        nonlocal status, started, finished
+        if message["type"] == "http.response.start":
+            status, started = message["status"], True
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            finished = True
+        await send(message)
+
+    try:
+        await app(scope, receive, recording_send)
+    except Exception as exc:
+        if not started:
+            return await _send_json(send, *internal_error(exc))
+        if not finished:
+            raise  # a half-sent response: the server closes the connection, so the client sees it failed
+        # Starlette re-raises after its handler sent the JSON 500 (and logged it): the answer is complete
+    return status

@@ -1,0 +1,1 @@
+"""The MCP face: the tools agents call, over stdio or streamable HTTP."""

@@ -1,0 +1,123 @@
+"""The MCP server: envlabel's answers as tools an agent calls before it acts.
+
+The same tools serve over stdio (``envlabel mcp``) and over streamable HTTP at ``/mcp`` inside
+the API app. Every tool calls the query layer the HTTP API uses (STYLE 14): the answers, the
+fail-closed rules and the reasons are the same whichever interface asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from starlette.routing import BaseRoute
+
+from envlabel.errors import EnvlabelError
+from envlabel.service.core.check import check
+from envlabel.service.core.errors import outcome_of
+from envlabel.service.core.listing import DEFAULT_LIMIT, list_findings, list_resources
+from envlabel.service.core.query import Query
+
+INSTRUCTIONS = """\
+envlabel knows the environment (production, staging, sandbox) of every cloud and cluster resource,
+from its tags and its place in the organization, and decides whether an action on it is allowed.
+Before any consequential action on infrastructure (deleting, modifying, creating, scaling, running
+a migration), call check_action with the exact target and the operation you are about to perform,
+and obey the decision. Never infer the environment from names: a production system can look exactly
+like staging. Targets: an AWS ARN or 12-digit account id; k8s://CLUSTER/NAMESPACE/KIND/NAME or
+k8s://CLUSTER/KIND/NAME; a GCP resource name (projects/ID, folders/N, organizations/N or
+//cloudresourcemanager.googleapis.com/projects/ID)."""
+
+GET_ENVIRONMENT = """\
+The environment of one target, with the evidence it was decided from.
+
+Call it when you need to know which world a target lives in (to describe it, to choose how careful
+to be). Before acting on a target, call check_action instead: it includes this label.
+
+environment is production, staging, sandbox (or another configured name), or unknown. unknown, or
+found: false, means envlabel has no authoritative signal for it or has never seen it: treat it as
+production. stale: true means the last complete scan is too old to trust: also treat it as
+production. conflict: true means signals disagree; the most restrictive environment won."""
+
+CHECK_ACTION = """\
+May this action be done to this target? Call it BEFORE every consequential action (delete, modify,
+create, scale, restart, run a migration) on infrastructure, with the exact target and operation.
+
+action is the AWS operation (rds:DeleteDBInstance, TerminateInstances, s3:PutObject) or the
+Kubernetes verb (get, list, create, update, patch, delete). Unrecognized actions are treated as
+delete, the irreversible class.
+
+decision:
+- allow: proceed with exactly this action on exactly this target.
+- require_approval: STOP. Do not perform the action. Ask the people in approvers (or your operator)
+  to approve it, quoting the reasons. Do not retry with another id of the same target, another
+  action name, or a workaround that reaches the same effect.
+- deny: do not perform the action, and do not look for a way around it; tell your operator why
+  (the reasons).
+environment is the environment the decision was made as: production whenever the target's label is
+unknown, stale or never seen."""
+
+LIST_RESOURCES = """\
+Labeled resources, optionally only one environment (production, staging, sandbox, unknown) or
+provider (aws, gcp, kubernetes), a page at a time in id order. Pass next_cursor back as cursor to
+get the next page; it is null on the last page. Use it to survey an estate, not to decide whether
+an action is allowed (use check_action for that)."""
+
+LIST_FINDINGS = """\
+Audit findings about environment labels: conflict (a resource's tag disagrees with its container),
+ambiguous, unlabeled, non-canonical, unrecognized, name-mismatch, stale. Each has a severity and a
+remediation (the exact tag to set). Filter by kind, severity or provider. Use it to report labeling
+problems to people; a finding never makes an action safer."""
+
+_READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
+
+
+def build_mcp(query: Query) -> MCPServer:
+    """An MCP server whose tools answer from ``query``."""
+    server: MCPServer = MCPServer("envlabel", instructions=INSTRUCTIONS, log_level="WARNING")
+
+    @server.tool(description=GET_ENVIRONMENT, annotations=_READ_ONLY)
+    def get_environment(target: str) -> dict[str, Any]:
+        return _answer(query.label, target)
+
+    @server.tool(description=CHECK_ACTION, annotations=_READ_ONLY)
+    def check_action(target: str, action: str) -> dict[str, Any]:
+        if not action.strip():
+            raise ToolError("action is empty; pass the operation you are about to perform, such as "
+                            "rds:DeleteDBInstance or delete")
+        return _answer(check, query, target, action)
+
+    # the Python names differ from the tool names so they do not shadow the query functions
+    @server.tool(name="list_resources", description=LIST_RESOURCES, annotations=_READ_ONLY)
+    def list_resources_tool(environment: str | None = None, provider: str | None = None,
+                            limit: int = DEFAULT_LIMIT, cursor: str | None = None) -> dict[str, Any]:
+        return _answer(list_resources, query, environment, provider, limit, cursor)
+
+    @server.tool(name="list_findings", description=LIST_FINDINGS, annotations=_READ_ONLY)
+    def list_findings_tool(kind: str | None = None, severity: str | None = None,
+                           provider: str | None = None) -> dict[str, Any]:
+        return _answer(list_findings, query, kind, severity, provider)
+
+    return server
+
+
+def _answer(call: Callable[..., Any], *args: Any) -> dict[str, Any]:
+    """Run a use case; an error the agent can act on (the one table says which) is a tool error whose message
+    says what to do; any other fails the call."""
+    try:
+        result: dict[str, Any] = call(*args)
+    except EnvlabelError as exc:
+        if not outcome_of(exc).tool_error:
+            raise
+        raise ToolError(str(exc)) from exc
+    return result
+
+
+def streamable_http(server: MCPServer, host: str) -> tuple[Sequence[BaseRoute], Callable[[], Any]]:
+    """The routes that serve ``server`` at ``/mcp`` over streamable HTTP, and what must run while they serve
+    (its session manager), for the runtime to mount beside the HTTP API."""
+    app = server.streamable_http_app(streamable_http_path="/mcp", stateless_http=True, json_response=True, host=host)
+    return app.routes, server.session_manager.run

@@ -1,0 +1,304 @@
+"""The write side of the store: everything a scan, a watch event, an override or a relabel writes,
+inside one :meth:`envlabel.store.sql.Store.transaction`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from envlabel.model import Override, Resolution, Resource, ScanError
+from envlabel.store.codec import decode_tags, digest, encode_aliases, encode_tags, parse_ts, ts
+from envlabel.store.dialect import Dialect
+from envlabel.store.records import EncodedLabel, Fence, FencedOut, LabelChange
+from envlabel.store.rows import CONTAINERS, LABEL, RESOURCE, RESOURCE_COLUMNS, encoded_of, resolution_of, resource_of
+
+
+class Transaction:
+    """The write side, valid inside ``Store.transaction()``."""
+
+    def __init__(self, conn: Any, dialect: Dialect) -> None:
+        self.conn = conn
+        self.dialect = dialect
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> Any:
+        cur = self.conn.cursor()
+        cur.execute(self.dialect.sql(statement), params)
+        return cur
+
+    def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> None:
+        cur = self.conn.cursor()
+        cur.executemany(self.dialect.sql(statement), rows)
+
+    # -- observations -------------------------------------------------------------------------
+    def live_ids(self, source: str, kind: str | None = None) -> set[str]:
+        """The ids of ``source``'s live resources (of one ``kind``: what a relist of that kind replaces)."""
+        if kind is None:
+            rows = self.execute("SELECT id FROM resources WHERE source = ? AND tombstoned_at IS NULL", (source,))
+        else:
+            rows = self.execute("SELECT id FROM resources WHERE source = ? AND kind = ? AND tombstoned_at IS NULL",
+                                (source, kind))
+        return {r[0] for r in rows.fetchall()}
+
+    def active_overrides(self, now: datetime) -> dict[str, Override]:
+        """The overrides in force at ``now``, by target, read inside this transaction."""
+        rows = self.execute("SELECT target, environment, reason, author, created_at, expires_at FROM overrides")
+        overrides = (Override(r[0], r[1], r[2], r[3], parse_ts(r[4]) or now, parse_ts(r[5])) for r in rows.fetchall())
+        return {o.target: o for o in overrides if o.active(now)}
+
+    def upsert_resources(self, source: str, resources: Iterable[Resource], now: datetime,
+                         batch: int = 5000) -> tuple[set[str], int]:
+        """Insert new and changed resources. Returns (ids seen, rows written)."""
+        stamp = ts(now)
+        seen: set[str] = set()
+        written = 0
+        pending: list[tuple[Any, ...]] = []
+        aliases: list[tuple[str, str]] = []
+        few = resources if isinstance(resources, Sequence) and len(resources) <= 500 else None
+        if few is None:
+            existing = dict(self.execute(
+                "SELECT id, digest FROM resources WHERE source = ? AND tombstoned_at IS NULL", (source,)).fetchall())
+        else:  # a watch event upserts a handful: read their digests, not the whole source's
+            existing = dict(self.execute(
+                f"SELECT id, digest FROM resources WHERE source = ? AND tombstoned_at IS NULL AND id IN "
+                f"({', '.join('?' * len(few))})", (source, *(r.id for r in few))).fetchall()) if few else {}
+
+        def flush() -> None:
+            # a resource coming back after a tombstone starts unlabeled, so its return is a history event
+            revived = self.tombstoned_among([row[0] for row in pending if row[0] not in existing])
+            if revived:
+                self.executemany("DELETE FROM labels WHERE target = ?", [(t,) for t in revived])
+            self.executemany(
+                f"INSERT INTO resources ({RESOURCE_COLUMNS}) VALUES ({', '.join('?' * 17)}) "
+                "ON CONFLICT (id) DO UPDATE SET source = excluded.source, provider = excluded.provider, "
+                "kind = excluded.kind, name = excluded.name, parent = excluded.parent, scope = excluded.scope, "
+                "region = excluded.region, path = excluded.path, tags = excluded.tags, "
+                "name_signal = excluded.name_signal, declared = excluded.declared, aliases = excluded.aliases, "
+                "digest = excluded.digest, updated_at = excluded.updated_at, tombstoned_at = NULL",
+                pending)
+            if aliases:
+                self.executemany("INSERT INTO aliases (alias, target) VALUES (?, ?) "
+                                 "ON CONFLICT (alias) DO UPDATE SET target = excluded.target", aliases)
+            pending.clear()
+            aliases.clear()
+
+        for r in resources:
+            if r.id in seen:
+                continue
+            seen.add(r.id)
+            tags = encode_tags(r.tags)
+            fingerprint = digest(r, tags)
+            if existing.get(r.id) == fingerprint:
+                continue
+            pending.append((r.id, source, r.provider, r.kind, r.name, r.parent, r.scope, r.region, r.path,
+                            tags, int(r.name_signal), r.declared, encode_aliases(r.aliases), fingerprint,
+                            stamp, stamp, None))
+            if r.aliases:
+                aliases += [(a, r.id) for a in r.aliases]
+            written += 1
+            if len(pending) >= batch:
+                flush()
+        flush()
+        return seen, written
+
+    def tombstoned_among(self, ids: Sequence[str]) -> list[str]:
+        """Those of ``ids`` that are stored and gone (tombstoned), whatever their source."""
+        gone: list[str] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self.execute(f"SELECT id FROM resources WHERE id IN ({', '.join('?' * len(chunk))}) "
+                                "AND tombstoned_at IS NOT NULL", chunk).fetchall()
+            gone += [r[0] for r in rows]
+        return gone
+
+    def live_digests(self, ids: Sequence[str]) -> dict[str, str]:
+        """The stored digest of each of ``ids`` that is live: what a watch event compares against."""
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            found.update(self.execute(f"SELECT id, digest FROM resources WHERE id IN ({', '.join('?' * len(chunk))}) "
+                                      "AND tombstoned_at IS NULL", chunk).fetchall())
+        return found
+
+    def tombstone(self, source: str, seen: set[str], now: datetime, scan_id: int | None) -> list[str]:
+        """Mark live resources of ``source`` that ``seen`` lacks as gone. Call only for complete scans.
+
+        ``seen`` holds live ids of ``source`` (as :meth:`upsert_resources` returns them)."""
+        live = self.execute("SELECT COUNT(*) FROM resources WHERE source = ? AND tombstoned_at IS NULL",
+                            (source,)).fetchone()[0]
+        if live == len(seen):  # every live resource was seen: skip reading a million ids back
+            return []
+        gone = sorted(self.live_ids(source) - seen)
+        stamp = ts(now)
+        self.executemany("UPDATE resources SET tombstoned_at = ? WHERE id = ?", [(stamp, g) for g in gone])
+        self.executemany(
+            "INSERT INTO label_history (target, at, scan_id, event, before, environment, decided_by, conflict, "
+            "evidence) SELECT target, ?, ?, 'gone', environment, environment, decided_by, conflict, evidence "
+            "FROM labels WHERE target = ?", [(stamp, scan_id, g) for g in gone])
+        return gone
+
+    def live_scopes(self, source: str) -> set[str]:
+        rows = self.execute("SELECT DISTINCT scope FROM resources WHERE source = ? AND tombstoned_at IS NULL",
+                            (source,))
+        return {r[0] for r in rows.fetchall()}
+
+    def touch_scopes(self, source: str, scopes: Iterable[str], now: datetime) -> None:
+        stamp = ts(now)
+        self.executemany("INSERT INTO scopes (source, scope, last_ok) VALUES (?, ?, ?) "
+                         "ON CONFLICT (source, scope) DO UPDATE SET last_ok = excluded.last_ok",
+                         [(source, s, stamp) for s in scopes])
+
+    def record_scan(self, source: str, started_at: datetime, finished_at: datetime, complete: bool,
+                    errors: Sequence[ScanError]) -> int:
+        cur = self.execute(
+            "INSERT INTO scans (source, started_at, finished_at, complete, resources, changed, removed, errors) "
+            "VALUES (?, ?, ?, ?, ?, 0, 0, ?) RETURNING id",
+            (source, ts(started_at), ts(finished_at), int(complete), 0,
+             json.dumps([[e.scope, e.message, e.hint] for e in errors])))
+        return int(cur.fetchone()[0])
+
+    def finish_scan(self, scan_id: int, resources: int, changed: int, removed: int) -> None:
+        self.execute("UPDATE scans SET resources = ?, changed = ?, removed = ? WHERE id = ?",
+                     (resources, changed, removed, scan_id))
+
+    # -- fencing ------------------------------------------------------------------------------
+    def advance_fence(self, source: str, holder: str, now: datetime) -> Fence:
+        """A new epoch for ``source``, held by ``holder``: every token handed out before is stale from now on."""
+        row = self.execute(
+            "INSERT INTO fences (source, epoch, holder, acquired_at) VALUES (?, 1, ?, ?) ON CONFLICT (source) "
+            "DO UPDATE SET epoch = fences.epoch + 1, holder = excluded.holder, acquired_at = excluded.acquired_at "
+            "RETURNING epoch", (source, holder, ts(now))).fetchone()
+        return Fence(source, int(row[0]))
+
+    def hold_fence(self, fence: Fence) -> None:
+        """Raise :class:`FencedOut` unless ``fence`` is current; if it is, keep it so until this transaction ends.
+
+        The no-op update takes the row's write lock (PostgreSQL) or the database's (SQLite), so a new leader's
+        :meth:`advance_fence` waits for this commit instead of slipping in between the check and the commit."""
+        cur = self.execute("UPDATE fences SET epoch = epoch WHERE source = ? AND epoch = ?",
+                           (fence.source, fence.epoch))
+        if cur.rowcount != 1:
+            row = self.execute("SELECT epoch, holder FROM fences WHERE source = ?", (fence.source,)).fetchone()
+            now = f"epoch {row[0]} held by {row[1]}" if row else "no epoch at all"
+            raise FencedOut(f"fencing token {fence.source}@{fence.epoch} is stale ({now}): this replica is no "
+                            "longer the leader, so its scan is not committed")
+
+    # -- labeling -----------------------------------------------------------------------------
+    def containers(self, below: Sequence[str] | None = None) -> dict[str, Resource]:
+        """Every resource that is some live resource's parent; with ``below``, only the ancestors of those ids
+        (all that labeling them needs, so relabeling a subtree does not read every container)."""
+        if below is None:
+            return {row[0]: resource_of(row) for row in self.execute(CONTAINERS).fetchall()}
+        found: dict[str, Resource] = {}
+        for start in range(0, len(below), 500):
+            chunk = below[start:start + 500]
+            rows = self.execute(
+                f"WITH RECURSIVE up(id) AS (SELECT parent FROM resources WHERE id IN ({', '.join('?' * len(chunk))}) "
+                "AND parent IS NOT NULL UNION SELECT r.parent FROM resources r JOIN up u ON r.id = u.id "
+                f"WHERE r.parent IS NOT NULL) SELECT {RESOURCE} FROM resources r WHERE r.id IN (SELECT id FROM up)",
+                chunk).fetchall()
+            found.update((row[0], resource_of(row)) for row in rows)
+        return found
+
+    def iter_for_labeling(self, batch: int = 10000,
+                          targets: Sequence[str] | None = None) -> Iterator[list[tuple[Resource, Resolution | None]]]:
+        """Live resources with their current label, in id order, ``batch`` at a time."""
+        for rows in self._labeling_rows(batch, targets):
+            yield [(resource_of(row), resolution_of(row[12:])) for row in rows]
+
+    def iter_encoded_labels(self, batch: int = 10000, targets: Sequence[str] | None = None,
+                            ) -> Iterator[list[tuple[Resource, EncodedLabel | None]]]:
+        """Like :meth:`iter_for_labeling`, with each current label as stored (cheap to compare).
+
+        Resources with the same tags share one (read-only) tags mapping: tag sets repeat across an estate,
+        and parsing each text once is a large part of a full relabel."""
+        parsed: dict[str, dict[str, str]] = {}
+        for rows in self._labeling_rows(batch, targets):
+            out: list[tuple[Resource, EncodedLabel | None]] = []
+            for row in rows:
+                tags = parsed.get(row[5])
+                if tags is None:
+                    if len(parsed) >= 100_000:
+                        parsed.clear()
+                    tags = parsed[row[5]] = decode_tags(row[5])
+                out.append((resource_of(row, tags), encoded_of(row[12:])))
+            yield out
+
+    def _labeling_rows(self, batch: int, targets: Sequence[str] | None) -> Iterator[list[Any]]:
+        query = (f"SELECT {RESOURCE}, {LABEL} FROM resources r LEFT JOIN labels l ON l.target = r.id "
+                 "WHERE r.tombstoned_at IS NULL")
+        if targets is not None:
+            for start in range(0, len(targets), 500):
+                chunk = targets[start:start + 500]
+                yield self.execute(f"{query} AND r.id IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
+            return
+        after = ""
+        while True:
+            rows = self.execute(f"{query} AND r.id > ? ORDER BY r.id LIMIT ?", (after, batch)).fetchall()
+            if not rows:
+                return
+            yield rows
+            after = rows[-1][0]
+
+    def subtree(self, roots: Sequence[str]) -> list[str]:
+        """``roots`` and every live resource below them."""
+        found: set[str] = set()
+        for start in range(0, len(roots), 500):
+            chunk = list(roots[start:start + 500])
+            marks = ", ".join("?" * len(chunk))
+            rows = self.execute(
+                # a root may never have been observed itself (an override set ahead): start from its children too
+                f"WITH RECURSIVE below(id) AS (SELECT id FROM resources WHERE id IN ({marks}) OR parent IN ({marks}) "
+                "UNION SELECT r.id FROM resources r JOIN below b ON r.parent = b.id WHERE r.tombstoned_at IS NULL) "
+                "SELECT id FROM below", chunk + chunk).fetchall()
+            found.update(r[0] for r in rows)
+        return sorted(found)
+
+    def write_labels(self, changes: Sequence[LabelChange], now: datetime, scan_id: int | None) -> None:
+        stamp = ts(now)
+        encoded = [c.encoded or EncodedLabel.of(c.resolution) for c in changes]
+        rows = [(c.target, e.environment, e.decided_by, e.conflict, e.evidence, e.valid_until, stamp, scan_id)
+                for c, e in zip(changes, encoded, strict=True)]
+        self.executemany(
+            "INSERT INTO labels (target, environment, decided_by, conflict, evidence, valid_until, labeled_at, "
+            "scan_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (target) DO UPDATE SET "
+            "environment = excluded.environment, decided_by = excluded.decided_by, conflict = excluded.conflict, "
+            "evidence = excluded.evidence, valid_until = excluded.valid_until, labeled_at = excluded.labeled_at, "
+            "scan_id = excluded.scan_id", rows)
+        self.executemany(
+            "INSERT INTO label_history (target, at, scan_id, event, before, environment, decided_by, conflict, "
+            "evidence, valid_until) VALUES (?, ?, ?, 'label', ?, ?, ?, ?, ?, ?)",
+            [(c.target, stamp, scan_id, c.before, r[1], r[2], r[3], r[4], r[5])
+             for c, r in zip(changes, rows, strict=True)])
+
+    def lapsed_labels(self, now: datetime) -> list[str]:
+        """Targets whose label relied on an override that has expired by ``now``."""
+        rows = self.execute("SELECT target FROM labels WHERE valid_until IS NOT NULL AND valid_until <= ? "
+                            "ORDER BY target", (ts(now),)).fetchall()
+        return [r[0] for r in rows]
+
+    # -- overrides ----------------------------------------------------------------------------
+    def set_override(self, override: Override) -> None:
+        expires = ts(override.expires_at) if override.expires_at else None
+        self.execute(
+            "INSERT INTO overrides (target, environment, reason, author, created_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (target) DO UPDATE SET environment = excluded.environment, "
+            "reason = excluded.reason, author = excluded.author, created_at = excluded.created_at, "
+            "expires_at = excluded.expires_at",
+            (override.target, override.environment, override.reason, override.author,
+             ts(override.created_at), expires))
+        self.execute(
+            "INSERT INTO override_events (target, action, environment, reason, author, at, expires_at) "
+            "VALUES (?, 'set', ?, ?, ?, ?, ?)",
+            (override.target, override.environment, override.reason, override.author,
+             ts(override.created_at), expires))
+
+    def remove_override(self, target: str, author: str, reason: str, now: datetime) -> bool:
+        cur = self.execute("DELETE FROM overrides WHERE target = ?", (target,))
+        if cur.rowcount == 0:
+            return False
+        self.execute("INSERT INTO override_events (target, action, environment, reason, author, at, expires_at) "
+                     "VALUES (?, 'rm', NULL, ?, ?, ?, NULL)", (target, reason, author, ts(now)))
+        return True
+
