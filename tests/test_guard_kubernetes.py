@@ -9,13 +9,15 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
+from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
+from kubernetes.stream import portforward, stream
 
 from envlabel.client import Client
 from envlabel.config import config_from_dict
-from envlabel.errors import ActionDenied, ApprovalRequired, UnreachableError
-from envlabel.guard.kubernetes import protect, target_of
+from envlabel.errors import ActionDenied, ApprovalRequired, Blocked, UnreachableError
+from envlabel.guard.kubernetes import api_path, protect, target_of
 from envlabel.service.core.pipeline import run_source
 from envlabel.service.daemon.server import BackgroundServer
 from envlabel.service.demo.fakes.kubernetes_api import FakeKubernetes, start_fake_cluster, write_kubeconfig
@@ -41,9 +43,31 @@ CLUSTER = "prod-eu"
     ("GET", "/api/v1/namespaces/payments/pods/p", None),
     ("HEAD", "/api/v1/namespaces", None),
     ("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", None),
+    ("GET", "/api/v1/namespaces/payments/pods/api-0/exec", ("k8s://c/payments/pods/api-0", "create pods/exec")),
+    ("POST", "/api/v1/namespaces/payments/pods/api-0/exec", ("k8s://c/payments/pods/api-0", "create pods/exec")),
+    ("GET", "/api/v1/namespaces/payments/pods/api-0/attach", ("k8s://c/payments/pods/api-0", "create pods/attach")),
+    ("GET", "/api/v1/namespaces/payments/pods/api-0/portforward",
+     ("k8s://c/payments/pods/api-0", "create pods/portforward")),
+    ("GET", "/api/v1/namespaces/payments/pods/api-0/log", None),
+    ("GET", "/api/v1/namespaces/payments/pods/exec", None),  # a pod named exec
 ])
 def test_verb_and_target_come_from_method_and_path(method: str, path: str, expected: tuple[str, str] | None) -> None:
     assert target_of("c", method, path) == expected
+
+
+PAYMENTS_API = "/api/v1/namespaces/payments/services/api"
+
+
+@pytest.mark.parametrize(("url", "host", "expected"), [
+    ("http://k/api/v1/namespaces/scratch/../payments/services/api", "http://k", PAYMENTS_API),
+    ("http://k/api/v1/namespaces/payments/%73ervices/api", "http://k", PAYMENTS_API),
+    ("http://k/api/v1/namespaces/./payments//services/api?x=1", "http://k", PAYMENTS_API),
+    ("http://k//api/v1/namespaces/payments/services/api", "http://k", PAYMENTS_API),
+    ("https://k/base/api/v1/namespaces/payments/services/api", "https://k/base/", PAYMENTS_API),
+    ("https://k/basement/api/v1/nodes/n", "https://k/base", "/basement/api/v1/nodes/n"),
+])
+def test_the_path_is_read_as_the_api_server_reads_it(url: str, host: str, expected: str) -> None:
+    assert api_path(url, host) == expected
 
 
 NAMESPACES = {"payments": "production", "payments-stg": "staging", "scratch": "sandbox"}
@@ -51,21 +75,28 @@ NAMESPACES = {"payments": "production", "payments-stg": "staging", "scratch": "s
 
 @pytest.fixture
 def fake_cluster() -> Iterator[tuple[str, FakeKubernetes]]:
-    """Cluster prod-eu: a production, a staging and a sandbox namespace (by label), each with deployment ``api``."""
+    """Cluster prod-eu: a production, a staging and a sandbox namespace (by label), each with deployment and
+    service ``api``; pod ``api-0`` in production and pod ``shell`` in the sandbox."""
     url, fake = start_fake_cluster()
+    fake.define("", "v1", "pods", "Pod")
     for namespace, environment in NAMESPACES.items():
         fake.seed("namespaces", namespace, labels={"environment": environment})
         fake.seed("deployments", "api", namespace)
+        fake.seed("services", "api", namespace)
+    fake.seed("pods", "api-0", "payments")
+    fake.seed("pods", "shell", "scratch")
     yield url, fake
     fake.stop()
 
 
 @pytest.fixture
 def envlabel_url(tmp_path: Path, fake_cluster: tuple[str, FakeKubernetes]) -> Iterator[str]:
-    """The real Kubernetes scanner's view of the fake cluster, in SQLite, served by the real API."""
+    """The real Kubernetes scanner's view of the fake cluster (pods recorded too), in SQLite, served by the real
+    API."""
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", fake_cluster[0])
     config = config_from_dict({"store": f"sqlite:///{tmp_path / 'envlabel.db'}", "sources": [
-        {"name": "k8s", "type": "kubernetes", "kubeconfig": str(kubeconfig), "cluster": CLUSTER, "watch": False}]})
+        {"name": "k8s", "type": "kubernetes", "kubeconfig": str(kubeconfig), "cluster": CLUSTER, "watch": False,
+         "resources": [{"resource": "pods"}]}]})
     store = open_store(config.store)
     assert run_source(config, store, config.sources[0]).complete
     with BackgroundServer(config, store) as server:
@@ -80,6 +111,19 @@ def api_client(url: str) -> Any:
 
 def deployment_names(fake: FakeKubernetes, namespace: str) -> set[str]:
     return {name for (ns, name) in fake.objects[("apps", "v1", "deployments")] if ns == namespace}
+
+
+def service_names(fake: FakeKubernetes, namespace: str) -> set[str]:
+    return {name for (ns, name) in fake.objects[("", "v1", "services")] if ns == namespace}
+
+
+def pod_names(fake: FakeKubernetes, namespace: str) -> set[str]:
+    return {name for (ns, name) in fake.objects[("", "v1", "pods")] if ns == namespace}
+
+
+def changes_sent(fake: FakeKubernetes) -> list[str]:
+    """What reached the fake other than reads (discovery and gets are how the dynamic client starts)."""
+    return [f"{r.method} {r.path}" for r in fake.requests if r.verb not in ("get", "list", "watch")]
 
 
 def test_delete_in_production_is_denied_and_nothing_is_sent(fake_cluster: tuple[str, FakeKubernetes],
@@ -168,3 +212,159 @@ def test_the_dynamic_client_is_guarded_too(fake_cluster: tuple[str, FakeKubernet
     with pytest.raises(ActionDenied):
         deployments.delete(name="api", namespace="payments")
     assert "api" in deployment_names(fake, "payments")
+
+
+# -- the default configuration: protect(cluster=...) without an ApiClient ------------------------------------
+@pytest.fixture
+def default_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                          fake_cluster: tuple[str, FakeKubernetes]) -> None:
+    """The agent's ``load_kube_config()`` pointing the default configuration at the fake; every process-wide
+    default the no-argument form touches is put back afterwards, so no other test sees a guard."""
+    monkeypatch.setattr(k8s.ApiClient, "__init__", k8s.ApiClient.__init__)
+    monkeypatch.setattr(k8s.ApiClient, "_envlabel_default_guard", None, raising=False)
+    monkeypatch.setattr(k8s.ApiClient, "_default", None)
+    monkeypatch.setattr(k8s.Configuration, "_default", None)
+    kube_config.load_kube_config(config_file=str(write_kubeconfig(tmp_path / "agent-kubeconfig", fake_cluster[0])))
+
+
+@pytest.mark.usefixtures("default_configuration")
+def test_protect_without_an_api_client_guards_clients_built_with_the_default_configuration(
+        fake_cluster: tuple[str, FakeKubernetes], envlabel_url: str) -> None:
+    url, fake = fake_cluster
+    protect(cluster=CLUSTER, client=Client(envlabel_url))
+    fake.clear_requests()
+    with pytest.raises(ActionDenied):
+        k8s.CoreV1Api().delete_namespaced_service("api", "payments")
+    with pytest.raises(ActionDenied):
+        k8s.AppsV1Api().delete_namespaced_deployment("api", "payments")
+    with pytest.raises(ActionDenied):
+        k8s.ApiClient().rest_client.request("DELETE", f"{url}/api/v1/namespaces/payments/services/api")
+    services = DynamicClient(k8s.ApiClient()).resources.get(api_version="v1", kind="Service")
+    with pytest.raises(ActionDenied):
+        services.delete(name="api", namespace="payments")
+    with pytest.raises(Blocked):
+        stream(k8s.CoreV1Api().connect_get_namespaced_pod_exec, "api-0", "payments", command=["sh"],
+               stderr=True, stdin=False, stdout=True, tty=False)
+    assert changes_sent(fake) == []
+    assert "api" in service_names(fake, "payments")
+    assert "api" in deployment_names(fake, "payments")
+    k8s.AppsV1Api().delete_namespaced_deployment("api", "scratch")  # allowed in the sandbox, and sent
+    assert "api" not in deployment_names(fake, "scratch")
+
+
+@pytest.mark.usefixtures("default_configuration")
+def test_protect_without_an_api_client_guards_the_registered_default_client(
+        fake_cluster: tuple[str, FakeKubernetes], envlabel_url: str) -> None:
+    url, fake = fake_cluster
+    k8s.ApiClient.set_default(api_client(url))  # type: ignore[no-untyped-call]
+    protect(cluster=CLUSTER, client=Client(envlabel_url))
+    with pytest.raises(ActionDenied):
+        k8s.CoreV1Api().delete_namespaced_service("api", "payments")
+    assert "api" in service_names(fake, "payments")
+
+
+@pytest.mark.usefixtures("default_configuration")
+def test_protect_without_an_api_client_leaves_explicit_configurations_alone_and_can_be_replaced(
+        fake_cluster: tuple[str, FakeKubernetes], envlabel_url: str) -> None:
+    url, fake = fake_cluster
+    protect(cluster=CLUSTER, client=Client(f"http://127.0.0.1:{free_port()}"))  # nothing answers there
+    with pytest.raises(UnreachableError):
+        k8s.AppsV1Api().delete_namespaced_deployment("api", "scratch")
+    assert "api" in deployment_names(fake, "scratch")
+    # a client with its own Configuration may be another cluster's: not touched (envlabel is never asked)
+    k8s.AppsV1Api(api_client(url)).delete_namespaced_deployment("api", "scratch")
+    assert "api" not in deployment_names(fake, "scratch")
+    early = k8s.AppsV1Api()  # built under the unreachable guard
+    protect(cluster=CLUSTER, client=Client(envlabel_url))  # replaces it, for clients already built too
+    early.patch_namespaced_deployment("api", "payments-stg", {"metadata": {"labels": {"team": "x"}}})
+    with pytest.raises(ActionDenied):
+        k8s.AppsV1Api().delete_namespaced_deployment("api", "payments")
+    assert "api" in deployment_names(fake, "payments")
+
+
+# -- the REST client itself ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", [
+    "/api/v1/namespaces/payments/services/api",
+    "/api/v1/namespaces/scratch/../payments/services/api",  # a sandbox namespace in the path, resolved away
+    "/api/v1/namespaces/payments/%73ervices/api",  # percent-encoded, as the API server decodes it
+])
+def test_requests_through_the_rest_client_itself_are_checked(fake_cluster: tuple[str, FakeKubernetes],
+                                                              envlabel_url: str, path: str) -> None:
+    url, fake = fake_cluster
+    api = api_client(url)
+    protect(api, cluster=CLUSTER, client=Client(envlabel_url))
+    fake.clear_requests()
+    with pytest.raises(ActionDenied) as caught:
+        api.rest_client.request("DELETE", url + path)
+    assert caught.value.check["target"] == "k8s://prod-eu/payments/services/api"
+    assert fake.requests == []
+    assert "api" in service_names(fake, "payments")
+
+
+def test_the_dynamic_client_is_checked_at_the_rest_client(fake_cluster: tuple[str, FakeKubernetes],
+                                                          envlabel_url: str) -> None:
+    url, fake = fake_cluster
+    api = api_client(url)
+    protect(api, cluster=CLUSTER, client=Client(envlabel_url))
+    dynamic = DynamicClient(api)
+    with pytest.raises(ActionDenied):
+        dynamic.request("DELETE", "/api/v1/namespaces/payments/services/api")
+    services = dynamic.resources.get(api_version="v1", kind="Service")
+    with pytest.raises(ApprovalRequired):
+        services.patch(name="api", namespace="payments", body={"metadata": {"labels": {"team": "x"}}},
+                       content_type="application/merge-patch+json")
+    assert changes_sent(fake) == []
+    assert "api" in service_names(fake, "payments")
+
+
+# -- kubernetes.stream: exec, attach, port-forward ----------------------------------------------------------
+def open_stream(core: Any, subresource: str, name: str, namespace: str) -> Any:
+    """Open exec / attach / port-forward into a pod the way the kubernetes documentation shows."""
+    if subresource == "exec":
+        return stream(core.connect_get_namespaced_pod_exec, name, namespace, command=["sh", "-c", "rm -rf /data"],
+                      stderr=True, stdin=False, stdout=True, tty=False)
+    if subresource == "exec-post":
+        return stream(core.connect_post_namespaced_pod_exec, name, namespace, command=["sh"],
+                      stderr=True, stdin=False, stdout=True, tty=False)
+    if subresource == "attach":
+        return stream(core.connect_get_namespaced_pod_attach, name, namespace, stderr=True, stdin=True, stdout=True,
+                      tty=False, _preload_content=False)
+    return portforward(core.connect_get_namespaced_pod_portforward, name, namespace, ports="5432")
+
+
+@pytest.mark.parametrize(("subresource", "action"), [
+    ("exec", "create pods/exec"), ("exec-post", "create pods/exec"), ("attach", "create pods/attach"),
+    ("portforward", "create pods/portforward")])
+def test_exec_attach_and_port_forward_into_production_are_refused_before_the_websocket_opens(
+        fake_cluster: tuple[str, FakeKubernetes], envlabel_url: str, subresource: str, action: str) -> None:
+    url, fake = fake_cluster
+    api = api_client(url)
+    protect(api, cluster=CLUSTER, client=Client(envlabel_url))
+    fake.clear_requests()
+    # refused whichever way the vocabulary classes it (create: approval; unrecognized: delete, denied)
+    with pytest.raises(Blocked) as caught:
+        open_stream(k8s.CoreV1Api(api), subresource, "api-0", "payments")
+    assert caught.value.check["target"] == "k8s://prod-eu/payments/pods/api-0"
+    assert caught.value.check["action"] == action
+    assert caught.value.check["environment"] == "production"
+    assert caught.value.check["decision"] != "allow"
+    assert fake.requests == []  # no websocket handshake reached the API server
+    assert "api-0" in pod_names(fake, "payments")
+    # kubernetes.stream put the client's own transport back: an ordinary delete is still checked
+    with pytest.raises(ActionDenied):
+        k8s.CoreV1Api(api).delete_namespaced_service("api", "payments")
+    assert "api" in service_names(fake, "payments")
+
+
+@pytest.mark.parametrize("subresource", ["exec", "portforward"])
+def test_exec_and_port_forward_in_a_sandbox_namespace_reach_the_api_server(
+        fake_cluster: tuple[str, FakeKubernetes], envlabel_url: str, subresource: str) -> None:
+    url, fake = fake_cluster
+    api = api_client(url)
+    protect(api, cluster=CLUSTER, client=Client(envlabel_url))
+    fake.clear_requests()
+    with pytest.raises(ApiException) as caught:  # allowed and sent: the fake refuses to open a stream
+        open_stream(k8s.CoreV1Api(api), subresource, "shell", "scratch")
+    assert "400" in str(caught.value)
+    assert [(r.path, r.verb) for r in fake.requests] == [(f"/api/v1/namespaces/scratch/pods/shell/{subresource}",
+                                                          "create")]

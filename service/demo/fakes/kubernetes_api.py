@@ -9,7 +9,10 @@ lines with bookmarks, and 410 Gone for compacted resource versions and
 expired continue tokens. Objects are served complete (the client validates
 required fields), or as ``PartialObjectMetadata`` when the client asks for
 metadata only. Every request is logged so tests can assert which verbs and
-resources a client used. JSON only: kubectl's protobuf requests are not served.
+resources a client used. A pod's exec, attach and portforward (defined with
+``fake.define("", "v1", "pods", "Pod")``) are logged with the verb ``create``
+and refused with 400: the fake opens no streams. JSON only: kubectl's protobuf
+requests are not served.
 
     url, fake = start_fake_cluster()
     fake.seed("namespaces", "payments", labels={"environment": "staging"})
@@ -53,6 +56,10 @@ from envlabel.service.demo.fakes.kubernetes_state import (
 
 __all__ = ["KINDS", "ApiError", "FakeKubernetes", "Kind", "RequestRecord", "main", "parse_selector",
            "seed_demo_cluster", "seed_estate", "skeleton", "start_fake_cluster", "write_kubeconfig"]
+
+
+#: pod subresources that open a stream (a websocket upgrade on the real server)
+CONNECT_SUBRESOURCES = frozenset({"exec", "attach", "portforward"})
 
 
 # -- HTTP ------------------------------------------------------------------------------------------
@@ -175,6 +182,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _resource(self, method: str, path: str, query: dict[str, str]) -> None:
         kind, namespace, name = self._route(path)
+        if name is not None and (kind.group, kind.resource) == ("", "pods") and self._subresource(path):
+            self._connect(method, path, kind, namespace, name, query=query)
+            return
         watching = query.get("watch") in ("1", "true")
         verbs = {"GET": "get" if name else ("watch" if watching else "list"), "POST": "create", "PUT": "update",
                  "PATCH": "patch", "DELETE": "delete" if name else "deletecollection"}
@@ -213,6 +223,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, self.fake.delete(kind, namespace, name))
         else:
             raise ApiError(405, "MethodNotAllowed", f"{verb} is not served by the fake")
+
+    @staticmethod
+    def _subresource(path: str) -> str | None:
+        """``exec``, ``attach`` or ``portforward`` for a pod's connect path (``.../pods/NAME/exec``), else None."""
+        parts = [p for p in path.split("/") if p]
+        if len(parts) == 7 and parts[:3] == ["api", "v1", "namespaces"] and parts[6] in CONNECT_SUBRESOURCES:
+            return parts[6]
+        return None
+
+    def _connect(self, method: str, path: str, kind: Kind, namespace: str | None, name: str, *,
+                 query: dict[str, str]) -> None:
+        """exec, attach, portforward: logged as the RBAC verb ``create``, then refused (no streams here)."""
+        self.fake.requests.append(RequestRecord(method, path, "create", kind.group, kind.resource, namespace, name,
+                                                query))
+        with self.fake.cond:
+            self.fake.find(kind, namespace, name)  # 404 for a missing pod, as the real server answers
+        raise ApiError(400, "BadRequest", f"the fake API server does not stream {self._subresource(path)}: "
+                       "it records the request and refuses it")
 
     def _watch(self, kind: Kind, namespace: str | None, query: dict[str, str], metadata_only: bool) -> None:
         fake = self.fake

@@ -127,6 +127,8 @@ def skeleton(kind: Kind, name: str) -> Obj:
             {"path": "/", "pathType": "Prefix",
              "backend": {"service": {"name": name, "port": {"number": 80}}}}]}}]}, "status": {}},
         "leases": {"spec": {}},
+        "pods": {"spec": {"containers": [{"name": name, "image": f"registry.example/{name}:1"}]},
+                 "status": {"phase": "Running"}},
     }
     return copy.deepcopy(bodies.get(kind.resource, {}))
 
