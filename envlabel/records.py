@@ -56,3 +56,6 @@ class CheckRecord(TypedDict):
     reasons: list[str]
     approvers: list[str]
     label: LabelRecord
+    #: the canonical name the action was understood as (``rds:DeleteDBInstance``, ``delete pods``);
+    #: null when it was not recognized (and so is decided as a delete)
+    understood_as: str | None

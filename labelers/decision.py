@@ -36,6 +36,7 @@ def decide(config: Config, action: str, label: LabelRecord) -> CheckRecord:
         "reasons": reasons,
         "approvers": approvers,
         "label": label,
+        "understood_as": classification.understood_as,
     }
 
 

@@ -32,8 +32,8 @@ from tests.api_estate import (
 @pytest.mark.parametrize(("action", "expected"), [
     ("rds:DeleteDBInstance", "delete"), ("DeleteDBInstance", "delete"), ("TerminateInstances", "delete"),
     ("ec2:TerminateInstances", "delete"), ("s3:DeleteBucket", "delete"), ("PurgeQueue", "delete"),
-    ("RemoveRoleFromInstanceProfile", "delete"), ("ReleaseAddress", "delete"), ("DeregisterImage", "delete"),
-    ("dynamodb:BatchDeleteItem", "delete"), ("delete_db_instance", "delete"), ("terminate_instances", "delete"),
+    ("RemoveRoleFromInstanceProfile", "modify"), ("ReleaseAddress", "delete"), ("DeregisterImage", "delete"),
+    ("dynamodb:BatchWriteItem", "delete"), ("delete_db_instance", "delete"), ("terminate_instances", "delete"),
     ("ec2:RunInstances", "create"), ("CreateDBInstance", "create"), ("s3:PutObject", "create"),
     ("RestoreDBInstanceFromDBSnapshot", "create"), ("create", "create"),
     ("ModifyDBInstance", "modify"), ("UpdateFunctionCode", "modify"), ("lambda:UpdateFunctionConfiguration",
@@ -41,10 +41,10 @@ from tests.api_estate import (
     ("TagResource", "modify"), ("AttachVolume", "modify"), ("s3:PutBucketPolicy", "modify"),
     ("StopInstances", "modify"), ("RebootDBInstance", "modify"), ("DeleteTags", "modify"),
     ("update", "modify"), ("patch", "modify"),
-    ("DescribeInstances", "read"), ("ec2:DescribeDBInstances", "read"), ("ListBuckets", "read"),
+    ("DescribeInstances", "read"), ("rds:DescribeDBInstances", "read"), ("ListBuckets", "read"),
     ("s3:GetObject", "read"), ("dynamodb:BatchGetItem", "read"), ("get", "read"), ("list", "read"),
     ("watch", "read"), ("describe_instances", "read"),
-    ("delete", "delete"), ("deletecollection", "delete"),
+    ("delete", "delete"), ("deletecollection", "delete"), ("InvokeFunction", "modify"),
 ])
 def test_classify(action: str, expected: str) -> None:
     got = classify(action)
@@ -53,8 +53,9 @@ def test_classify(action: str, expected: str) -> None:
     assert got.reversible is (expected != "delete")
 
 
-@pytest.mark.parametrize("action", ["Frobnicate", "ec2:*", "", "   ", "s3:", "escalate", "InvokeFunction",
-                                    "rm -rf /", "Delete Everything"])
+@pytest.mark.parametrize("action", ["Frobnicate", "ec2:*", "", "   ", "s3:", "escalate", "ec2:DescribeDBInstances",
+                                    "rm -rf /", "Delete Everything", "get-rid-of-orders-db",
+                                    "dynamodb:BatchDeleteItem"])
 def test_unrecognized_action_is_delete_and_says_so(action: str) -> None:
     got = classify(action)
     assert got.action_class == DELETE and not got.recognized and not got.reversible
@@ -86,7 +87,7 @@ def test_default_policy_table(environment: str, action: str, decision: str) -> N
     assert body["decision"] == decision
     assert body["environment"] == environment
     assert set(body) == {"target", "action", "action_class", "environment", "decision", "reversible", "reasons",
-                         "approvers", "label"}
+                         "approvers", "label", "understood_as"}
     assert body["approvers"] == (CONFIG.approvers.get(environment, []) if decision == "require_approval" else [])
     assert f"label {environment} decided by inherited: OU /Root/X (ou-1)" in body["reasons"]
 
@@ -164,8 +165,8 @@ def test_check_command_text_and_malformed_target(config_file: Path) -> None:
     runner = CliRunner()
     text = runner.invoke(main, ["check", "--config", str(config_file), "--action", "ModifyDBInstance", PROD_DB])
     assert text.exit_code == 4
-    assert text.output.startswith(f"require_approval: ModifyDBInstance (modify) on {PROD_DB} as production "
-                                  "(approvers: sre-oncall, dba-lead)")
+    assert text.output.startswith(f"require_approval: ModifyDBInstance [understood as rds:ModifyDBInstance] "
+                                  f"(modify) on {PROD_DB} as production (approvers: sre-oncall, dba-lead)")
     bad = runner.invoke(main, ["check", "--config", str(config_file), "--action", "delete", "db-orders"])
     assert bad.exit_code == 2 and "accepted target forms" in bad.output
 
@@ -179,3 +180,41 @@ def test_check_uses_the_query_layer(config_file: Path) -> None:
                  "222222222222", "organizations:MoveAccount")
     assert (body["label"]["environment"], body["action_class"], body["decision"]) == ("production", "modify",
                                                                                      "require_approval")
+
+
+# -- a free-form action name against production, over the CLI and the real HTTP API ----------------
+def test_cli_denies_a_free_form_name_on_production_and_says_it_was_not_recognized(config_file: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["check", "--config", str(config_file), "--action", "get-rid-of-orders-db", PROD_DB,
+                                  "--json"])
+    assert result.exit_code == 5, result.output
+    body = json.loads(result.output)
+    assert (body["decision"], body["action_class"], body["understood_as"]) == ("deny", "delete", None)
+    assert "rds:DeleteDBInstance" in body["reasons"][0]  # the reason lists the forms to pass
+    text = runner.invoke(main, ["check", "--config", str(config_file), "--action", "get-rid-of-orders-db", PROD_DB])
+    assert text.output.startswith(f"deny: get-rid-of-orders-db [not recognized] (delete) on {PROD_DB}")
+    understood = runner.invoke(main, ["check", "--config", str(config_file), "--action", "rds delete-db-instance",
+                                      PROD_DB, "--json"])
+    assert json.loads(understood.output)["understood_as"] == "rds:DeleteDBInstance"
+
+
+def test_http_api_denies_a_free_form_name_on_production(config_file: Path) -> None:
+    import httpx
+
+    from envlabel.config import load_config
+    from envlabel.service.daemon.server import BackgroundServer
+
+    config = load_config(config_file)
+    with BackgroundServer(config, open_store(config.store)) as server, httpx.Client(base_url=server.url) as api:
+        for action in ("get-rid-of-orders-db", "describe_and_delete", "rds:DeleteDBInstance:get"):
+            body = api.post("/v1/check", json={"target": PROD_DB, "action": action}).json()
+            assert (body["decision"], body["understood_as"], body["reversible"]) == ("deny", None, False), action
+        known = api.post("/v1/check", json={"target": PROD_DB, "action": "s3.delete_bucket"}).json()
+        assert (known["decision"], known["understood_as"]) == ("deny", "s3:DeleteBucket")
+        read = api.post("/v1/check", json={"target": PROD_DB, "action": "rds:describedbinstances"}).json()
+        assert (read["decision"], read["understood_as"]) == ("allow", "rds:DescribeDBInstances")
+        schema = api.get("/openapi.json").json()["components"]["schemas"]["CheckDoc"]["properties"]
+        assert "understood_as" in schema
+        # the production database is still there, still production
+        label = api.get("/v1/label", params={"target": PROD_DB}).json()
+        assert (label["found"], label["environment"]) == (True, "production")
