@@ -40,7 +40,7 @@ from envlabel.errors import ConfigError
 
 ENV_PREFIX = "ENVLABEL_"
 #: ENVLABEL_ variables that are not config keys: the config file's path and the agent-side SDK's settings.
-NOT_CONFIG = frozenset({"CONFIG", "URL", "TOKEN", "FAIL_OPEN"})
+NOT_CONFIG = frozenset({"CONFIG", "URL", "TOKEN", "FAIL_OPEN", "TIMEOUT"})
 
 log = logging.getLogger("envlabel.config")
 
@@ -227,6 +227,9 @@ class Config(Model):
     #: extra name tokens per environment (name evidence only); the synonyms always count.
     name_tokens: dict[str, list[str]] = {}
     stale_after: Duration = timedelta(hours=24)
+    #: how long a check waits for the one read-only lookup of a never-seen target inside a known container
+    #: (its own tags, through the source that scanned the container); 0s turns lookups off
+    lookup_timeout: Duration = timedelta(seconds=2)
     schedule: Schedule = Schedule()
     policy: dict[str, dict[ActionClass, Decision]] = Field(
         default_factory=lambda: {env: dict(row) for env, row in DEFAULT_POLICY.items()})

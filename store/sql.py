@@ -197,6 +197,18 @@ class Store:
         resolved); targets never seen are absent."""
         return self._read_many(targets, VIEW, label_view_of, self.label_view)
 
+    def subtree_environments(self, root: str) -> list[tuple[str, str, int]]:
+        """The environments of the live resources below ``root`` (not ``root`` itself), as
+        ``(environment, the first id by id so labeled, how many)``; one not labeled yet counts as ``unknown``.
+
+        One read: a walk down the parent index joined to the labels' primary key (the check's ``contents``)."""
+        rows = self._query(
+            "WITH RECURSIVE below(id) AS (SELECT id FROM resources WHERE parent = ? AND tombstoned_at IS NULL "
+            "UNION SELECT r.id FROM resources r JOIN below b ON r.parent = b.id WHERE r.tombstoned_at IS NULL) "
+            "SELECT COALESCE(l.environment, 'unknown'), MIN(b.id), COUNT(*) FROM below b "
+            "LEFT JOIN labels l ON l.target = b.id GROUP BY COALESCE(l.environment, 'unknown')", (root,))
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
     def _read_many(self, targets: Sequence[str], select: str, decode: Callable[[Sequence[Any]], T],
                    read_one: Callable[[str], T | None]) -> dict[str, T]:
         wanted = list(dict.fromkeys(targets))

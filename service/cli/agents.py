@@ -19,12 +19,14 @@ CHECK_EXIT = {"allow": 0, "require_approval": 4, "deny": 5}
               help="The operation: an AWS operation (rds:DeleteDBInstance) or a Kubernetes verb (delete).")
 @click.argument("target")
 @click.option("--json", "as_json", is_flag=True, help="Print the check JSON.")
+@click.option("--contents", is_flag=True,
+              help="Decide as the strictest of TARGET and everything stored below it (an account's resources).")
 @config_option
-def check_command(action: str, target: str, as_json: bool) -> None:
+def check_command(action: str, target: str, as_json: bool, contents: bool) -> None:
     """May ACTION be done to TARGET? Exit 0 allow, 4 require approval, 5 deny (2 for a malformed target)."""
     from envlabel.service.core.check import check
 
-    body = check(Query(get_config(), open_configured_store()), target, action)
+    body = check(Query(get_config(), open_configured_store()), target, action, contents=contents)
     if as_json:
         emit_json(body)
     else:
@@ -34,7 +36,11 @@ def check_command(action: str, target: str, as_json: bool) -> None:
 
 def format_check(body: CheckRecord) -> str:
     approvers = f" (approvers: {', '.join(body['approvers'])})" if body["approvers"] else ""
-    lines = [f"{body['decision']}: {body['action']} ({body['action_class']}) on {body['target']} as "
+    understood = body.get("understood_as")
+    # say what the action was read as when that is not how it was written, or that it was not recognized
+    read_as = (" [not recognized]" if understood is None else
+               f" [understood as {understood}]" if understood != body["action"] else "")
+    lines = [f"{body['decision']}: {body['action']}{read_as} ({body['action_class']}) on {body['target']} as "
              f"{body['environment']}{approvers}"]
     lines += [f"  - {reason}" for reason in body["reasons"]]
     return "\n".join(lines)

@@ -4,9 +4,10 @@ The front door (:class:`Gate`) does what every request needs and nothing more: b
 roles, the body size limit, the latency histogram and JSON errors. It answers the two calls
 agents make before every action itself, straight from the query layer on the event loop (one
 indexed SQLite read, no thread hop, no FastAPI dependency resolution): ``GET /v1/label`` and a
-valid ``POST /v1/check`` (an invalid one goes on to FastAPI for its 422). FastAPI still declares
-both routes, so they are in the OpenAPI document, and both paths call :func:`label_body` /
-:func:`check_answer`. Everything else is ordinary FastAPI with pydantic bodies
+valid ``POST /v1/check`` of a target already seen (an invalid one goes on to FastAPI for its 422; one
+with ``contents`` or a never-seen target, which may be looked up over the network, is answered from a
+worker thread). FastAPI still declares both routes, so they are in the OpenAPI document, and both paths
+call :func:`label_body` / :func:`check_answer`. Everything else is ordinary FastAPI with pydantic bodies
 (``extra="forbid"``) and errors shaped ``{"error", "message"}``.
 
 Errors become answers through the one table of :mod:`envlabel.service.core.errors`. Other faces served
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote_plus
 
+import anyio.to_thread
 import orjson
 from fastapi import FastAPI, Request
 from fastapi import Query as Param
@@ -39,7 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from envlabel.errors import EnvlabelError
 from envlabel.records import CheckRecord, LabelRecord
-from envlabel.service.core.check import check
+from envlabel.service.core.check import check, check_seen
 from envlabel.service.core.clock import utcnow
 from envlabel.service.core.errors import InvalidRequest, outcome_of
 from envlabel.service.core.history import history_json
@@ -111,21 +113,33 @@ def label_body(query: Query, target: str | None) -> Answer:
         return error_answer(exc)
 
 
-def check_answer(query: Query, target: str, action: str) -> Answer:
-    """(status, body) of ``POST /v1/check``: the check JSON, or a 400 naming the accepted forms."""
+def check_answer(query: Query, request: CheckRequest) -> Answer:
+    """(status, body) of ``POST /v1/check``: the check JSON, or a 400 naming the accepted forms. It may
+    read a subtree or look a never-seen target up: call it off the event loop."""
     try:
-        return 200, check(query, target, action)
+        return 200, check(query, request.target, request.action, contents=request.contents)
     except EnvlabelError as exc:
         return error_answer(exc)
 
 
-def check_body(query: Query, body: bytes) -> Answer | None:
-    """:func:`check_answer` for a raw request body; None when the body is invalid, for FastAPI's 422."""
+def check_seen_answer(query: Query, request: CheckRequest) -> Answer | None:
+    """:func:`check_answer` from the one indexed read, or None when it needs more (``contents``, or a target
+    never seen, which may be looked up)."""
+    if request.contents:
+        return None
     try:
-        request = CheckRequest.model_validate_json(body)
+        body = check_seen(query, request.target, request.action)
+    except EnvlabelError as exc:
+        return error_answer(exc)
+    return None if body is None else (200, body)
+
+
+def parse_check(body: bytes) -> CheckRequest | None:
+    """The check request in a raw body; None when it is invalid, for FastAPI's 422."""
+    try:
+        return CheckRequest.model_validate_json(body)
     except ValidationError:
         return None
-    return check_answer(query, request.target, request.action)
 
 
 # -- the app --------------------------------------------------------------------------------------
@@ -230,10 +244,12 @@ def _add_query_routes(app: FastAPI, query: Query) -> None:
         return json_response({"labels": query.labels(request.targets)})
 
     @app.post("/v1/check", responses=documented(CheckDoc, 400, 422), tags=["authority"])
-    async def post_check(request: CheckRequest) -> Response:
+    def post_check(request: CheckRequest) -> Response:
         """May ``action`` be done to ``target``? ``decision`` is allow, require_approval (ask ``approvers``)
-        or deny; ``reasons`` say why. A target with no authoritative label is decided as production."""
-        status, body = check_answer(query, request.target, request.action)
+        or deny; ``reasons`` say why. A target with no authoritative label is decided as production; one never
+        seen inside a scanned container is looked up first. ``contents: true`` decides as the strictest of the
+        target and everything stored below it."""
+        status, body = check_answer(query, request)
         return json_response(body, status)
 
     @app.get("/v1/resources", responses=documented(ResourcesDoc, 422), tags=["labels"])
@@ -342,10 +358,11 @@ class Gate:
                 return await _send_json(send, 413, error_body(
                     "body too large", f"request bodies are limited to {self.max_body} bytes (api.max_body_bytes); "
                                       "send fewer targets per request"))
-            if path == "/v1/check" and method == "POST":
-                answer = _guarded(check_body, self.query, body)
-                if answer is not None:
-                    return await _send_json(send, *answer)
+            if path == "/v1/check" and method == "POST" and (request := parse_check(body)) is not None:
+                answer = _guarded(check_seen_answer, self.query, request)
+                if answer is None:  # a subtree read or a lookup: in a worker thread, never on the event loop
+                    answer = await anyio.to_thread.run_sync(_guarded, check_answer, self.query, request)
+                return await _send_json(send, *answer)
             receive = _replay(body, receive)
         return await _call_with_status(self.app, scope, receive, send)
 

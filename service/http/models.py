@@ -24,6 +24,8 @@ class CheckRequest(Body):
     target: str = Field(description="The target the action would touch.")
     action: str = Field(min_length=1, max_length=256,
                         description="An AWS operation (rds:DeleteDBInstance) or a Kubernetes verb (delete).")
+    contents: bool = Field(False, description="Decide as the strictest of the target and every live resource "
+                                              "stored below it (for a write that names no resource of its own).")
 
 
 class OverrideRequest(Body):
@@ -71,6 +73,9 @@ class CheckDoc(BaseModel):
     reasons: list[str]
     approvers: list[str]
     label: LabelDoc
+    understood_as: str | None = Field(description="The canonical name the action was understood as "
+                                                  "(rds:DeleteDBInstance, delete pods); null when it was not "
+                                                  "recognized, and so decided as a delete.")
 
 
 class ResourcesDoc(BaseModel):

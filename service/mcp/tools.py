@@ -58,7 +58,11 @@ decision:
 - deny: do not perform the action, and do not look for a way around it; tell your operator why
   (the reasons).
 environment is the environment the decision was made as: production whenever the target's label is
-unknown, stale or never seen."""
+unknown, stale or never seen.
+
+contents: pass true when the action touches "anything in" the target rather than one named resource
+(a write in an account that names no resource): the decision is then the strictest of the target and
+everything stored below it."""
 
 LIST_RESOURCES = """\
 Labeled resources, optionally only one environment (production, staging, sandbox, unknown) or
@@ -84,11 +88,11 @@ def build_mcp(query: Query) -> MCPServer:
         return _answer(query.label, target)
 
     @server.tool(description=CHECK_ACTION, annotations=_READ_ONLY)
-    def check_action(target: str, action: str) -> dict[str, Any]:
+    def check_action(target: str, action: str, contents: bool = False) -> dict[str, Any]:
         if not action.strip():
             raise ToolError("action is empty; pass the operation you are about to perform, such as "
                             "rds:DeleteDBInstance or delete")
-        return _answer(check, query, target, action)
+        return _answer(lambda: check(query, target, action, contents=contents))
 
     # the Python names differ from the tool names so they do not shadow the query functions
     @server.tool(name="list_resources", description=LIST_RESOURCES, annotations=_READ_ONLY)
