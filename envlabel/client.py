@@ -9,10 +9,19 @@ One ``httpx.Client`` per :class:`Client` keeps the connection alive, so a
 guard's check costs one round trip on an open socket. It is safe to share
 between threads.
 
+Every call has one overall deadline (``timeout``, default ``$ENVLABEL_TIMEOUT``
+else 5 s), and :meth:`Client.deadline` stretches one deadline over several
+calls (a guard's whole check). httpx's own timeouts restart with every byte
+read, so a server trickling a byte a second could hold a call forever; the
+default transport caps every connect, read and write at the time left instead.
+
 Errors (all :class:`envlabel.errors.EnvlabelError`):
 
-- no answer (refused, timed out, 502/503/504) -> ``UnreachableError``
-  telling the caller to start ``envlabel serve`` or fix ``ENVLABEL_URL``;
+- no answer (refused, timed out, 502/503/504, or not all of it within the
+  deadline) -> ``UnreachableError`` telling the caller to start ``envlabel serve``
+  or fix ``ENVLABEL_URL``;
+- an answer that is not the JSON asked for (HTML, a list where a check was
+  expected) -> :class:`ServiceError`;
 - a malformed target (400) -> ``TargetError`` with the server's message;
 - any other refusal (401/403, 5xx) -> :class:`ServiceError` with the status;
 - ``require`` on a ``deny`` / ``require_approval`` decision ->
@@ -22,16 +31,21 @@ Errors (all :class:`envlabel.errors.EnvlabelError`):
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
 
+import httpcore
 import httpx
 
 from envlabel.errors import ActionDenied, ApprovalRequired, EnvlabelError, TargetError, UnreachableError
 
 DEFAULT_URL = "http://127.0.0.1:8080"
-DEFAULT_TIMEOUT = 10.0
+#: seconds one call (or one guard check, however many requests it makes) may take in all
+DEFAULT_TIMEOUT = 5.0
 #: decisions from least to most restrictive; several checks resolve to the strictest
 DECISIONS = ("allow", "require_approval", "deny")
 _UNAVAILABLE = frozenset({502, 503, 504})
@@ -67,15 +81,101 @@ def _rank(decision: object) -> int:
     return DECISIONS.index(decision) if decision in DECISIONS else len(DECISIONS) - 1
 
 
+def timeout_from_env(environ: Mapping[str, str] | None = None) -> float:
+    """The deadline in seconds from ``ENVLABEL_TIMEOUT`` (``5``, ``2.5``, ``5s``), else :data:`DEFAULT_TIMEOUT`."""
+    raw = (os.environ if environ is None else environ).get("ENVLABEL_TIMEOUT", "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(raw.removesuffix("s"))
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise EnvlabelError(f"ENVLABEL_TIMEOUT={raw!r} is not a number of seconds; set it to a positive number "
+                            f"such as 5 or 2.5 (default {DEFAULT_TIMEOUT:g})")
+    return seconds
+
+
+#: monotonic time by which the current call (or guard check) must be answered; per thread and task
+_DEADLINE: ContextVar[float | None] = ContextVar("envlabel_deadline", default=None)
+
+
+def _time_left() -> float | None:
+    deadline = _DEADLINE.get()
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def _capped(timeout: float | None) -> float | None:
+    """``timeout`` shortened to what is left of the deadline; past it, raise as a read timeout would."""
+    left = _time_left()
+    if left is None:
+        return timeout
+    if left <= 0:
+        raise httpcore.ReadTimeout("the envlabel deadline has passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket whose every read and write waits at most until the deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _capped(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _capped(timeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, _capped(timeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's own sockets, wrapped so no connect, read or write outlives the deadline."""
+
+    def __init__(self) -> None:
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._backend.connect_tcp(host, port, _capped(timeout), local_address,
+                                                         socket_options))
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._backend.connect_unix_socket(path, _capped(timeout), socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def _deadline_transport() -> httpx.HTTPTransport:
+    transport = httpx.HTTPTransport()
+    # httpx offers no public way to choose httpcore's network backend; the pool it builds is replaced by the
+    # same pool over our backend (TLS defaults as httpx's own)
+    transport._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(),
+                                              network_backend=_DeadlineBackend())
+    return transport
+
+
 class Client:
     """A connection to one envlabel server.
 
     ``url`` defaults to ``$ENVLABEL_URL`` (else http://127.0.0.1:8080), ``token`` to
-    ``$ENVLABEL_TOKEN``. ``transport`` is passed to httpx (for example an
-    ``httpx.WSGITransport``/``ASGITransport`` to talk to an in-process app).
+    ``$ENVLABEL_TOKEN``, ``timeout`` (seconds, the overall deadline of one call) to ``$ENVLABEL_TIMEOUT``
+    (else 5). ``transport`` is passed to httpx (for example an ``httpx.WSGITransport``/``ASGITransport`` to
+    talk to an in-process app); a transport of your own is held to the deadline only between requests.
     """
 
-    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float | None = None,
                  transport: httpx.BaseTransport | None = None) -> None:
         self.url = (url or os.environ.get("ENVLABEL_URL") or DEFAULT_URL).rstrip("/")
         if not self.url.startswith(("http://", "https://")):
@@ -85,35 +185,65 @@ class Client:
         headers = {"Accept": "application/json", "User-Agent": "envlabel-client"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+        self.timeout = timeout_from_env() if timeout is None else timeout
+        if not self.timeout > 0:
+            raise EnvlabelError(f"envlabel client timeout {self.timeout!r} must be a positive number of seconds")
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=self.timeout,
+                                  transport=transport or _deadline_transport())
+
+    @contextmanager
+    def deadline(self) -> Iterator[None]:
+        """Hold every request made inside to one deadline, ``timeout`` seconds from now (a deadline already
+        running, in this thread or task, is kept: the outermost one counts)."""
+        if _DEADLINE.get() is not None:
+            yield
+            return
+        token = _DEADLINE.set(time.monotonic() + self.timeout)
+        try:
+            yield
+        finally:
+            _DEADLINE.reset(token)
 
     def label(self, target: str) -> dict[str, Any]:
         """The label JSON of ``target`` (``found: false`` and ``unknown`` if never seen)."""
-        body: dict[str, Any] = self._request("GET", "/v1/label", params={"target": target})
-        return body
+        return _object(self._request("GET", "/v1/label", params={"target": target}), "label", self.url)
 
     def labels(self, targets: Iterable[str]) -> list[dict[str, Any]]:
         """The label JSON of each target, in the order given, in one request."""
         body = self._request("POST", "/v1/labels", json={"targets": list(targets)})
         # accept both a bare list and {"labels": [...]}
-        items: list[dict[str, Any]] = body["labels"] if isinstance(body, dict) else body
-        return items
+        items = body.get("labels") if isinstance(body, dict) else body
+        if not isinstance(items, list):
+            raise ServiceError(f"envlabel at {self.url} answered POST /v1/labels with no list of labels; is "
+                               "ENVLABEL_URL pointing at envlabel?", 200)
+        return [_object(item, "label", self.url) for item in items]
 
-    def check(self, target: str, action: str) -> dict[str, Any]:
-        """The check JSON: may ``action`` (``rds:DeleteDBInstance``, ``delete``...) be done to ``target``?"""
-        body: dict[str, Any] = self._request("POST", "/v1/check", json={"target": target, "action": action})
-        return body
+    def check(self, target: str, action: str, contents: bool = False) -> dict[str, Any]:
+        """The check JSON: may ``action`` (``rds:DeleteDBInstance``, ``delete``...) be done to ``target``?
 
-    def require(self, target: str, action: str) -> dict[str, Any]:
+        ``contents=True`` (an account, project or namespace as ``target``) decides as the strictest label found
+        in it, for an action that may touch anything inside."""
+        body: dict[str, Any] = {"target": target, "action": action}
+        if contents:
+            body["contents"] = True
+        check = _object(self._request("POST", "/v1/check", json=body), "check", self.url)
+        if not isinstance(check.get("decision"), str):
+            raise ServiceError(f"envlabel at {self.url} answered POST /v1/check without a decision; is "
+                               "ENVLABEL_URL pointing at envlabel?", 200)
+        return check
+
+    def require(self, target: str, action: str, contents: bool = False) -> dict[str, Any]:
         """The check JSON if the action is allowed; raises ActionDenied / ApprovalRequired otherwise."""
-        return raise_for_decision(self.check(target, action))
+        return raise_for_decision(self.check(target, action, contents))
 
-    def require_all(self, targets: Iterable[str], action: str) -> dict[str, Any]:
-        """Check every distinct target; the strictest decision wins (raised as by :meth:`require`)."""
+    def require_all(self, targets: Iterable[str], action: str, contents: bool = False) -> dict[str, Any]:
+        """Check every distinct target, all within one deadline; the strictest decision wins (raised as by
+        :meth:`require`)."""
         distinct = list(dict.fromkeys(targets))
         if not distinct:
             raise ValueError("require_all() needs at least one target")
-        return raise_for_decision(strictest(self.check(t, action) for t in distinct))
+        with self.deadline():
+            return raise_for_decision(strictest([self.check(t, action, contents) for t in distinct]))
 
     def close(self) -> None:
         self._http.close()
@@ -129,12 +259,22 @@ class Client:
         return f"Client(url={self.url!r})"
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:  # refused, reset, DNS, timeouts
-            raise UnreachableError(
-                f"envlabel at {self.url} did not answer ({type(exc).__name__}: {exc}); start it with "
-                "`envlabel serve`, or set ENVLABEL_URL to where it runs") from exc
+        with self.deadline():
+            left = _time_left()
+            try:
+                if left is None or left <= 0:
+                    raise httpx.ReadTimeout("the envlabel deadline has passed")
+                # a transport of the caller's own is held to the time left at least between requests
+                response = self._http.request(method, path, timeout=min(left, self.timeout), **kwargs)
+            except httpx.TimeoutException as exc:
+                raise UnreachableError(
+                    f"envlabel at {self.url} did not answer {method} {path} within the {self.timeout:g} s "
+                    f"deadline ({type(exc).__name__}); the call was not made. Check that `envlabel serve` is "
+                    "healthy and ENVLABEL_URL points at it, or raise ENVLABEL_TIMEOUT") from exc
+            except httpx.TransportError as exc:  # refused, reset, DNS
+                raise UnreachableError(
+                    f"envlabel at {self.url} did not answer ({type(exc).__name__}: {exc}); start it with "
+                    "`envlabel serve`, or set ENVLABEL_URL to where it runs") from exc
         if response.status_code < 400:
             try:
                 return response.json()
@@ -152,6 +292,14 @@ class Client:
             raise ServiceError(f"envlabel at {self.url} refused the request ({status}: {detail}); set "
                                "ENVLABEL_TOKEN to a token listed in the server's api.tokens", status)
         raise ServiceError(f"envlabel at {self.url} answered {method} {path} with {status}: {detail}", status)
+
+
+def _object(body: Any, what: str, url: str) -> dict[str, Any]:
+    """``body`` if it is a JSON object, else a ServiceError: a list or a string is no label or check."""
+    if not isinstance(body, dict):
+        raise ServiceError(f"envlabel at {url} answered with {type(body).__name__} JSON where {what} JSON (an "
+                           "object) was expected; is ENVLABEL_URL pointing at envlabel?", 200)
+    return body
 
 
 def _detail(response: httpx.Response) -> str:

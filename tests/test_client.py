@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -45,8 +46,9 @@ class _Misbehaving(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         server: Any = self.server
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        server.requests.append((self.command, self.path, dict(self.headers), self.client_address))
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.loads(raw) if raw else None
+        server.requests.append((self.command, self.path, dict(self.headers), self.client_address, body))
         if server.reply is None:  # hang until the test is over: the client must time out
             server.release.wait()
             return
@@ -97,7 +99,7 @@ def test_nothing_listening_is_unreachable_and_says_what_to_do() -> None:
 
 
 def test_a_server_that_never_answers_times_out_as_unreachable(stand_in: Any) -> None:
-    with Client(stand_in.url, timeout=0.2) as client, pytest.raises(UnreachableError, match="ReadTimeout"):
+    with Client(stand_in.url, timeout=0.2) as client, pytest.raises(UnreachableError, match="deadline"):
         client.label("222222222222")
 
 
@@ -133,6 +135,74 @@ def test_settings_come_from_the_environment_and_the_connection_is_kept_alive(
     assert [r[:2] for r in stand_in.requests] == [("POST", "/v1/check")] * 2
     assert all(r[2]["Authorization"] == "Bearer s3cret" for r in stand_in.requests)
     assert stand_in.requests[0][3] == stand_in.requests[1][3]  # one kept-alive connection
+
+
+@pytest.mark.parametrize("body", ["[1, 2]", '"allow"', '{"target": "222222222222"}'])
+def test_an_answer_that_is_not_check_json_is_a_service_error(stand_in: Any, body: str) -> None:
+    stand_in.reply = (200, "application/json", body)
+    with Client(stand_in.url) as client, pytest.raises(ServiceError, match="ENVLABEL_URL"):
+        client.require("222222222222", "delete")
+    stand_in.reply = (200, "application/json", "[1, 2]")
+    with Client(stand_in.url) as client, pytest.raises(ServiceError):
+        client.labels(["222222222222"])
+
+
+def test_contents_is_sent_only_when_asked(stand_in: Any) -> None:
+    stand_in.reply = (200, "application/json", json.dumps({"target": "222222222222", "decision": "allow"}))
+    with Client(stand_in.url) as client:
+        client.check("222222222222", "delete")
+        client.check("222222222222", "delete", contents=True)
+        client.require_all(["222222222222"], "delete", contents=True)
+    assert [r[4] for r in stand_in.requests] == [
+        {"target": "222222222222", "action": "delete"},
+        {"target": "222222222222", "action": "delete", "contents": True},
+        {"target": "222222222222", "action": "delete", "contents": True}]
+
+
+@pytest.fixture
+def trickler() -> Iterator[str]:
+    """A loopback server that answers one header byte every 0.2 s, forever: httpx's per-read timeout never fires."""
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=trickle, args=(conn,), daemon=True).start()
+
+    def trickle(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                while not stop.wait(0.2):  # the attacker's pace, not a timing assertion
+                    conn.sendall(b"a")
+            except OSError:
+                return
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    listener.close()
+
+
+@pytest.mark.timeout(60)
+def test_one_deadline_holds_however_the_server_trickles(trickler: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVLABEL_TIMEOUT", "1")
+    with Client(trickler) as client:
+        assert client.timeout == 1.0
+        with pytest.raises(UnreachableError, match="ENVLABEL_TIMEOUT"):
+            client.require_all(["222222222222", "333333333333"], "delete")
+
+
+def test_a_bad_timeout_says_what_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    for value in ("soon", "0", "-1", "nan"):
+        monkeypatch.setenv("ENVLABEL_TIMEOUT", value)
+        with pytest.raises(EnvlabelError, match="ENVLABEL_TIMEOUT"):
+            Client("http://127.0.0.1:9")
 
 
 def test_a_url_without_scheme_is_refused_with_advice() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from envlabel.client import Client
+from envlabel.client import Client, timeout_from_env
 from envlabel.config import config_path, load_config
 from envlabel.guard import fail_open
 from envlabel.service.daemon.webhooks import endpoints_from_config
@@ -56,6 +56,13 @@ def _sdk(variable: str) -> Callable[[], None]:
     return run
 
 
+def _sdk_timeout() -> None:
+    load_config(environ={"ENVLABEL_TIMEOUT": "2.5"})  # not config either
+    assert timeout_from_env({"ENVLABEL_TIMEOUT": "2.5"}) == 2.5
+    assert timeout_from_env({"ENVLABEL_TIMEOUT": "3s"}) == 3.0
+    assert timeout_from_env({}) == 5.0
+
+
 CASES: dict[str, Callable[..., None]] = {
     "ENVLABEL_CONFIG": _config_file,
     "ENVLABEL_STORE": _config_case("ENVLABEL_STORE", "sqlite:////tmp/x.db", lambda c: c.store == "sqlite:////tmp/x.db"),
@@ -79,6 +86,7 @@ CASES: dict[str, Callable[..., None]] = {
     "ENVLABEL_URL": _sdk("ENVLABEL_URL"),
     "ENVLABEL_TOKEN": _sdk("ENVLABEL_TOKEN"),
     "ENVLABEL_FAIL_OPEN": _sdk("ENVLABEL_FAIL_OPEN"),
+    "ENVLABEL_TIMEOUT": _sdk_timeout,
     # the docs' example of a webhook's secret_env: not config, read by the webhook sender
     "ENVLABEL_WEBHOOK_SECRET": lambda: None,
 }
