@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -14,7 +17,7 @@ import pytest
 from envlabel.client import Client
 from envlabel.config import config_from_dict
 from envlabel.errors import ActionDenied, ApprovalRequired, EnvlabelError, UnreachableError
-from envlabel.guard.arns import is_checked, targets_of
+from envlabel.guard.arns import Target, is_checked, targets_of
 from envlabel.guard.boto3 import protect
 from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import Resource
@@ -25,6 +28,7 @@ from envlabel.store import open_store
 from tests.conftest import free_port
 from tests.estates import scan_of
 
+ROOT = Path(__file__).resolve().parents[1]
 ACCOUNT = "123456789012"  # the account moto gives the plain test credentials
 REGION = "us-east-1"
 A = f"arn:aws:{{}}:{REGION}:{ACCOUNT}:"
@@ -53,22 +57,85 @@ A = f"arn:aws:{{}}:{REGION}:{ACCOUNT}:"
     ("dynamodb", "DeleteTable", {"TableName": "arn:aws:dynamodb:us-east-1:222222222222:table/t"},
      ["arn:aws:dynamodb:us-east-1:222222222222:table/t"]),
     ("rds", "CreateDBInstance", {"DBInstanceIdentifier": "new-db"}, [ACCOUNT]),
-    ("ec2", "RunInstances", {"ImageId": "ami-1", "SubnetId": "subnet-1"}, [A.format("ec2") + "subnet/subnet-1"]),
+    ("ec2", "RunInstances", {"ImageId": "ami-1", "SubnetId": "subnet-1"},
+     [A.format("ec2") + "subnet/subnet-1", f"arn:aws:ec2:{REGION}::image/ami-1"]),
     ("ec2", "CreateSecurityGroup", {"GroupName": "g", "VpcId": "vpc-1"}, [A.format("ec2") + "vpc/vpc-1"]),
     ("ec2", "DeleteSecurityGroup", {"GroupId": "sg-1"}, [A.format("ec2") + "security-group/sg-1"]),
     ("ec2", "CreateTags", {"Resources": ["i-1", "ami-1", "vpc-1"], "Tags": []},
-     [A.format("ec2") + "instance/i-1", ACCOUNT, A.format("ec2") + "vpc/vpc-1"]),
+     [A.format("ec2") + "instance/i-1", ACCOUNT + "/*", A.format("ec2") + "vpc/vpc-1"]),
     ("s3", "CreateBucket", {"Bucket": "new-bucket"}, [ACCOUNT]),
     ("s3", "CreateMultipartUpload", {"Bucket": "exports", "Key": "k"}, ["arn:aws:s3:::exports"]),
-    ("sqs", "PurgeQueue", {"QueueUrl": "https://sqs/q"}, [ACCOUNT]),
+    ("sqs", "PurgeQueue", {"QueueUrl": "https://sqs/q"}, [ACCOUNT + "/*"]),
 ])
 def test_targets_come_from_the_parameters(service: str, operation: str, params: dict[str, Any],
                                           expected: list[str]) -> None:
-    assert targets_of(service, operation, params, REGION, ACCOUNT) == expected
+    assert render(targets_of(service, operation, params, REGION, ACCOUNT)) == expected
+
+
+def render(targets: list[Target]) -> list[str]:
+    """Target ids; ``ACCOUNT/*`` is an account decided by the strictest label inside it (``contents``)."""
+    return [t.id + ("/*" if t.contents else "") for t in targets]
+
+
+P = "222222222222"  # another account
+
+
+@pytest.mark.parametrize(("service", "operation", "params", "expected"), [
+    # a resource of another account is checked in that account
+    ("sns", "DeleteTopic", {"TopicArn": f"arn:aws:sns:{REGION}:{P}:t"}, [f"arn:aws:sns:{REGION}:{P}:t"]),
+    ("sqs", "PurgeQueue", {"QueueUrl": f"https://sqs.eu-west-1.amazonaws.com/{P}/q"},
+     [f"arn:aws:sqs:eu-west-1:{P}:q"]),
+    ("sqs", "DeleteQueue", {"QueueUrl": f"http://127.0.0.1:5000/{P}/q.fifo"}, [f"arn:aws:sqs:{REGION}:{P}:q.fifo"]),
+    ("ecr", "DeleteRepository", {"registryId": P, "repositoryName": "r"},
+     [f"arn:aws:ecr:{REGION}:{P}:repository/r", P]),
+    ("glue", "DeleteTable", {"CatalogId": P, "DatabaseName": "d", "Name": "t"},
+     [f"arn:aws:glue:{REGION}:{P}:table/d/t", f"arn:aws:glue:{REGION}:{P}:catalog/{P}",
+      f"arn:aws:glue:{REGION}:{P}:database/d", P]),
+    ("sso-admin", "CreateAccountAssignment",
+     {"InstanceArn": "arn:aws:sso:::instance/ssoins-1", "TargetId": P, "TargetType": "AWS_ACCOUNT",
+      "PermissionSetArn": "arn:aws:sso:::permissionSet/ssoins-1/ps-1", "PrincipalType": "USER", "PrincipalId": "u"},
+     # the assignment is also made in the caller's (management) account: a create there
+     ["arn:aws:sso:::instance/ssoins-1", "arn:aws:sso:::permissionSet/ssoins-1/ps-1", ACCOUNT, P]),
+    # nested values and lists are walked; AWS-owned ARNs are nobody's to change
+    ("events", "PutTargets",
+     {"Rule": "r", "Targets": [{"Id": "1", "Arn": f"arn:aws:lambda:{REGION}:{P}:function:f:1"}]},
+     [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/r", f"arn:aws:lambda:{REGION}:{P}:function:f"]),
+    ("iam", "AttachRolePolicy", {"RoleName": "r", "PolicyArn": "arn:aws:iam::aws:policy/ReadOnlyAccess"},
+     [f"arn:aws:iam::{ACCOUNT}:role/r"]),
+    # the generated table names the resource itself; Create* on an existing resource targets it
+    ("ec2", "DeleteRouteTable", {"RouteTableId": "rtb-1"}, [A.format("ec2") + "route-table/rtb-1"]),
+    ("ec2", "DeleteNetworkAcl", {"NetworkAclId": "acl-1"}, [A.format("ec2") + "network-acl/acl-1"]),
+    ("ec2", "CreateRouteTable", {"VpcId": "vpc-1"}, [A.format("ec2") + "vpc/vpc-1"]),
+    ("lambda", "CreateFunctionUrlConfig", {"FunctionName": "w", "AuthType": "NONE"},
+     [A.format("lambda") + "function:w"]),
+    ("rds", "CreateDBInstanceReadReplica", {"DBInstanceIdentifier": "new", "SourceDBInstanceIdentifier": "old"},
+     [A.format("rds") + "db:old"]),
+    # naming nothing: the strictest label in the account
+    ("ec2", "DisassociateRouteTable", {"AssociationId": "rtbassoc-1"}, [ACCOUNT + "/*"]),
+    # a create that names no container is checked against the account even when it passes an ARN: a sandbox
+    # role must not let a cluster be created in a production account
+    ("eks", "CreateCluster", {"name": "c", "roleArn": f"arn:aws:iam::{P}:role/sbx", "resourcesVpcConfig": {}},
+     [f"arn:aws:iam::{P}:role/sbx", ACCOUNT]),
+])
+def test_every_resource_named_is_a_target_in_its_own_account(service: str, operation: str, params: dict[str, Any],
+                                                              expected: list[str]) -> None:
+    assert render(targets_of(service, operation, params, REGION, ACCOUNT)) == expected
+
+
+def test_resources_the_scanner_may_not_know_fall_back_to_their_account() -> None:
+    topic, bucket = targets_of("sns", "Publish", {"TopicArn": f"arn:aws:sns:{REGION}:{P}:t"}, REGION, ACCOUNT)[0], \
+        targets_of("s3", "DeleteBucket", {"Bucket": "b"}, REGION, ACCOUNT)[0]
+    assert (topic.fallback, bucket.fallback) == (P, None)  # buckets are listed completely: never seen = gone
+
+
+def test_regenerating_the_target_table_changes_nothing() -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "aws_targets.py"), "--check"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
 
 
 def test_partitions_follow_the_region() -> None:
-    assert targets_of("rds", "DeleteDBInstance", {"DBInstanceIdentifier": "d"}, "cn-north-1", ACCOUNT) == [
+    assert render(targets_of("rds", "DeleteDBInstance", {"DBInstanceIdentifier": "d"}, "cn-north-1", ACCOUNT)) == [
         f"arn:aws-cn:rds:cn-north-1:{ACCOUNT}:db:d"]
 
 
@@ -76,6 +143,9 @@ def test_reads_and_credential_calls_are_not_checked() -> None:
     assert not is_checked("ec2", "DescribeInstances")
     assert not is_checked("s3", "ListObjectsV2")
     assert not is_checked("sts", "AssumeRole")
+    assert not is_checked("sso", "GetRoleCredentials")
+    assert not is_checked("sso-oidc", "CreateToken")
+    assert is_checked("sso-admin", "CreatePermissionSet")  # signing name "sso", but not a credential call
     assert is_checked("rds", "DeleteDBInstance")
     assert is_checked("sqs", "PurgeQueue")
 

@@ -16,14 +16,22 @@ How a call is checked (botocore's event hooks, nothing patched):
   sent) turns them into targets (:mod:`envlabel.guard.arns`) and asks
   envlabel about ``SERVICE:Operation`` (``rds:DeleteDBInstance``) on each;
   the strictest decision wins and a refusal raises ActionDenied /
-  ApprovalRequired.
+  ApprovalRequired;
+- ``before-sign`` does the same for presigned URLs and posts
+  (``generate_presigned_url`` / ``generate_presigned_post`` emit no
+  ``before-call``), as the operation the URL will perform: a presigned
+  ``delete_object``, or any URL whose ``HttpMethod`` is not its operation's
+  own, is checked before it is signed.
 
-Reads (Describe*, Get*, List*...) and credential calls (STS) are not checked.
-A bare name becomes an ARN in the caller's own account, learned once per
-access key with ``sts:GetCallerIdentity`` (against the client's custom
-endpoint when it has one, as with moto or LocalStack). Clients created from
-a session *before* ``protect(session)`` keep their own copy of the session's
-hooks: protect them one by one.
+SERVICE is botocore's service name (``sso-admin``), never its signing name.
+Reads (by :mod:`envlabel.actions`) and credential calls (sts, sso, sso-oidc)
+are not checked. A bare name becomes an ARN in the account the call names, else
+the caller's own, learned once per access key with ``sts:GetCallerIdentity``
+(against the client's custom endpoint when it has one, as with moto or
+LocalStack). All the checks of one call share one deadline
+(``ENVLABEL_TIMEOUT``). Clients created from a session *before*
+``protect(session)`` keep their own copy of the session's hooks: protect them
+one by one.
 """
 
 from __future__ import annotations
@@ -33,17 +41,22 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from envlabel.client import Client
+from envlabel.client import Client, raise_for_decision, strictest
 from envlabel.errors import EnvlabelError
-from envlabel.guard import enforce
-from envlabel.guard.arns import action_name, is_checked, targets_of
+from envlabel.guard import decide_within_deadline
+from envlabel.guard.arns import Target, action_name, is_checked, targets_of
 
 log = logging.getLogger("envlabel.guard.boto3")
 
 _PARAMS = "envlabel_guard_params"
 _ENDPOINT = "envlabel_guard_endpoint"
-#: (event, unique id) of the two hooks, in the order botocore emits them
-_HOOKS = (("before-endpoint-resolution", "envlabel-guard-remember"), ("before-call", "envlabel-guard-check"))
+_MODEL = "envlabel_guard_model"
+#: (event, unique id) of the hooks, in the order botocore emits them
+_HOOKS = (("before-endpoint-resolution", "envlabel-guard-remember"), ("before-call", "envlabel-guard-check"),
+          ("before-sign", "envlabel-guard-presign"))
+#: what a presigned S3 URL does when its HttpMethod is not its operation's own: (method, has a key) -> operation
+_S3_METHODS = {("DELETE", True): "DeleteObject", ("DELETE", False): "DeleteBucket", ("PUT", True): "PutObject",
+               ("PUT", False): "CreateBucket", ("POST", True): "PutObject", ("POST", False): "DeleteObjects"}
 
 
 def protect(session_or_client: Any = None, client: Client | None = None) -> Client:
@@ -52,7 +65,7 @@ def protect(session_or_client: Any = None, client: Client | None = None) -> Clie
     events = _events_of(session_or_client)
     envlabel = client or Client()
     guard = _Guard(envlabel)
-    handlers: tuple[Callable[..., None], ...] = (guard.remember, guard.check)
+    handlers: tuple[Callable[..., None], ...] = (guard.remember, guard.check, guard.presign)
     for (event, unique_id), handler in zip(_HOOKS, handlers, strict=True):
         events.unregister(event, unique_id=unique_id)  # replace, never stack: one check per call
         events.register(event, handler, unique_id=unique_id)
@@ -81,25 +94,70 @@ class _Guard:
     def __init__(self, envlabel: Client) -> None:
         self.envlabel = envlabel
 
-    def remember(self, params: dict[str, Any], context: dict[str, Any], builtins: dict[str, Any],
+    def remember(self, params: dict[str, Any], model: Any, context: dict[str, Any], builtins: dict[str, Any],
                  **_: Any) -> None:
         context[_PARAMS] = dict(params)
         context[_ENDPOINT] = builtins.get("SDK::Endpoint")
+        context[_MODEL] = model
 
     def check(self, model: Any, request_signer: Any, context: dict[str, Any], **_: Any) -> None:
-        service = model.service_model.signing_name
-        operation = model.name
+        # without remembered parameters nothing more precise is known: the account is checked (fail closed)
+        self.decide(model.service_model.service_name, model.name, context.get(_PARAMS) or {}, request_signer,
+                    context)
+
+    def presign(self, request: Any, request_signer: Any, operation_name: str, **_: Any) -> None:
+        """A presigned URL or post, checked as the operation it will perform, before it is signed."""
+        context = request.context
+        model = context.get(_MODEL)
+        if not context.get("is_presign_request"):
+            return  # an ordinary call: checked at before-call already
+        if model is None:  # the parameters were not remembered: nothing tells what it does, so refuse
+            raise EnvlabelError(f"the envlabel guard cannot tell what the presigned {operation_name} acts on; "
+                                "it refuses to sign it. Protect the client before presigning")
+        service = model.service_model.service_name
+        params = dict(context.get(_PARAMS) or {})
+        operation = operation_name
+        fields = context.get("s3-presign-post-fields")
+        if fields is not None:  # generate_presigned_post: an upload of "key" to the bucket
+            params["Key"] = fields.get("key")
+        method = str(request.method).upper()
+        if model.name == operation_name and method != str(model.http.get("method", method)).upper():
+            operation = _overridden(service, operation_name, method, "Key" in params)
+        self.decide(service, operation, params, request_signer, context)
+
+    def decide(self, service: str, operation: str, params: dict[str, Any], request_signer: Any,
+               context: dict[str, Any]) -> None:
         if not is_checked(service, operation):
             return
-        region = context.get("client_region") or "us-east-1"
+        region = context.get("client_region") or getattr(request_signer, "_region_name", None) or "us-east-1"
         # botocore offers no public accessor for a client's credentials; the signer holds them
         credentials = getattr(request_signer, "_credentials", None)
         account = account_of(credentials, region, context.get(_ENDPOINT))
-        # without remembered parameters nothing more precise is known: check the account (fail closed)
-        targets = targets_of(service, operation, context.get(_PARAMS) or {}, region, account)
+        targets = targets_of(service, operation, params, region, account)
         action = action_name(service, operation)
         log.debug("checking %s on %s", action, targets)
-        enforce(self.envlabel, targets, action)
+        decide_within_deadline(self.envlabel, lambda: self.require(targets, action), action,
+                               ", ".join(t.id for t in targets))
+
+    def require(self, targets: list[Target], action: str) -> dict[str, Any]:
+        """Check every target; one envlabel never saw that has a fallback is decided by its account's strictest
+        label instead. The strictest decision wins."""
+        checks = []
+        for target in targets:
+            check = self.envlabel.check(target.id, action, target.contents)
+            if target.fallback is not None and not (check.get("label") or {}).get("found", True):
+                check = self.envlabel.check(target.fallback, action, contents=True)
+            checks.append(check)
+        return raise_for_decision(strictest(checks))
+
+
+def _overridden(service: str, operation: str, method: str, has_key: bool) -> str:
+    """The operation a presigned URL performs when signed for another HTTP method than its own."""
+    if method in ("GET", "HEAD"):
+        return operation
+    if service == "s3" and (method, has_key) in _S3_METHODS:
+        return _S3_METHODS[(method, has_key)]
+    return f"Presigned{method.title()}{operation}"  # a name no vocabulary knows: checked as a delete
 
 
 _accounts: dict[str, str] = {}
