@@ -10,6 +10,8 @@ Figures, not pass/fail:
 2. speed per action: cold (a fresh process: loading the data file and the first answer), uncached
    (the lookups alone, memo bypassed) and warm (memoized), over every operation in each accepted form.
 3. the check's latency: ``envlabel.labelers.decision.decide`` on a production label, per action.
+4. the boto3 guard's targets: the share of mutating operations whose targets resolve to the resource itself
+   (bench/guard_targets.py, run here as its own process).
 """
 
 from __future__ import annotations
@@ -129,7 +131,10 @@ def main() -> int:
     print()
     print(table([["decide() on a production label", *(f"{latency[p]:.1f} us" for p in (50, 90, 99))]],
                 ["check", "p50", "p90", "p99"]))
-    return 0
+    print()
+    sys.stdout.flush()
+    return subprocess.run([sys.executable, str(Path(__file__).with_name("guard_targets.py")), "--top", "0"],
+                          cwd=ROOT, check=False).returncode
 
 
 if __name__ == "__main__":
