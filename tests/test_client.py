@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -157,36 +156,6 @@ def test_contents_is_sent_only_when_asked(stand_in: Any) -> None:
         {"target": "222222222222", "action": "delete"},
         {"target": "222222222222", "action": "delete", "contents": True},
         {"target": "222222222222", "action": "delete", "contents": True}]
-
-
-@pytest.fixture
-def trickler() -> Iterator[str]:
-    """A loopback server that answers one header byte every 0.2 s, forever: httpx's per-read timeout never fires."""
-    stop = threading.Event()
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=trickle, args=(conn,), daemon=True).start()
-
-    def trickle(conn: socket.socket) -> None:
-        with conn:
-            conn.recv(65536)
-            try:
-                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-                while not stop.wait(0.2):  # the attacker's pace, not a timing assertion
-                    conn.sendall(b"a")
-            except OSError:
-                return
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    stop.set()
-    listener.close()
 
 
 @pytest.mark.timeout(60)

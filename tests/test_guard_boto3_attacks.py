@@ -236,38 +236,7 @@ def test_an_unmapped_change_in_a_sandbox_account_is_decided_by_its_strictest_res
     assert world.association in [a["RouteTableAssociationId"] for a in tables[0]["Associations"]]
 
 
-# -- one deadline, whatever the server does ------------------------------------------------------------
-@pytest.fixture
-def trickler() -> Iterator[str]:
-    """An HTTP server on loopback that answers every request one header byte at a time, forever."""
-    stop = threading.Event()
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=trickle, args=(conn,), daemon=True).start()
-
-    def trickle(conn: socket.socket) -> None:
-        with conn:
-            conn.recv(65536)
-            try:
-                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-                while not stop.wait(0.2):  # the pace of the attack, not a timing assertion
-                    conn.sendall(b"a")
-            except OSError:
-                return
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    stop.set()
-    listener.close()
-
-
+# -- one deadline, whatever the server does (the trickler is in conftest.py) -------------------------
 @pytest.mark.timeout(60)
 def test_a_trickling_envlabel_cannot_hold_a_guarded_call_past_the_deadline(
         world: World, trickler: str, monkeypatch: pytest.MonkeyPatch) -> None:
