@@ -9,19 +9,26 @@ default). Every decision carries its reasons, citing the evidence.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from envlabel.actions import classify
 from envlabel.config import ActionClass, Config, Decision, format_duration
 from envlabel.model import UNKNOWN
 from envlabel.records import CheckRecord, LabelRecord
 
 
-def decide(config: Config, action: str, label: LabelRecord) -> CheckRecord:
-    """The check JSON for ``action`` on the target described by ``label`` (the label JSON)."""
+def decide(config: Config, action: str, label: LabelRecord, *, decided_as: str | None = None,
+           notes: Sequence[str] = ()) -> CheckRecord:
+    """The check JSON for ``action`` on the target described by ``label`` (the label JSON).
+
+    ``decided_as`` replaces the environment the label gives (the caller found a stricter one, such as a
+    production resource inside the target); ``notes`` say why, before the policy's reason."""
     classification = classify(action)
     environment, label_reasons = environment_for_decision(config, label)
+    environment = decided_as or environment
     decision, policy_reason = policy_decision(config, environment, classification.action_class)
     approvers = list(config.approvers.get(environment, [])) if decision == "require_approval" else []
-    reasons = [classification.reason, *label_reasons, policy_reason]
+    reasons = [classification.reason, *label_reasons, *notes, policy_reason]
     if decision == "require_approval":
         reasons.append(f"ask {', '.join(approvers)} to approve" if approvers else
                        f"no approvers are configured for {environment} (config approvers.{environment}); "

@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from envlabel.config import Config, Source
 from envlabel.discovery.lookup import LookupFailed, lookup
-from envlabel.labelers.decision import decide, policy_decision
+from envlabel.labelers.decision import decide
 from envlabel.model import UNKNOWN, Resource
 from envlabel.records import CheckRecord, LabelRecord
 from envlabel.service.core.clock import utcnow
@@ -93,19 +93,9 @@ def cite(query: Query, target: str, environment: str) -> str:
 
 
 def redecide(config: Config, base: CheckRecord, environment: str, notes: list[str]) -> CheckRecord:
-    """``base`` decided as ``environment`` by the same policy, ``notes`` added to its reasons before the
+    """``base`` decided as ``environment`` by the same rule, ``notes`` added to its reasons before the
     policy's (which stays last, with the approvers to ask)."""
-    keep = len(base["reasons"]) - (2 if base["decision"] == "require_approval" else 1)
-    decision, policy_reason = policy_decision(config, environment, base["action_class"])
-    approvers = list(config.approvers.get(environment, [])) if decision == "require_approval" else []
-    reasons = [*base["reasons"][:keep], *notes, policy_reason]
-    if decision == "require_approval":
-        reasons.append(f"ask {', '.join(approvers)} to approve" if approvers else
-                       f"no approvers are configured for {environment} (config approvers.{environment}); "
-                       "ask the owner of the target")
-    return {"target": base["target"], "action": base["action"], "action_class": base["action_class"],
-            "environment": environment, "decision": decision, "reversible": base["reversible"], "reasons": reasons,
-            "approvers": approvers, "label": base["label"], "understood_as": base["understood_as"]}
+    return decide(config, base["action"], base["label"], decided_as=environment, notes=notes)
 
 
 # -- lookups of never-seen targets ----------------------------------------------------------------
