@@ -4,7 +4,8 @@
 (embedded default) or ``postgresql://...`` (several replicas, one store). Both share one
 SQL implementation; only the dialect differs. The modules, by role:
 
-    sql.py          the Store: opening, migrating, every read, and the one write transaction
+    opening.py      open_store(url) and init_store(url): which files and databases become a store
+    sql.py          the Store: migrating, probing, every read, and the one write transaction
     transaction.py  the write side: what scans, watch events, overrides and relabels write
     rows.py         the statements both sides share, and how a row becomes a record
     records.py      what the store hands out and takes in (StoredLabel, LabelView, LabelChange, Fence...)
@@ -13,11 +14,14 @@ SQL implementation; only the dialect differs. The modules, by role:
     sqlite.py, postgresql.py   the two dialects
     locks.py        leader election's PostgreSQL advisory lock
     schema.py       versioned migrations
+    failures.py     how the store fails: StoreError and CorruptStore, in sentences that say what to do
 
 No SQL runs outside this package.
 """
 
+from envlabel.store.failures import CorruptStore
+from envlabel.store.opening import init_store, open_store
 from envlabel.store.records import LabelChange, StoredLabel
-from envlabel.store.sql import Store, open_store
+from envlabel.store.sql import Store
 
-__all__ = ["LabelChange", "Store", "StoredLabel", "open_store"]
+__all__ = ["CorruptStore", "LabelChange", "Store", "StoredLabel", "init_store", "open_store"]

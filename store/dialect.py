@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from envlabel.errors import StoreError
+
 
 class Dialect(Protocol):
     @property
@@ -24,6 +26,22 @@ class Dialect(Protocol):
     @property
     def bulk_cache_kib(self) -> int | None:
         """The page cache while a scan commits (SQLite ``PRAGMA cache_size``), or None to leave it."""
+    @property
+    def where(self) -> str:
+        """The store as error messages name it (``the store /var/lib/envlabel/envlabel.db``; no password)."""
+    @property
+    def tables_sql(self) -> str:
+        """A query answering the name of every table in the store's database (its schema, for PostgreSQL)."""
+    @property
+    def integrity_sql(self) -> str | None:
+        """A statement checking every page (SQLite ``PRAGMA integrity_check``), or None: read every row instead."""
+    @property
+    def driver_error(self) -> type[Exception]:
+        """The base class of the driver's errors (``sqlite3.Error``, ``psycopg.Error``)."""
+
+    def store_error(self, exc: Exception) -> StoreError | None:
+        """A driver error as a StoreError that says what broke and what to do (a CorruptStore when the data
+        is damaged), or None when it is envlabel's own mistake (a constraint, a bad statement)."""
 
     def connect(self) -> Any:
         """A connection of its own (readers, the writer, a leader's session lock)."""

@@ -24,12 +24,18 @@ from psycopg_pool import ConnectionPool
 
 from envlabel.config import redact_url as redact
 from envlabel.errors import StoreError
+from envlabel.store.failures import corrupt, failed
 
 #: connections per process unless config ``store_pool_size`` says otherwise; a replica's API threads share them
 DEFAULT_POOL_SIZE = 10
 #: the lock every migration takes; any constant key works, this one is "envlabel" in ASCII
 MIGRATION_LOCK_KEY = 0x656E766C6162656C
 _PLACEHOLDER = re.compile(r"\?")
+#: SQLSTATEs of damaged data (data_corrupted, index_corrupted) and of envlabel's tables gone missing
+_CORRUPT = frozenset({"XX001", "XX002"})
+_DAMAGED_SCHEMA = frozenset({"42P01", "42703"})  # undefined_table, undefined_column
+#: SQLSTATE classes of a server that cannot serve now: connection, resources, operator intervention, system
+_SERVER_TROUBLE = frozenset({"08", "53", "57", "58"})
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,10 @@ class PostgresDialect:
     #: taken by every write transaction (one writer at a time per store, as with SQLite); keyed by the schema
     write_lock: str | None = "SELECT pg_advisory_xact_lock(hashtextextended('envlabel-writer:' || current_schema(), 0))"
     bulk_cache_kib: int | None = None
+    #: the tables of the schema the store's tables go in (the first of the connection's search_path)
+    tables_sql: str = "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"
+    integrity_sql: str | None = None  # no built-in page check (amcheck is an extension): a full read instead
+    driver_error: type[Exception] = psycopg.Error
     _translated: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -76,6 +86,18 @@ class PostgresDialect:
     def unreachable(self, exc: BaseException) -> StoreError:
         return StoreError(f"cannot connect to the PostgreSQL store {redact(self.url)}: {exc}; check that the "
                           "server is up, the URL (host, port, database) and the credentials")
+
+    @property
+    def where(self) -> str:
+        return f"the PostgreSQL store {redact(self.url)}"
+
+    def store_error(self, exc: Exception) -> StoreError | None:
+        state = getattr(exc, "sqlstate", None) or ""
+        if state in _CORRUPT or state in _DAMAGED_SCHEMA:
+            return corrupt(self.where, str(exc).strip())
+        if isinstance(exc, psycopg.OperationalError) or state[:2] in _SERVER_TROUBLE:
+            return failed(self.where, str(exc).strip(), "check that the server is up and reachable, and its logs")
+        return None  # a constraint, a statement or a value envlabel got wrong: a bug, reported as one
 
     def sql(self, statement: str) -> str:
         # statements are a fixed set; translating each once keeps the lookup path free of regex work

@@ -7,6 +7,8 @@ dialect's auto-increment primary key.
 
 from __future__ import annotations
 
+import re
+
 MIGRATIONS: list[str] = [
     # 1: the core pipeline
     """
@@ -109,3 +111,8 @@ MIGRATIONS: list[str] = [
     )
     """,
 ]
+
+#: the schema's version table, which marks a database as an envlabel store
+VERSION_TABLE = "schema_version"
+#: every table the migrations create: what a store at the current version holds besides VERSION_TABLE
+TABLES: frozenset[str] = frozenset(re.findall(r"CREATE TABLE (\w+)", "".join(MIGRATIONS)))

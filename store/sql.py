@@ -4,21 +4,28 @@ A scan commits in one transaction (``Store.transaction``): resources,
 tombstones, scope times, the scan record and every label change land
 together or not at all, so a process killed mid-scan leaves the previous
 state intact.
+
+Every read and write turns the driver's errors into a StoreError that says what broke and what to do
+(the dialect's ``store_error``); a :class:`~envlabel.store.failures.CorruptStore` also marks the store
+broken, so every later call refuses with it. Opening reads the schema version and the first row of every
+table (:meth:`Store.probe`); :meth:`Store.verify` reads every page (``envlabel store check``).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 from envlabel.errors import StoreError
 from envlabel.model import Override, Resource
 from envlabel.store.codec import parse_ts, ts
 from envlabel.store.dialect import Dialect
+from envlabel.store.failures import CorruptStore, corrupt, not_a_store
 from envlabel.store.records import AuditRow, HistoryEntry, LabelView, PastLabel, StoredLabel
 from envlabel.store.rows import (
     HISTORY,
@@ -33,24 +40,37 @@ from envlabel.store.rows import (
     resolution_of,
     resource_of,
 )
-from envlabel.store.schema import MIGRATIONS
+from envlabel.store.schema import MIGRATIONS, TABLES, VERSION_TABLE
 from envlabel.store.transaction import Transaction
 
 T = TypeVar("T")
+#: when opening may create envlabel's tables: never (an existing SQLite file), in a database with no tables at
+#: all (a SQLite file being created, or `envlabel store init`), or beside other tables (a PostgreSQL schema)
+Create = Literal["never", "empty", "beside"]
 
 
 class Store:
     """Reads anywhere, writes inside :meth:`transaction` (one writer at a time)."""
 
-    def __init__(self, dialect: Dialect) -> None:
+    def __init__(self, dialect: Dialect, *, create: Create = "never") -> None:
         self.dialect = dialect
+        self._create = create
+        #: True when this opening created envlabel's tables
+        self.created = False
+        #: the CorruptStore this store raised, after which it refuses every call
+        self._broken: CorruptStore | None = None
         self._write_lock = threading.Lock()
         self._local = threading.local()
         # PostgreSQL: a pool serves reads and writes (autocommit; a transaction turns it off while it runs).
         # SQLite: one writer connection and a reader connection per thread.
         self._pool: Any = dialect.open_pool()
-        self._writer = dialect.connect() if self._pool is None else None
-        self._migrate()
+        self._writer: Any = None
+        try:
+            self._writer = dialect.connect() if self._pool is None else None
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
 
     # -- plumbing -----------------------------------------------------------------------------
     def _reader(self) -> Any:
@@ -82,11 +102,30 @@ class Store:
                     conn.autocommit = True
 
     def _query(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self._reading() as conn:
-            cur = conn.cursor()
-            cur.execute(self.dialect.sql(statement), params)
-            rows: list[Any] = cur.fetchall()
+        if self._broken is not None:
+            self._refuse()
+        try:
+            with self._reading() as conn:  # no cursor in a local: see _fail
+                rows: list[Any] = conn.execute(self.dialect.sql(statement), params).fetchall()
+        except self.dialect.driver_error as exc:
+            self._fail(exc)
         return rows
+
+    def _fail(self, exc: Exception) -> NoReturn:
+        """Raise the driver's error ``exc`` as the StoreError that says what to do (a bug's error as itself)."""
+        # a cursor left in a finished frame of the traceback keeps its SQLite connection open after close() (and
+        # its -wal and -shm files beside the store after the process exits); only the variables are dropped
+        traceback.clear_frames(exc.__traceback__)
+        error = self.dialect.store_error(exc)
+        if error is None:
+            raise exc
+        if isinstance(error, CorruptStore):
+            self._broken = error
+        raise error from exc
+
+    def _refuse(self) -> NoReturn:
+        assert self._broken is not None
+        raise CorruptStore(str(self._broken))  # a new one each time: threads raising one object share a traceback
 
     def _migrate(self) -> None:
         with self.transaction() as tx:
@@ -94,39 +133,87 @@ class Store:
             # serializes writers by itself)
             if self.dialect.migration_lock:
                 tx.execute(self.dialect.migration_lock)
-            tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = tx.execute("SELECT MAX(version) FROM schema_version").fetchone()
-            current = int(row[0] or 0)
-            if current > len(MIGRATIONS):
-                raise StoreError(f"the store is at schema version {current}, newer than this envlabel "
-                                 f"({len(MIGRATIONS)}); upgrade envlabel")
+            tables = self._tables(tx)
+            current = self._version(tx, tables)
             for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
                 for statement in script.format(serial=self.dialect.serial).split(";"):
                     if statement.strip():
                         tx.execute(statement)
-                tx.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+                tx.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES (?)", (version,))
+            if current < len(MIGRATIONS):
+                tables = self._tables(tx)
+            if missing := sorted(TABLES - tables):
+                raise corrupt(self.dialect.where, f"its tables {', '.join(missing)} are missing")
+            for table in sorted(tables & (TABLES | {VERSION_TABLE})):  # the probe, in the migration's transaction
+                tx.execute(f"SELECT * FROM {table} LIMIT 1").fetchall()
+
+    def _tables(self, tx: Transaction) -> set[str]:
+        return {str(row[0]) for row in tx.execute(self.dialect.tables_sql).fetchall()}
+
+    def _version(self, tx: Transaction, tables: set[str]) -> int:
+        """The schema version of the store (0: new), creating the version table where ``create`` allows;
+        raises a StoreError for a database that is not an envlabel store, or not one this release can open."""
+        where = self.dialect.where
+        ours = ", ".join(sorted(tables & TABLES))
+        if VERSION_TABLE not in tables:
+            if ours:
+                raise corrupt(where, f"it has envlabel's tables ({ours}) but no {VERSION_TABLE} table")
+            if self._create == "never" or (self._create == "empty" and tables):
+                raise not_a_store(where, tables)
+            tx.execute(f"CREATE TABLE {VERSION_TABLE} (version INTEGER NOT NULL)")
+            self.created = True
+            return 0
+        current = int(tx.execute(f"SELECT MAX(version) FROM {VERSION_TABLE}").fetchone()[0] or 0)
+        if current > len(MIGRATIONS):
+            raise StoreError(f"{where} is at schema version {current}, newer than this envlabel ({len(MIGRATIONS)}): "
+                             "a newer release migrated it; upgrade envlabel (an older one must not write to it)")
+        if current == 0 and ours:
+            raise corrupt(where, f"its {VERSION_TABLE} table is empty but it has envlabel's tables ({ours})")
+        self.created = current == 0
+        return current
+
+    def probe(self) -> None:
+        """Raise a StoreError unless the store answers: its schema version and the first row of every table
+        (cheap; ``/readyz`` runs it). A deeper corruption is found by the read that meets it, or by :meth:`verify`."""
+        for table in sorted(TABLES | {VERSION_TABLE}):
+            self._query(f"SELECT * FROM {table} LIMIT 1")
+
+    def verify(self) -> list[str]:
+        """Every problem a full check finds (empty: none): the dialect's check of every page (SQLite's
+        integrity check), else a read of every row. Reads the whole store: minutes for millions of resources."""
+        self.probe()
+        if self.dialect.integrity_sql:
+            return [str(row[0]) for row in self._query(self.dialect.integrity_sql) if str(row[0]) != "ok"]
+        for table in sorted(TABLES | {VERSION_TABLE}):
+            self._query(f"SELECT * FROM {table}")
+        return []
 
     @property
     def schema_version(self) -> int:
-        return int(self._query("SELECT MAX(version) FROM schema_version")[0][0])
+        return int(self._query(f"SELECT MAX(version) FROM {VERSION_TABLE}")[0][0])
 
     @contextmanager
     def transaction(self, bulk: bool = False) -> Iterator[Transaction]:
         """The one write transaction. ``bulk``: a scan's commit, for which the dialect may tune the connection."""
-        with self._write_lock, self._writing() as conn, self._tuned(conn, bulk):
-            try:
-                tx = Transaction(conn, self.dialect)
-                # one writer at a time across processes too (the dialect's write_lock: SQLite BEGIN IMMEDIATE,
-                # PostgreSQL a transaction-level advisory lock), so a scan's relabel never interleaves with an
-                # override set by another process (READ COMMITTED alone would let one overwrite the other)
-                if self.dialect.write_lock:
-                    tx.execute(self.dialect.write_lock)
-                yield tx
-                conn.commit()
-            except BaseException:
-                with suppress(Exception):  # a broken connection cannot roll back; the error that broke it says why
-                    conn.rollback()
-                raise
+        if self._broken is not None:
+            self._refuse()
+        try:
+            with self._write_lock, self._writing() as conn, self._tuned(conn, bulk):
+                try:
+                    tx = Transaction(conn, self.dialect)
+                    # one writer at a time across processes too (the dialect's write_lock: SQLite BEGIN IMMEDIATE,
+                    # PostgreSQL a transaction-level advisory lock), so a scan's relabel never interleaves with an
+                    # override set by another process (READ COMMITTED alone would let one overwrite the other)
+                    if self.dialect.write_lock:
+                        tx.execute(self.dialect.write_lock)
+                    yield tx
+                    conn.commit()
+                except BaseException:
+                    with suppress(Exception):  # a broken connection cannot roll back; the error that broke it says why
+                        conn.rollback()
+                    raise
+        except self.dialect.driver_error as exc:
+            self._fail(exc)
 
     @contextmanager
     def _tuned(self, conn: Any, bulk: bool) -> Iterator[None]:
@@ -189,7 +276,12 @@ class Store:
         reader connection without the pool's context manager (a sixth of a warm lookup)."""
         if self._pool is not None:
             return self._query(statement, params)
-        rows: list[Any] = self._reader().execute(self.dialect.sql(statement), params).fetchall()
+        if self._broken is not None:
+            self._refuse()
+        try:  # free when nothing raises
+            rows: list[Any] = self._reader().execute(self.dialect.sql(statement), params).fetchall()
+        except self.dialect.driver_error as exc:
+            self._fail(exc)
         return rows
 
     def label_views(self, targets: Sequence[str]) -> dict[str, LabelView]:
@@ -336,6 +428,13 @@ class Store:
         keys = frozenset(k.lower() for k in tag_keys)
         needles = tuple(f'"{k}":' for k in keys)
         last_ok = {(r[0], r[1]): r[2] for r in self._query("SELECT source, scope, last_ok FROM scopes")}
+        try:
+            yield from self._audit_batches(keys, needles, last_ok, batch)
+        except self.dialect.driver_error as exc:
+            self._fail(exc)
+
+    def _audit_batches(self, keys: frozenset[str], needles: tuple[str, ...], last_ok: dict[tuple[str, str], str],
+                       batch: int) -> Iterator[list[tuple[AuditRow, str, str]]]:
         parsed: dict[str, dict[str, str]] = {}
         with self._reading() as conn:
             cur = conn.cursor()
@@ -368,18 +467,3 @@ class Store:
             "LEFT JOIN labels l ON l.target = r.id WHERE r.tombstoned_at IS NULL GROUP BY 1, 2")
         return {(r[0], r[1]): int(r[2]) for r in rows}
 
-
-def open_store(url: str, *, pool_size: int = 10) -> Store:
-    """Open (creating and migrating) the store at ``url``; a PostgreSQL store keeps ``pool_size`` connections
-    (config ``store_pool_size``)."""
-    if url.startswith("sqlite://"):
-        from envlabel.store.sqlite import SQLiteDialect
-
-        return Store(SQLiteDialect.from_url(url))
-    if url.startswith(("postgresql://", "postgres://")):
-        try:
-            from envlabel.store.postgresql import PostgresDialect  # type: ignore[import-not-found,unused-ignore]
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise StoreError(f"PostgreSQL store needs psycopg: pip install 'envlabel[daemon]' ({exc})") from exc
-        return Store(PostgresDialect.from_url(url, pool_size))
-    raise StoreError(f"unsupported store URL {url!r}; use sqlite:///PATH or postgresql://USER@HOST/DB")

@@ -7,6 +7,7 @@
     ├── NoOverride            there is no override on the target to remove
     ├── ConfigError           the configuration is wrong
     └── StoreError            the store cannot be opened, read or migrated
+        └── CorruptStore      its data is damaged (envlabel.store.failures); the store then refuses every call
 
 :func:`outcome_of` gives an error's HTTP status and ``error`` word, the CLI's exit code, and whether an
 MCP tool reports it to the agent as a tool error (something the caller can fix) or lets it fail the call.
@@ -55,7 +56,7 @@ OUTCOMES: dict[type[EnvlabelError], Outcome] = {
     InvalidRequest: Outcome(422, "invalid request", EXIT_USAGE, True),
     InvalidOverride: Outcome(400, "invalid override", EXIT_USAGE, True),
     NoOverride: Outcome(404, "no override", EXIT_ERROR, True),
-    ConfigError: Outcome(500, "configuration error", EXIT_ERROR, False),
+    ConfigError: Outcome(500, "configuration error", EXIT_USAGE, False),  # a config the user must fix
     StoreError: Outcome(503, "store unavailable", EXIT_ERROR, False),
     EnvlabelError: Outcome(500, "internal error", EXIT_ERROR, False),
 }
