@@ -10,13 +10,14 @@ Only a variable whose first part is a top-level key is read as config
 (``ENVLABEL_STORE_POOL_SIZE`` is ``store_pool_size``); the SDK's
 (``ENVLABEL_URL``, ``ENVLABEL_TOKEN``, ``ENVLABEL_FAIL_OPEN``) and anything
 else a shell may hold (``ENVLABEL_CMD``) are left alone, and one that looks
-like a misspelt key is logged as a warning naming the nearest key.
+like a misspelt key is logged as a warning naming the nearest key. Reading the file and the
+variables (YAML without aliases, at most 1 MiB and 32 levels deep) is :mod:`envlabel.config_file`'s.
 """
 
 from __future__ import annotations
 
-import difflib
-import logging
+import hashlib
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -25,43 +26,62 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
+from envlabel.config_file import env_overrides, merge, read_config_file
 from envlabel.errors import ConfigError
 
-ENV_PREFIX = "ENVLABEL_"
-#: ENVLABEL_ variables that are not config keys: the config file's path and the agent-side SDK's settings.
-NOT_CONFIG = frozenset({"CONFIG", "URL", "TOKEN", "FAIL_OPEN", "TIMEOUT"})
+_DURATION = re.compile(r"^\s*(\d{1,30})\s*(ms|s|m|h|d)\s*$")
+_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+#: the longest duration any setting accepts (a hundred years: "never", without overflowing a date)
+MAX_DURATION = timedelta(days=36500)
 
-log = logging.getLogger("envlabel.config")
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m|h|d)\s*$")
-_UNITS = {"ms": "milliseconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+class DurationTooLong(ValueError):
+    """A well-formed duration longer than :data:`MAX_DURATION`."""
 
 
 def parse_duration(value: Any) -> timedelta:
-    """``30s``, ``15m``, ``2h``, ``7d`` (or a number of seconds) -> timedelta."""
+    """``30s``, ``15m``, ``2h``, ``7d`` (or a number of seconds) -> timedelta, from 0 to :data:`MAX_DURATION`.
+
+    Raises ValueError with a message for anything else, however large (never OverflowError).
+
+    >>> parse_duration("15m"), parse_duration(90)
+    (datetime.timedelta(seconds=900), datetime.timedelta(seconds=90))
+    """
+    seconds: float | None = None
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = int(match.group(1)) * _SECONDS[match.group(2)]
+    if seconds is None or math.isnan(seconds):
+        raise ValueError(f"{value!r} is not a duration; write it as 30s, 15m, 2h or 7d")
+    if seconds < 0:
+        raise ValueError(f"{value!r} is negative; a duration is written 30s, 15m, 2h or 7d")
+    if seconds > MAX_DURATION.total_seconds():
+        raise DurationTooLong(f"{value!r} is longer than {format_duration(MAX_DURATION)}, the longest duration "
+                              "envlabel accepts")
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-    raise ValueError(f"{value!r} is not a duration; write it as 30s, 15m, 2h or 7d")
+    return timedelta(seconds=seconds)
 
 
 def format_duration(value: timedelta) -> str:
+    """The shortest way to write ``value`` (``15m``, ``7d``; ``200ms`` below a second)."""
+    if value.microseconds:
+        return f"{round(value.total_seconds() * 1000)}ms"
     seconds = int(value.total_seconds())
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds and seconds % size == 0:
@@ -71,7 +91,32 @@ def format_duration(value: timedelta) -> str:
 
 Decision = Literal["allow", "require_approval", "deny"]
 ActionClass = Literal["read", "create", "modify", "delete"]
+ACTION_CLASSES: tuple[ActionClass, ...] = ("read", "create", "modify", "delete")
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
+
+
+def _bounded(least: timedelta, most: timedelta = MAX_DURATION, *, off: bool = False,
+             why: str = "") -> AfterValidator:
+    """A range check with a message; ``off``: ``0s`` is also accepted (it turns the setting off)."""
+
+    def check(value: timedelta) -> timedelta:
+        if off and not value:
+            return value
+        if value < least:
+            zero = "; 0s turns it off" if off else ""
+            raise ValueError(f"{format_duration(value)} is too short: at least {format_duration(least)}{zero}{why}")
+        if value > most:
+            raise ValueError(f"{format_duration(value)} is too long: at most {format_duration(most)}{why}")
+        return value
+
+    return AfterValidator(check)
+
+
+#: how often a source is scanned: every scan lists the whole estate through the cloud's API
+ScanInterval = Annotated[Duration, _bounded(timedelta(seconds=10), why=" (each scan lists the whole estate "
+                                                                       "through the cloud API; use minutes)")]
+#: a positive duration (zero would mean "at once, all the time")
+Positive = Annotated[Duration, _bounded(timedelta(milliseconds=100))]
 
 
 class Model(BaseModel):
@@ -109,21 +154,39 @@ DEFAULT_POLICY: dict[str, dict[ActionClass, Decision]] = {
 
 
 class Schedule(Model):
-    interval: Duration = timedelta(minutes=15)
+    interval: ScanInterval = timedelta(minutes=15)
     jitter: Duration = timedelta(seconds=30)
 
 
+#: what ``printf %s "$TOKEN" | sha256sum`` prints when TOKEN is unset: a token nobody has to guess
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
 class ApiToken(Model):
-    name: str
+    name: str = Field(min_length=1)
     role: Literal["reader", "admin"]
     #: hex SHA-256 of the bearer token; the token itself is never stored.
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sha256: str
+
+    @field_validator("sha256")
+    @classmethod
+    def _check_sha256(cls, value: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{64}", value):
+            raise ValueError("not a SHA-256: write the token's hash as 64 lowercase hex digits; "
+                             "`envlabel token create` prints a token and its entry")
+        if value == EMPTY_SHA256:
+            raise ValueError(f"{EMPTY_SHA256} is the SHA-256 of the empty string: $TOKEN was probably unset "
+                             "when you hashed it; create a token with `envlabel token create`")
+        return value
 
 
 class Api(Model):
     tokens: list[ApiToken] = []
     max_body_bytes: int = Field(1_048_576, gt=0)
     max_batch: int = Field(1000, gt=0)
+    #: how long a client may take to send a request's headers, and then its body: past it the server answers
+    #: 408 and closes the connection, so a stalled or trickled upload cannot hold a connection open
+    read_timeout: Duration = Field(timedelta(seconds=10), ge=timedelta(milliseconds=100), le=timedelta(minutes=10))
 
 
 class Webhook(Model):
@@ -135,7 +198,7 @@ class Webhook(Model):
 
 class SourceBase(Model):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
-    interval: Duration | None = None
+    interval: ScanInterval | None = None
 
 
 class AwsSource(SourceBase):
@@ -203,11 +266,11 @@ class LeaderElection(Model):
     context: str | None = None
     in_cluster: bool | None = None
     #: a follower takes over once the leader has not renewed for this long
-    lease_duration: Duration = timedelta(seconds=15)
+    lease_duration: Positive = timedelta(seconds=15)
     #: the leader steps down when it could not renew for this long (less than lease_duration)
-    renew_deadline: Duration = timedelta(seconds=10)
+    renew_deadline: Positive = timedelta(seconds=10)
     #: how often the leader renews and followers try
-    retry_period: Duration = timedelta(seconds=2)
+    retry_period: Positive = timedelta(seconds=2)
 
     @model_validator(mode="after")
     def _check_periods(self) -> LeaderElection:
@@ -226,10 +289,11 @@ class Config(Model):
     synonyms: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_SYNONYMS))
     #: extra name tokens per environment (name evidence only); the synonyms always count.
     name_tokens: dict[str, list[str]] = {}
-    stale_after: Duration = timedelta(hours=24)
+    stale_after: Positive = timedelta(hours=24)
     #: how long a check waits for the one read-only lookup of a never-seen target inside a known container
     #: (its own tags, through the source that scanned the container); 0s turns lookups off
-    lookup_timeout: Duration = timedelta(seconds=2)
+    lookup_timeout: Annotated[Duration, _bounded(timedelta(milliseconds=100), timedelta(minutes=1), off=True,
+                                                 why=" (a check waits for the lookup)")] = timedelta(seconds=2)
     schedule: Schedule = Schedule()
     policy: dict[str, dict[ActionClass, Decision]] = Field(
         default_factory=lambda: {env: dict(row) for env, row in DEFAULT_POLICY.items()})
@@ -300,53 +364,21 @@ class Config(Model):
             raise ValueError("; ".join(problems))
         return self
 
+    @model_validator(mode="after")
+    def _check_policy_rows(self) -> Config:
+        """A class a row leaves out would be denied without anyone having decided so: name it."""
+        problems = [f"policy.{env}: no decision for {', '.join(missing)} (every class needs allow, "
+                    "require_approval or deny)" for env, row in self.policy.items()
+                    if (missing := [c for c in ACTION_CLASSES if c not in row])]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     def source(self, name: str) -> Source:
         for src in self.sources:
             if src.name == name:
                 return src
         raise KeyError(name)
-
-
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The config keys set by ``ENVLABEL_`` variables; other ``ENVLABEL_`` variables are not config."""
-    keys = frozenset(Config.model_fields)
-    overrides: dict[str, Any] = {}
-    for key, raw in sorted(environ.items()):
-        name = key[len(ENV_PREFIX):]
-        if not key.startswith(ENV_PREFIX) or name in NOT_CONFIG:
-            continue
-        path = name.lower().split("__")
-        if path[0] not in keys:
-            _warn_if_misspelt(key, path[0], keys)
-            continue
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else raw
-        except yaml.YAMLError:
-            value = raw
-        node = overrides
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = value
-    return overrides
-
-
-def _warn_if_misspelt(variable: str, first: str, keys: frozenset[str]) -> None:
-    """A variable that is not config may still be a typo of a key (or of an SDK setting): say so."""
-    known = {f"{ENV_PREFIX}{k.upper()}": k for k in keys} | {f"{ENV_PREFIX}{n}": n.lower() for n in NOT_CONFIG}
-    nearest = difflib.get_close_matches(first, known.values(), n=1, cutoff=0.8)
-    if nearest:
-        spelled = next(var for var, k in known.items() if k == nearest[0])
-        log.warning("%s is not an envlabel setting and is ignored; did you mean %s?", variable, spelled)
-
-
-def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def config_path(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> Path | None:
@@ -365,17 +397,15 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     resolved = config_path(str(path) if path else None, environ)
     data: Any = {}
     if resolved is not None:
-        try:
-            data = yaml.safe_load(resolved.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError([("(file)", f"{resolved} does not exist; pass --config FILE "
-                                "or set ENVLABEL_CONFIG")], str(resolved)) from None
-        except yaml.YAMLError as exc:
-            raise ConfigError([("(file)", f"not valid YAML: {exc}")], str(resolved)) from None
+        origin = "--config" if path else ("$ENVLABEL_CONFIG" if environ.get("ENVLABEL_CONFIG") else "./envlabel.yaml")
+        data = read_config_file(resolved, origin)
+        if data is None:  # an empty file: the defaults
+            data = {}
         if not isinstance(data, dict):
             raise ConfigError([("(file)", "the top level must be a mapping of keys such as "
                                 "store, environments, sources")], str(resolved))
-    return config_from_dict(_merge(data, _env_overrides(environ)), str(resolved) if resolved else None)
+    overrides = env_overrides(environ, frozenset(Config.model_fields))
+    return config_from_dict(merge(data, overrides), str(resolved) if resolved else None)
 
 
 def config_from_dict(data: dict[str, Any], path: str | None = None) -> Config:

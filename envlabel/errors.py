@@ -21,9 +21,15 @@ class EnvlabelError(Exception):
 
 
 class ConfigError(EnvlabelError):
+    """``problems`` lists ``(field path, message)``; ``(file)`` is the file itself (it cannot be read as YAML)."""
+
     def __init__(self, problems: list[tuple[str, str]], path: str | None = None) -> None:
         self.problems = problems
         self.path = path
+        if path and [field for field, _ in problems] == ["(file)"]:
+            # the file itself is unusable: one line, since nothing inside it could be checked
+            super().__init__(f"config file {path}: {problems[0][1]}")
+            return
         where = f" in {path}" if path else ""
         lines = [f"  {field}: {message}" for field, message in problems]
         super().__init__(f"invalid configuration{where}:\n" + "\n".join(lines))

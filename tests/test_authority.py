@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from envlabel.actions import DELETE, classify
 from envlabel.config import Config, config_from_dict
+from envlabel.errors import ConfigError
 from envlabel.labelers.decision import decide
 from envlabel.service.cli import main
 from envlabel.service.core.query import Query
@@ -116,10 +117,13 @@ def test_conflict_is_cited() -> None:
 
 
 def test_custom_policy_and_missing_class_fails_closed() -> None:
-    config = config_from_dict({"environments": ["production", "dr", "sandbox"],
-                               "policy": {"production": {"read": "allow"},
-                                          "dr": {"read": "allow", "delete": "allow"},
-                                          "sandbox": {"read": "allow", "delete": "allow"}}})
+    policy: dict[str, Any] = {"production": {"read": "allow"}, "dr": {"read": "allow", "delete": "allow"},
+                              "sandbox": {"read": "allow", "delete": "allow"}}
+    with pytest.raises(ConfigError, match=r"policy\.dr: no decision for create, modify"):  # validate refuses it
+        config_from_dict({"environments": ["production", "dr", "sandbox"], "policy": policy})
+    # and should a row still lack a class (a config built in code), the decision fails closed
+    config = config_from_dict({}).model_copy(update={"environments": ["production", "dr", "sandbox"],
+                                                     "policy": policy})
     assert decide(config, "DeleteDBInstance", label("dr"))["decision"] == "allow"
     missing = decide(config, "ModifyDBInstance", label("dr"))
     assert missing["decision"] == "deny" and "policy.dr has no entry for modify" in missing["reasons"][-1]

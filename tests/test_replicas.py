@@ -249,7 +249,7 @@ def test_two_replicas_one_scans_and_the_survivor_takes_over(moto: str, tmp_path:
         config = tmp_path / "envlabel.yaml"
         config.write_text(yaml.safe_dump({
             "store": store_url,
-            "schedule": {"interval": "1s", "jitter": "0s"},
+            "schedule": {"interval": "10s", "jitter": "0s"},  # the shortest interval accepted
             "sources": [{"name": "aws", "type": "aws", "endpoint_url": proxy.url, "regions": ["us-east-1"]}],
             "leader_election": {"kind": "advisory_lock", "retry_period": "200ms", "renew_deadline": "1s",
                                 "lease_duration": "2s"}}))

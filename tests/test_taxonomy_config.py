@@ -1,6 +1,6 @@
 """A configurable taxonomy: more environments, synonyms, tag keys, explicit maps, and where settings come from.
 
-Every rejection goes through the real ``envlabel validate`` as a subprocess: exit 1 and the field path.
+Every rejection goes through the real ``envlabel validate`` as a subprocess: exit 2 (usage) and the field path.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def aws(**extra: Any) -> dict[str, Any]:
 def test_validate_rejects_with_the_field_path(tmp_path: Path, data: dict[str, Any], field: str,
                                               message: str) -> None:
     result = validate(config_file(tmp_path, data))
-    assert result.returncode == 1, result.stdout
+    assert result.returncode == 2, result.stdout
     line = next((ln for ln in result.stderr.splitlines() if ln.strip().startswith(f"{field}:")), None)
     assert line is not None, result.stderr
     assert message in line
@@ -166,7 +166,7 @@ def test_precedence_through_the_real_cli(tmp_path: Path) -> None:
     overridden = validate(path, ENVLABEL_ENVIRONMENTS="[production, staging, sandbox]")
     assert "environments production, staging, sandbox," in overridden.stdout
     bad = validate(path, ENVLABEL_STALE_AFTER="forever")
-    assert bad.returncode == 1 and "stale_after: 'forever' is not a duration" in bad.stderr
+    assert bad.returncode == 2 and "stale_after: 'forever' is not a duration" in bad.stderr
     # --config beats $ENVLABEL_CONFIG
     (tmp_path / "other").mkdir()
     other = config_file(tmp_path / "other", {})

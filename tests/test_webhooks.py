@@ -196,5 +196,5 @@ def test_serve_refuses_to_start_without_a_webhook_secret(tmp_path: Path, monkeyp
     monkeypatch.delenv("HOOK_SECRET", raising=False)
     config = write_config(tmp_path, webhooks=[{"url": "https://hooks.example.com/", "secret_env": "HOOK_SECRET"}])
     result = cli(config, "serve", "--port", "0")
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a config the user must fix is a usage error
     assert "webhooks.0.secret_env: the environment variable HOOK_SECRET is not set" in result.stderr

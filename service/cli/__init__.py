@@ -6,12 +6,12 @@ from __future__ import annotations
 import click
 
 from envlabel.config import redact_url
-from envlabel.service.cli import agents, audit, demo, history, labels, overrides
+from envlabel.service.cli import agents, audit, demo, history, labels, overrides, store, tokens
 from envlabel.service.cli.kit import config_option, get_config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+@click.option("--config", "config_path", type=click.Path(readable=False), default=None,
               help="Config file (default: $ENVLABEL_CONFIG, else ./envlabel.yaml).")
 @click.version_option(package_name="envlabel")
 @click.pass_context
@@ -25,11 +25,12 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 @config_option
 def validate() -> None:
     """Check the configuration; print every problem with its field path."""
-    config = get_config()  # a ConfigError exits 1 with every problem, through config_option
+    config = get_config()  # a ConfigError exits 2 (usage) with every problem, through config_option
     click.echo(f"configuration ok: {len(config.sources)} source(s), environments "
                f"{', '.join(config.environments)}, store {redact_url(config.store)}")
 
 
-for _module in (labels, overrides, history, audit, agents, demo):  # a new command group: one module here
+# a new command group: one module here
+for _module in (labels, overrides, history, audit, agents, demo, tokens, store):
     for _command in _module.ALL:
         main.add_command(_command)

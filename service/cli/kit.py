@@ -42,12 +42,14 @@ def config_option(func: F) -> F:
         except EnvlabelError as exc:  # the exit code comes from the one table of errors
             fail(str(exc), outcome_of(exc).exit_code)
 
-    option = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+    # any path: the loader says in one line what is wrong with it (missing, unreadable, a directory, binary...)
+    option = click.option("--config", "config_path", type=click.Path(readable=False), default=None,
                           help="Config file (default: $ENVLABEL_CONFIG, else ./envlabel.yaml).")
     return option(wrapper)  # type: ignore[return-value]
 
 
 def get_config() -> Config:
+    """The configuration, loaded once per command; a ConfigError becomes exit 2 through :func:`config_option`."""
     ctx = click.get_current_context()
     cached = ctx.obj.get("config")
     if cached is None:

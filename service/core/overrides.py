@@ -10,10 +10,11 @@ scan persist the change.
 
 from __future__ import annotations
 
-from datetime import datetime
+import unicodedata
+from datetime import datetime, timedelta
 from typing import Any
 
-from envlabel.config import parse_duration
+from envlabel.config import DurationTooLong, format_duration, parse_duration
 from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import Override
 from envlabel.service.core.clock import parse_time, utcnow
@@ -32,17 +33,59 @@ def override_json(override: Override, now: datetime) -> dict[str, Any]:
             "active": override.active(now)}
 
 
+#: the furthest ahead an override may expire; one meant to last longer should not expire at all
+MAX_EXPIRY = timedelta(days=3650)
+MAX_REASON = 1000
+MAX_AUTHOR = 200
+#: characters that show nothing: controls, format (zero-width) characters, spaces and separators
+_INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
+
 def parse_expiry(value: str, now: datetime) -> datetime:
-    """``--expires``: an ISO time, or a duration from ``now`` (``2h``, ``7d``)."""
+    """``--expires``: an ISO time, or a duration from ``now`` (``2h``, ``7d``), at most :data:`MAX_EXPIRY` ahead.
+
+    Raises InvalidOverride (never OverflowError, however far ahead ``value`` is)."""
+    limit = f"at most {format_duration(MAX_EXPIRY)} ahead; leave --expires out for an override that does not expire"
     try:
-        return now + parse_duration(value)
+        duration = parse_duration(value)
+    except DurationTooLong:
+        raise InvalidOverride(f"--expires {value!r} is too far ahead: {limit}") from None
     except ValueError:
-        pass
+        pass  # not a duration: perhaps a time
+    else:
+        if duration > MAX_EXPIRY:
+            raise InvalidOverride(f"--expires {value!r} is too far ahead: {limit}")
+        return now + duration
     try:
-        return parse_time(value)
+        moment = parse_time(value)
     except InvalidRequest:
         raise InvalidOverride(f"--expires {value!r} is neither a duration (2h, 7d) nor a time "
                               "(2026-01-31T12:00:00Z)") from None
+    # compare by difference: subtracting aware times never overflows, converting one to UTC may (year 1, 9999)
+    if moment - now > MAX_EXPIRY:
+        raise InvalidOverride(f"--expires {value!r} is too far ahead: {limit}")
+    if moment - now <= timedelta(0):
+        raise InvalidOverride(f"--expires {value!r} is not in the future; give a later time or a duration such "
+                              "as 2h or 7d")
+    return moment
+
+
+def check_text(value: str, what: str, limit: int, *, lines: bool = False) -> str:
+    """``value`` stripped, if it has a visible character, no control character and at most ``limit`` of them.
+
+    ``what`` names the input in the message (``reason (--reason)``); ``lines`` also accepts line breaks and
+    tabs. Raises InvalidOverride: an invisible reason or author vouches for nothing, and a terminal escape
+    in one would rewrite what ``override list`` shows."""
+    text = value.strip()
+    allowed = "\n\t" if lines else ""
+    control = next((c for c in text if unicodedata.category(c) == "Cc" and c not in allowed), None)
+    if control is not None:
+        raise InvalidOverride(f"the {what} contains the control character U+{ord(control):04X}; write plain text")
+    if all(unicodedata.category(c) in _INVISIBLE for c in text):
+        raise InvalidOverride(f"the {what} has no visible characters; write it out in words")
+    if len(text) > limit:
+        raise InvalidOverride(f"the {what} is {len(text)} characters long; keep it to at most {limit}")
+    return text
 
 
 def _stored_id(store: Store, raw_target: str) -> str:
@@ -63,11 +106,16 @@ def set_override(query: Query, target: str, environment: str, *, reason: str, au
         raise InvalidOverride("an override needs a reason (--reason): say why, for the people who audit it")
     if not author.strip():
         raise InvalidOverride("an override needs an author (--by): who is vouching for it")
-    if expires_at is not None and expires_at <= now:
-        raise InvalidOverride(f"expiry {ts(expires_at)} is not in the future; give a later time or a duration "
-                              "such as 2h or 7d")
+    reason = check_text(reason, "reason (--reason)", MAX_REASON, lines=True)
+    author = check_text(author, "author (--by)", MAX_AUTHOR)
+    if expires_at is not None and expires_at - now <= timedelta(0):  # isoformat: ts() may overflow year 1
+        raise InvalidOverride(f"expiry {expires_at.isoformat()} is not in the future; give a later time or a "
+                              "duration such as 2h or 7d")
+    if expires_at is not None and expires_at - now > MAX_EXPIRY:
+        raise InvalidOverride(f"expiry {expires_at.isoformat()} is more than {format_duration(MAX_EXPIRY)} ahead; "
+                              "leave the expiry out for an override that does not expire")
     target_id = _stored_id(query.store, target)
-    override = Override(target_id, environment, reason.strip(), author.strip(), now, expires_at)
+    override = Override(target_id, environment, reason, author, now, expires_at)
     with query.store.transaction() as tx:
         tx.set_override(override)
     return _after_change(query, target, target_id, now) | {"override": override_json(override, now)}
@@ -79,9 +127,11 @@ def remove_override(query: Query, target: str, *, author: str, reason: str = "",
     now = now or utcnow()
     if not author.strip():
         raise InvalidOverride("removing an override needs an author (--by)")
+    author = check_text(author, "author (--by)", MAX_AUTHOR)
+    reason = check_text(reason, "reason (--reason)", MAX_REASON, lines=True) if reason.strip() else "removed"
     target_id = _stored_id(query.store, target)
     with query.store.transaction() as tx:
-        removed = tx.remove_override(target_id, author.strip(), reason.strip() or "removed", now)
+        removed = tx.remove_override(target_id, author, reason, now)
     if not removed:
         raise NoOverride(f"there is no override on {target_id}; `envlabel override list` shows them")
     return _after_change(query, target, target_id, now) | {"removed": target_id}
