@@ -65,7 +65,8 @@ class ScanError:
 @dataclass(frozen=True, slots=True)
 class ScanResult:
     """What one source's scan saw. ``complete`` is False when any scope failed:
-    an incomplete result never removes or downgrades anything."""
+    an incomplete result removes nothing, and the labels of the source's stored
+    resources it lacks (their listing failed) may only tighten, never relax."""
 
     source: str
     resources: list[Resource]

@@ -54,13 +54,15 @@ def scan(source_names: tuple[str, ...], as_json: bool) -> None:
 
 def summary_json(s: ScanSummary) -> dict[str, object]:
     return {"source": s.source, "complete": s.complete, "resources": s.resources, "written": s.written,
-            "removed": s.removed, "label_changes": s.label_changes, "environments": dict(s.environments),
+            "removed": s.removed, "label_changes": s.label_changes, "held": s.held,
+            "environments": dict(s.environments),
             "errors": [{"scope": e.scope, "message": e.message, "hint": e.hint} for e in s.errors],
             "seconds": round(s.seconds, 3)}
 
 
 def format_summary(s: ScanSummary) -> str:
-    status = "complete" if s.complete else f"INCOMPLETE ({len(s.errors)} error(s); nothing was removed)"
+    held = f", {s.held} label(s) it could not see held, not relaxed" if s.held else ""
+    status = "complete" if s.complete else f"INCOMPLETE ({len(s.errors)} error(s); nothing was removed{held})"
     envs = ", ".join(f"{env} {n}" for env, n in sorted(s.environments.items(), key=lambda kv: -kv[1]))
     lines = [f"{s.source}: {status}", f"  resources {s.resources} ({envs or 'none'})",
              f"  changed {s.written}, removed {s.removed}, label changes {s.label_changes}, {s.seconds:.1f}s"]

@@ -6,20 +6,27 @@ times that staleness is measured from, and relabels the estate, writing only
 labels that changed (with history). A crash anywhere before the commit leaves
 the previous state intact. Between scans, ``commit_changes`` applies what a
 Kubernetes watch saw (one event, or a relist of one kind) the same way.
+
+An incomplete scan *holds* the labels of the source's live resources it did not
+see (their own listing failed, so their own tags are not known now): such a
+label only ever tightens in that commit, never relaxes, whatever its parents
+did. A namespace relabeled staging while its deployments could not be listed
+leaves the deployments production until a complete scan (or a watch event for
+them) sees them; a namespace that became production tightens them at once.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from envlabel.config import Config, Source
 from envlabel.labelers.resolve import Labeler
 from envlabel.labelers.taxonomy import Taxonomy
-from envlabel.model import Resource, ScanError, ScanResult
+from envlabel.model import UNKNOWN, Resource, ScanError, ScanResult
 from envlabel.service.core.clock import utcnow
 from envlabel.service.core.gc_pause import gc_paused_if_large
 from envlabel.store.codec import digest
@@ -39,28 +46,74 @@ class ScanSummary:
     environments: Counter[str] = field(default_factory=Counter)
     errors: list[ScanError] = field(default_factory=list)
     seconds: float = 0.0
+    #: label changes this (incomplete) scan did not write: of resources it could not see, not making them stricter
+    held: int = 0
+
+
+#: which resources' labels a commit may only tighten (their own observation is not current)
+Hold = Callable[[Resource], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Relabeled:
+    """What one relabel wrote: ``changed`` labels, ``held`` changes of held labels it did not write (they
+    would not have made them stricter), and the resulting labels per environment."""
+
+    changed: int
+    held: int
+    environments: Counter[str]
+
+
+def decided_rank(taxonomy: Taxonomy, environment: str) -> int:
+    """How strictly a label is decided: 0 is the strictest. ``unknown`` and an environment the config no
+    longer names rank 0 too, because the check decides both as the strictest (fail closed)."""
+    if environment == UNKNOWN or environment not in taxonomy.environments:
+        return 0
+    return taxonomy.rank(environment)
+
+
+def tightens(taxonomy: Taxonomy, before: str, after: str) -> bool:
+    """Whether a label going from ``before`` to ``after`` is decided more strictly than it was."""
+    return decided_rank(taxonomy, after) < decided_rank(taxonomy, before)
 
 
 def relabel(tx: Transaction, taxonomy: Taxonomy, now: datetime, scan_id: int | None,
             targets: Sequence[str] | None = None) -> tuple[int, Counter[str]]:
     """Recompute labels (all, or ``targets``) and write those that changed. Returns (changes, per environment)."""
+    done = relabel_holding(tx, taxonomy, now, scan_id, targets=targets)
+    return done.changed, done.environments
+
+
+def relabel_holding(tx: Transaction, taxonomy: Taxonomy, now: datetime, scan_id: int | None,
+                    *, targets: Sequence[str] | None = None, hold: Hold | None = None) -> Relabeled:
+    """:func:`relabel`, except that the label of a resource ``hold`` names changes only if it tightens.
+
+    A held resource's own tags are as last observed, while its parents may have been observed just now:
+    mixing the two could relax it on evidence that is out of date (its own new production tag not seen),
+    so only a stricter answer, which is always safe, is written."""
     labeler = Labeler(taxonomy, tx.containers(targets), tx.active_overrides(now))
-    changed = 0
+    changed = held = 0
     environments: Counter[str] = Counter()
     for batch in tx.iter_encoded_labels(targets=targets):
         changes: list[LabelChange] = []
         for resource, current in batch:
             resolution = labeler.label(resource)
-            environments[resolution.environment] += 1
             # compared as stored: equal rows are an unchanged label (evidence, expiry and all)
             encoded = EncodedLabel.of(resolution)
-            if encoded != current:
+            if encoded == current:
+                environments[resolution.environment] += 1
+            elif (current is not None and hold is not None and hold(resource)
+                  and not tightens(taxonomy, current.environment, resolution.environment)):
+                environments[current.environment] += 1
+                held += 1
+            else:
+                environments[resolution.environment] += 1
                 changes.append(LabelChange(resource.id, current.environment if current else None, resolution,
                                            encoded))
         if changes:
             tx.write_labels(changes, now, scan_id)
             changed += len(changes)
-    return changed, environments
+    return Relabeled(changed, held, environments)
 
 
 def relabel_subtree(store: Store, taxonomy: Taxonomy, roots: Sequence[str], now: datetime | None = None,
@@ -91,18 +144,23 @@ def commit_scan(store: Store, taxonomy: Taxonomy, result: ScanResult, started_at
         # touched, so what it holds goes stale instead of disappearing.
         tx.touch_scopes(result.source, result.scopes | tx.live_scopes(result.source) if result.complete
                         else result.scopes, now)
-        changes, _ = relabel(tx, taxonomy, now, scan_id)
-        tx.finish_scan(scan_id, len(seen), changes, len(removed))
-    return ScanSummary(result.source, result.complete, len(seen), written, len(removed), changes,
+        # What an incomplete scan did not see is held: its own listing failed, so its parents' fresh records
+        # may tighten its label but not relax it (README, "A failed scope changes nothing").
+        unseen = frozenset() if result.complete else frozenset(tx.live_ids(result.source) - seen)
+        done = relabel_holding(tx, taxonomy, now, scan_id, hold=(lambda r: r.id in unseen) if unseen else None)
+        tx.finish_scan(scan_id, len(seen), done.changed, len(removed))
+    return ScanSummary(result.source, result.complete, len(seen), written, len(removed), done.changed,
                        Counter(store.environment_counts(result.source)), list(result.errors),
-                       time.perf_counter() - clock)
+                       time.perf_counter() - clock, done.held)
 
 
 def commit_changes(store: Store, taxonomy: Taxonomy, source: str, resources: Sequence[Resource],
-                   *, gone: Sequence[str] = (), kind: str | None = None, now: datetime | None = None) -> int:
+                   *, gone: Sequence[str] = (), kind: str | None = None, now: datetime | None = None,
+                   held_kinds: Collection[str] = ()) -> int:
     """Apply what a watch saw between scans in one transaction: upsert ``resources``, tombstone ``gone``
     and, for a relist of one ``kind``, its live resources the relist lacked; relabel what sits below.
-    Returns the number of label changes."""
+    Labels of ``held_kinds`` (kinds whose own watch is not current) below may only tighten, as in an
+    incomplete scan. Returns the number of label changes."""
     now = now or utcnow()
     with store.transaction() as tx:
         # most events and relists repeat what is stored (a status update, an unchanged object): relabel only
@@ -116,7 +174,10 @@ def commit_changes(store: Store, taxonomy: Taxonomy, source: str, resources: Seq
         removed = tx.tombstone(source, tx.live_ids(source) - doomed, now, None) if doomed else []
         changes = 0
         if changed or removed:
-            changes, _ = relabel(tx, taxonomy, now, None, targets=tx.subtree([*changed, *removed]))
+            fresh = {r.id for r in resources}
+            hold: Hold | None = ((lambda r: r.kind in held_kinds and r.id not in fresh) if held_kinds else None)
+            changes = relabel_holding(tx, taxonomy, now, None, targets=tx.subtree([*changed, *removed]),
+                                      hold=hold).changed
     return changes
 
 

@@ -8,7 +8,9 @@ transaction, the resource upserted or tombstoned and everything below it
 relabeled), so a changed namespace label is visible within a second. A 410
 (the API server compacted past our resourceVersion) means we missed events:
 list again and carry on. Any other failure is logged, kept in ``errors`` and
-retried with backoff; it never removes anything.
+retried with backoff; it never removes anything. While a kind is not listed
+and watched (before its first list, or failing), its objects' labels only
+tighten when their parents change (``held_kinds``), as in an incomplete scan.
 
 ``stop()`` is prompt: it shuts the open watch connections down instead of
 waiting for the server's timeout.
@@ -68,6 +70,8 @@ class KubernetesWatcher:
         self._threads: list[threading.Thread] = []
         self._synced: dict[KindSpec, threading.Event] = {k: threading.Event() for k in self.scanner.kinds}
         self._tried: dict[KindSpec, threading.Event] = {k: threading.Event() for k in self.scanner.kinds}
+        #: kinds (as stored, ``k8s:deployments``) listed and watched since their last failure: objects current
+        self._current: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -122,6 +126,8 @@ class KubernetesWatcher:
                 try:
                     if self._stop.is_set():  # stop() ran while the watch was opening
                         return
+                    with self._lock:  # watched again (after a broken watch, from where it broke): current
+                        self._current.add(f"k8s:{kind.resource}")
                     self._synced[kind].set()
                     for event in stream:
                         version = self._apply(kind, event) or version
@@ -149,24 +155,36 @@ class KubernetesWatcher:
         resources = listed.resources
         if kind.resource == "namespaces" and not kind.group:  # the cluster record travels with its namespaces
             resources = [cluster_resource(self.source), *resources]
-        changes = commit_changes(self.store, self.taxonomy, self.source.name, resources, kind=f"k8s:{kind.resource}")
+        changes = commit_changes(self.store, self.taxonomy, self.source.name, resources, kind=f"k8s:{kind.resource}",
+                                 held_kinds=self._held_kinds())
         with self._lock:
             self.stats.label_changes += changes
             self.stats.relists[kind.label] += 1
+            self._current.add(f"k8s:{kind.resource}")
         return listed.resource_version
+
+    def _held_kinds(self) -> frozenset[str]:
+        """Kinds whose objects are not current (not listed yet, or failing): their labels may only tighten."""
+        with self._lock:
+            return frozenset(f"k8s:{k.resource}" for k in self.scanner.kinds) - self._current
 
     def _apply(self, kind: KindSpec, event: WatchEvent) -> str:
         if event.resource is not None:
+            held = self._held_kinds()
             if event.type == "DELETED":
-                changes = commit_changes(self.store, self.taxonomy, self.source.name, [], gone=[event.resource.id])
+                changes = commit_changes(self.store, self.taxonomy, self.source.name, [], gone=[event.resource.id],
+                                         held_kinds=held)
             else:
-                changes = commit_changes(self.store, self.taxonomy, self.source.name, [event.resource])
+                changes = commit_changes(self.store, self.taxonomy, self.source.name, [event.resource],
+                                         held_kinds=held)
             with self._lock:
                 self.stats.events[kind.label] += 1
                 self.stats.label_changes += changes
         return event.resource_version
 
     def _failed(self, kind: KindSpec, error: ScanError) -> None:
+        with self._lock:  # until its watch is open again, its objects' own labels are as last seen
+            self._current.discard(f"k8s:{kind.resource}")
         if self._stop.is_set():
             return
         log.warning("watch of %s: %s (%s)", kind.label, error.message, error.hint)
