@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import venv
@@ -41,7 +42,39 @@ def ensure_venv() -> None:
 
 def run(*cmd: str, env: dict[str, str] | None = None) -> int:
     print("+ " + " ".join(cmd), flush=True)
-    return subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
+    return run_child(list(cmd), env=env)
+
+
+def run_child(cmd: list[str], env: dict[str, str] | None = None) -> int:
+    """Run ``cmd`` in the checkout and return its exit code; Ctrl-C lets it finish its own way.
+
+    Ctrl-C in a terminal signals the whole foreground process group, the child included: the child shuts
+    down (the demo stops its daemon cleanly) and its exit code is ours, 128+N if signal N ended it (130 for
+    SIGINT), with no KeyboardInterrupt traceback from this wrapper. A SIGINT the terminal did not send to
+    the child too (``kill -INT``, or no terminal at all) is passed on to it."""
+    children: list[subprocess.Popen[bytes]] = []
+
+    def on_interrupt(signum: int, _frame: object) -> None:
+        for child in children:
+            if not reaches_child(child) and child.poll() is None:
+                child.send_signal(signum)
+
+    # installed before the child starts, so no SIGINT finds this process without it
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        children.append(subprocess.Popen(cmd, cwd=ROOT, env=env))
+        code = children[0].wait()  # an interrupted wait is resumed after the handler (PEP 475)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return 128 - code if code < 0 else code
+
+
+def reaches_child(child: subprocess.Popen[bytes]) -> bool:
+    """Whether the terminal's Ctrl-C reaches ``child`` itself: it runs in the terminal's foreground group."""
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgid(child.pid)
+    except (OSError, ValueError, AttributeError):  # no terminal (or no stdin): only we were signalled
+        return False
 
 
 def test(args: list[str]) -> int:
@@ -87,4 +120,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:  # Ctrl-C while setting up the virtualenv: no traceback
+        sys.exit(130)

@@ -56,9 +56,15 @@ def format_check(body: CheckRecord) -> str:
 @config_option
 def serve(host: str, port: int, shutdown_timeout: float) -> None:
     """The daemon: the HTTP API (and MCP at /mcp), scheduled scans, Kubernetes watches and webhooks."""
+    from envlabel.service.daemon.ports import bind_listener
+
+    config = get_config()
+    # the port first, before the store is opened or anything scans: a port in use is one line and exit 1, and
+    # the API then serves this very socket
+    listener = bind_listener(host, port)
     from envlabel.service.daemon.scheduler import run_daemon
 
-    run_daemon(get_config(), open_configured_store(), host, port, shutdown_timeout)
+    run_daemon(config, open_configured_store(), host, port, shutdown_timeout, listener=listener)
 
 
 @click.command()

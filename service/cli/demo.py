@@ -21,6 +21,7 @@ import logging
 import os
 import shlex
 import shutil
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ import click
 import yaml
 
 from envlabel.config import Config, load_config
+from envlabel.errors import EnvlabelError
 from envlabel.service.cli.agents import CHECK_EXIT
 from envlabel.service.cli.kit import fail
 from envlabel.service.cli.labels import format_summary
@@ -58,8 +60,32 @@ def demo(directory: Path | None, host: str, port: int, no_serve: bool) -> None:
     """The main job on a bundled demo estate: fake cloud, scan, labels, then the API on loopback."""
     if importlib.util.find_spec("moto") is None:  # the AWS part runs in moto, which only the demo extra installs
         fail(f"envlabel demo needs the demo extra: pip install {DEMO_EXTRA}")
-    directory = (directory or default_dir()).expanduser().resolve()
-    prepare_directory(directory)
+    # The port before anything else: a port in use is one line, not a traceback after building and scanning
+    # the estate; the daemon then serves this very socket, so nothing takes the port meanwhile.
+    listener = None if no_serve else reserve_port(host, port)
+    try:
+        if listener is not None:
+            port = listener.getsockname()[1]  # --port 0: the printed commands name the port picked
+        directory = (directory or default_dir()).expanduser().resolve()
+        prepare_directory(directory)
+        run_demo(directory, host, port, listener)
+    finally:
+        if listener is not None:
+            listener.close()
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """The API's socket, bound now; exit 1 saying what to do when it cannot be."""
+    from envlabel.service.daemon.ports import bind_listener
+
+    try:
+        return bind_listener(host, port)
+    except EnvlabelError as exc:
+        fail(str(exc))
+
+
+def run_demo(directory: Path, host: str, port: int, listener: socket.socket | None) -> None:
+    """Start the fakes, scan them, print the commands to try, then serve on ``listener`` (None: stop there)."""
     # Fakes log every request they answer; the demo's output is the labels, not their traffic.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     click.echo("starting the demo estate (local fakes, no cloud account is touched) ...")
@@ -73,9 +99,9 @@ def demo(directory: Path | None, host: str, port: int, no_serve: bool) -> None:
             if not scan_all(config, store):
                 fail("a demo source failed to scan (see above); this is a bug in the demo, please report it")
             click.echo("")
-            click.echo(next_steps(config_file, parts, host, port, no_serve))
-            if not no_serve:
-                serve(config, store, host, port)
+            click.echo(next_steps(config_file, parts, host, port, listener is None))
+            if listener is not None:
+                serve(config, store, host, port, listener)
         finally:
             store.close()
 
@@ -212,14 +238,18 @@ def shell_quote(code: str) -> str:
     return f'"{code}"' if not any(c in code for c in '"$`\\!') else shlex.quote(code)
 
 
-def serve(config: Config, store: Store, host: str, port: int) -> None:
-    """The daemon and its API, exactly as ``envlabel serve`` runs them, until Ctrl-C.
+def serve(config: Config, store: Store, host: str, port: int, listener: socket.socket) -> None:
+    """The daemon and its API on ``listener`` (bound to host:port), exactly as ``envlabel serve`` runs them,
+    until Ctrl-C.
 
     The fakes stay up meanwhile, so the daemon's scheduled re-scans reach them too."""
     from envlabel.service.daemon.scheduler import run_daemon
 
-    with contextlib.suppress(KeyboardInterrupt):
-        run_daemon(config, store, host, port)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            run_daemon(config, store, host, port, listener=listener)
+    except EnvlabelError as exc:  # e.g. a --host beyond loopback, which needs tokens the demo has not
+        fail(str(exc))
     click.echo("demo stopped")
 
 

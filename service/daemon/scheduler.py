@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections import Counter
@@ -399,8 +400,9 @@ class Daemon:
 
 
 def run_daemon(config: Config, store: Store, host: str, port: int,
-               shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT) -> None:
-    """``envlabel serve``: the API plus the daemon, until SIGTERM or SIGINT; then a bounded, clean exit."""
+               shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT, *, listener: socket.socket | None = None) -> None:
+    """``envlabel serve``: the API plus the daemon, until SIGTERM or SIGINT; then a bounded, clean exit.
+    ``listener``: the socket bound to (host, port) beforehand (service.daemon.ports), served as it is."""
     from envlabel.service.daemon.server import BackgroundServer
 
     configure_logging()
@@ -417,7 +419,7 @@ def run_daemon(config: Config, store: Store, host: str, port: int,
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    server = BackgroundServer(config, store, host, port, metrics).start()
+    server = BackgroundServer(config, store, host, port, metrics, listener=listener).start()
     try:
         log.info("envlabel serving on %s; scans: %s; %d watched", server.url,
                  scan_plans_text(plan_jobs(config)) or "none configured", len(daemon.watched_sources()))
