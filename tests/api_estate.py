@@ -28,7 +28,7 @@ NEVER_SEEN = "arn:aws:rds:us-east-1:999999999999:db:ghost"
 PROD_POD = "k8s://prod-eu/payments/deployments/api"
 EKS_ALIAS = "arn:aws:eks:eu-west-1:222222222222:cluster/prod-eu"  # another id of the cluster k8s://prod-eu
 
-READER_TOKEN, ADMIN_TOKEN = "reader-secret-token", "admin-secret-token"
+READER_TOKEN, ADMIN_TOKEN = "reader-secret-token-for-tests", "admin-secret-token-for-tests"  # >= MIN_TOKEN_LENGTH
 
 ROOT = "arn:aws:organizations::111111111111:root/o-test/r-0001"
 

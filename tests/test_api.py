@@ -265,7 +265,7 @@ def test_not_ready_without_data(tmp_path: Path) -> None:
         assert httpx.get(f"{server.url}/healthz").status_code == 200
 
 
-def test_store_failure_is_json_500(tmp_path: Path) -> None:
+def test_store_failure_is_json_503_fail_closed(tmp_path: Path) -> None:
     import sqlite3
 
     config = make_config(str(tmp_path / "broken.db"))
@@ -278,7 +278,7 @@ def test_store_failure_is_json_500(tmp_path: Path) -> None:
                          client.post("/v1/check", json={"target": PROD_DB, "action": "delete"}),
                          client.post("/v1/labels", json={"targets": [PROD_DB]}),
                          client.get("/v1/resources")):
-            assert "treat the target as production" in error_of(response, 500)["message"].lower()
+            assert "treat every target as production" in error_of(response, 503)["message"].lower()
 
 
 def test_unknown_route_and_method(api: httpx.Client) -> None:

@@ -29,7 +29,7 @@ from envlabel.store import open_store
 from tests.conftest import free_port
 from tests.estates import ACCOUNT, BUCKET, DB, T0, aws_estate, scan_of
 
-TOKEN = "s3cret-reader-token"
+TOKEN = "s3cret-reader-token-for-tests"  # at least MIN_TOKEN_LENGTH (20) characters
 
 
 class _Misbehaving(BaseHTTPRequestHandler):
@@ -202,7 +202,7 @@ def api(tmp_path: Path) -> Iterator[str]:
     store = open_store(f"sqlite:///{tmp_path / 'envlabel.db'}")
     commit_scan(store, Taxonomy(), scan_of(aws_estate()), T0, T0)
     config = config_from_dict({
-        "stale_after": "100000d", "approvers": {"production": ["sre-oncall"]},
+        "stale_after": "36500d", "approvers": {"production": ["sre-oncall"]},
         "api": {"tokens": [{"name": "agent", "role": "reader", "sha256": hashlib.sha256(TOKEN.encode()).hexdigest()}]},
     })
     with BackgroundServer(config, store) as server:

@@ -249,7 +249,7 @@ def test_serve_scans_on_schedule_watches_reports_and_stops_cleanly(moto: str, tm
         config = tmp_path / "envlabel.yaml"
         config.write_text(yaml.safe_dump({
             "store": f"sqlite:///{db}",
-            "schedule": {"interval": "1s", "jitter": "0s"},
+            "schedule": {"interval": "10s", "jitter": "0s"},  # the shortest interval accepted
             "sources": [
                 {"name": "aws", "type": "aws", "endpoint_url": proxy.url, "regions": ["us-east-1"]},
                 # scanned once an hour: a label change seen within the test came through the watch
@@ -282,10 +282,14 @@ def test_serve_scans_on_schedule_watches_reports_and_stops_cleanly(moto: str, tm
 
                 def scraped(changes: int) -> str | None:
                     text = client.get("/metrics").text
-                    return text if metric(text, "envlabel_environment_changes_total") >= changes else None
+                    counted = metric(text, "envlabel_environment_changes_total") >= changes
+                    # the resource gauges are refreshed after each scan (the next aws scan counts the watched
+                    # namespace too)
+                    gauged = metric(text, "envlabel_resources", provider="kubernetes", environment="production")
+                    return text if counted and gauged >= 1 else None
 
                 # the watched change is counted at the next report (after a scan, or the tick)
-                text = wait_until(lambda: scraped(2), "the report of both changes")
+                text = wait_until(lambda: scraped(2), "the report of both changes and the next scan's gauges")
                 assert metric(text, "envlabel_scans_total", source="aws", outcome="complete") >= 2
                 assert metric(text, "envlabel_scan_duration_seconds_count", source="aws", outcome="complete") >= 2
                 assert metric(text, "envlabel_resources", provider="aws", environment="production") >= 1

@@ -21,7 +21,7 @@ from typing import Any
 from envlabel.labelers.findings import KINDS, SEVERITIES, Auditor, Finding
 from envlabel.labelers.remediation import rescan_command, tag_command
 from envlabel.service.core.clock import utcnow
-from envlabel.service.core.gc_pause import cyclic_gc_paused
+from envlabel.service.core.gc_pause import gc_paused_if_large
 from envlabel.service.core.query import Query
 from envlabel.store.codec import ts
 
@@ -72,12 +72,19 @@ def findings(query: Query, *, kind: str | None = None, severity: str | None = No
     check_filters(kind, severity, provider)
     sources = {s.name: s.type for s in query.config.sources}
     floor = SEVERITIES.index(severity) if severity else len(SEVERITIES)
-    with cyclic_gc_paused():
+    # only a large estate pauses the collector: the pause starts with a full collection of the whole process,
+    # which a findings request on a few hundred resources must not pay (nor make every other request wait for)
+    with gc_paused_if_large(estate_size(query)):
         found = run_audit(query, now)
         if kind is not None or severity is not None or provider is not None:
             found = [f for f in found if (kind is None or f.kind == kind) and SEVERITIES.index(f.severity) <= floor
                      and (provider is None or provider_of(f, sources) == provider)]
         return [finding_json(f) for f in found]
+
+
+def estate_size(query: Query) -> int:
+    """About how many resources an audit reads: what the last scan of each source saw (no count query)."""
+    return sum(int(scan["resources"]) for scan in query.store.last_scans())
 
 
 def provider_of(finding: Finding, sources: Mapping[str, str]) -> str:

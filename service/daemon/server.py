@@ -5,13 +5,15 @@ This is where the faces meet: the HTTP face and the MCP face never import each o
 hands the MCP routes to the API as a :class:`envlabel.service.http.app.Mounted`.
 
 uvicorn picks uvloop and httptools when they are installed (they are daemon dependencies) and
-falls back to asyncio and h11. Access logging is off: every request is already counted in
+falls back to asyncio and h11 (:mod:`envlabel.service.daemon.read_deadline` adds a deadline on reading
+headers to whichever it picks). Access logging is off: every request is already counted in
 the latency histogram at ``/metrics``, and a log line per label lookup would cost more than
 the lookup.
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from types import TracebackType
@@ -22,6 +24,8 @@ from envlabel.config import Config
 from envlabel.errors import EnvlabelError
 from envlabel.service.core.query import Query
 from envlabel.service.daemon.metrics import Metrics
+from envlabel.service.daemon.ports import bind_listener
+from envlabel.service.daemon.read_deadline import protocol_with_read_deadline
 from envlabel.service.http.app import Gate, Mounted, create_app
 from envlabel.service.mcp.tools import build_mcp, streamable_http
 from envlabel.store.sql import Store
@@ -48,9 +52,11 @@ def build_server(config: Config, store: Store, host: str = DEFAULT_HOST, port: i
                  metrics: Metrics | None = None, *, log_level: str = "info") -> uvicorn.Server:
     """A uvicorn server for the API; raises EnvlabelError if it would listen beyond loopback without tokens."""
     app = build_app(config, store, host=host, metrics=metrics)
-    # no proxy-headers middleware: nothing here reads the client address, and it runs on every request
+    # no proxy-headers middleware: nothing here reads the client address, and it runs on every request.
+    # uvicorn has no deadline on reading a request's headers: the protocol adds one (the Gate times the body)
+    http = protocol_with_read_deadline(config.api.read_timeout.total_seconds())
     return uvicorn.Server(uvicorn.Config(app, host=host, port=port, access_log=False, server_header=False,
-                                         proxy_headers=False, log_level=log_level, lifespan="on"))
+                                         proxy_headers=False, log_level=log_level, lifespan="on", http=http))
 
 
 def serve_app(config: Config, store: Store, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
@@ -60,43 +66,76 @@ def serve_app(config: Config, store: Store, host: str = DEFAULT_HOST, port: int 
 
 
 class BackgroundServer:
-    """The API served from a daemon thread, for the demo and tests::
+    """The API served from a daemon thread, for the daemon, the demo and tests::
 
         with BackgroundServer(config, store, port=0) as server:
             httpx.get(f"{server.url}/v1/label", params={"target": ...})
+
+    The socket is bound when the server is built (or handed in as ``listener``, bound earlier with
+    :func:`envlabel.service.daemon.ports.bind_listener`; the server then owns it), so a port in use is a
+    clear :class:`EnvlabelError` before anything starts, and uvicorn serves that very socket: nothing can
+    take the port between the check and the serving.
     """
 
     def __init__(self, config: Config, store: Store, host: str = DEFAULT_HOST, port: int = 0,
-                 metrics: Metrics | None = None) -> None:
-        self.server = build_server(config, store, host, port, metrics, log_level="warning")
+                 metrics: Metrics | None = None, *, listener: socket.socket | None = None) -> None:
+        self.listener = listener if listener is not None else bind_listener(host, port)
+        self._port: int = self.listener.getsockname()[1]  # kept: the socket is closed when the server stops
+        try:
+            self.server = build_server(config, store, host, self._port, metrics, log_level="warning")
+        except BaseException:
+            self.listener.close()
+            raise
         self.host = host
-        self._thread = threading.Thread(target=self.server.run, name="envlabel-api", daemon=True)
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._serve, name="envlabel-api", daemon=True)
 
     @property
     def port(self) -> int:
-        port: int = self.server.servers[0].sockets[0].getsockname()[1]
-        return port
+        return self._port
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    def _serve(self) -> None:
+        try:
+            self.server.run(sockets=[self.listener])
+        except BaseException as exc:  # uvicorn ends a failed startup with SystemExit: kept for start() to report
+            self._failure = exc
+
     def start(self, timeout_s: float = 30.0) -> BackgroundServer:
+        """Serve, returning once uvicorn serves the socket; raises EnvlabelError (saying why) if it cannot."""
         self._thread.start()
         deadline = time.monotonic() + timeout_s
-        while not self.server.started:  # readiness polling: uvicorn sets .started once its sockets listen
-            if not self._thread.is_alive() or time.monotonic() > deadline:
+        while not self.server.started:  # readiness: uvicorn sets .started once it serves the socket
+            self._thread.join(0.01)  # returns at once when the serving thread has ended
+            if self.server.started:
+                break
+            if not self._thread.is_alive():
                 self.stop()
-                raise EnvlabelError(f"the API did not start on {self.host} within {timeout_s}s; is the port "
-                                    "in use? (the log above says why)")
-            time.sleep(0.01)
+                raise EnvlabelError(f"the API on {self.url} stopped before it started: {self._why()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise EnvlabelError(f"the API on {self.url} did not start within {timeout_s}s (the log above "
+                                    "says why)")
         return self
+
+    def _why(self) -> str:
+        failure = self._failure
+        if failure is None:
+            return "uvicorn returned without serving (the log above says why)"
+        if isinstance(failure, SystemExit):  # uvicorn logs the cause, then exits
+            return f"its startup failed with exit code {failure.code} (the log above says why)"
+        return f"{type(failure).__name__}: {failure}"
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self.server.should_exit = True
         if self._thread.is_alive():
             self._thread.join(timeout_s)
+        if not self._thread.is_alive():  # uvicorn closes it on a clean shutdown; not when startup failed
+            self.listener.close()
 
     def __enter__(self) -> BackgroundServer:
         return self.start()

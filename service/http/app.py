@@ -1,7 +1,9 @@
 """The HTTP API (docs/contracts.md, "HTTP API"): FastAPI routes behind a small ASGI front door.
 
-The front door (:class:`Gate`) does what every request needs and nothing more: bearer-token
-roles, the body size limit, the latency histogram and JSON errors. It answers the two calls
+The front door (:class:`Gate`) does what every request needs and nothing more: without tokens, the
+loopback rule (a ``Host`` that names this machine, no cross-origin writes: 421 / 403); bearer-token
+roles; the body size limit and read deadline (413 / 408, the raw ASGI plumbing is in
+:mod:`envlabel.service.http.asgi`); the latency histogram and JSON errors. It answers the two calls
 agents make before every action itself, straight from the query layer on the event loop (one
 indexed SQLite read, no thread hop, no FastAPI dependency resolution): ``GET /v1/label`` and a
 valid ``POST /v1/check`` of a target already seen (an invalid one goes on to FastAPI for its 422; one
@@ -22,22 +24,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol, TypeVar
-from urllib.parse import unquote_plus
 
+import anyio
 import anyio.to_thread
-import orjson
 from fastapi import FastAPI, Request
 from fastapi import Query as Param
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
-from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from envlabel.errors import EnvlabelError
 from envlabel.records import CheckRecord, LabelRecord
@@ -45,9 +47,23 @@ from envlabel.service.core.check import check, check_seen
 from envlabel.service.core.clock import utcnow
 from envlabel.service.core.errors import InvalidRequest, outcome_of
 from envlabel.service.core.history import history_json
-from envlabel.service.core.listing import DEFAULT_LIMIT, MAX_LIMIT, list_findings, list_resources
+from envlabel.service.core.listing import DEFAULT_LIMIT, MAX_LIMIT, FindingsCache, list_resources
 from envlabel.service.core.overrides import list_overrides, parse_expiry, remove_override, set_override
 from envlabel.service.core.query import Query
+from envlabel.service.http.asgi import (
+    JSON,
+    accepts_gzip,
+    call_with_status,
+    dumps,
+    error_body,
+    header,
+    internal_error,
+    paced_response,
+    query_param,
+    read_body,
+    replay,
+    send_json,
+)
 from envlabel.service.http.models import (
     CheckDoc,
     CheckRequest,
@@ -57,33 +73,24 @@ from envlabel.service.http.models import (
     LabelsRequest,
     OverrideRequest,
     ResourcesDoc,
+    document_front_door,
     documented,
 )
-from envlabel.service.http.tokens import ADMIN, READER, Tokens
+from envlabel.service.http.tokens import ADMIN, BODY_METHODS, READER, TokenRefused, Tokens, loopback_refusal
 from envlabel.targets import ACCEPTED_FORMS
 
 log = logging.getLogger("envlabel.api")
 T = TypeVar("T")
-JSON = "application/json"
 #: routes anyone may call: probes, metrics scrapes and the API description
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
 #: (method, path) that need the admin role; every other route needs reader
 ADMIN_ROUTES = frozenset({("POST", "/v1/overrides"), ("DELETE", "/v1/overrides")})
 _KNOWN_ROUTES = frozenset({"/v1/label", "/v1/labels", "/v1/check", "/v1/resources", "/v1/findings", "/v1/history",
                            "/v1/overrides", "/mcp", *OPEN_PATHS})
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-def dumps(body: Any) -> bytes:
-    return orjson.dumps(body)
 
 
 def json_response(body: Any, status: int = 200) -> Response:
     return Response(dumps(body), status_code=status, media_type=JSON)
-
-
-def error_body(error: str, message: str, **extra: Any) -> dict[str, Any]:
-    return {"error": error, "message": message, **extra}
 
 
 def error_response(status: int, error: str, message: str, **extra: Any) -> Response:
@@ -180,9 +187,24 @@ def create_app(query: Query, metrics: ApiMetrics, *, host: str = "127.0.0.1",
     _add_query_routes(app, query)
     _add_override_routes(app, query)
     _add_operation_routes(app, query, metrics)
+    _document_front_door(app, tokens.required)
     for face in mounted:
         app.router.routes.extend(face.routes)
-    return Gate(app, query, tokens, metrics, config.api.max_body_bytes)
+    return Gate(app, query, tokens, metrics, config.api.max_body_bytes,
+                read_timeout_s=config.api.read_timeout.total_seconds())
+
+
+def _document_front_door(app: FastAPI, tokens: bool) -> None:
+    """Serve an OpenAPI document that also lists what the Gate answers before a route runs (401/421/403/408/413)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_front_door(generate(), open_paths=OPEN_PATHS, admin_routes=ADMIN_ROUTES,
+                                                     body_methods=BODY_METHODS, tokens=tokens)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _version() -> str:
@@ -201,8 +223,10 @@ def _add_error_handlers(app: FastAPI) -> None:
             return error_response(404, "not found", f"no route {request.method} {request.url.path}; the API is "
                                                     "described at /openapi.json")
         if exc.status_code == 405:
-            return error_response(405, "method not allowed", f"{request.url.path} does not accept "
-                                                             f"{request.method}; see /openapi.json")
+            answer = error_response(405, "method not allowed", f"{request.url.path} does not accept "
+                                                               f"{request.method}; see /openapi.json")
+            answer.headers["allow"] = ", ".join(_allowed(request))
+            return answer
         return error_response(exc.status_code, "http error", str(exc.detail))
 
     async def invalid(request: Request, exc: Exception) -> Response:
@@ -226,8 +250,17 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(EnvlabelError, refused)
 
 
+def _allowed(request: Request) -> list[str]:
+    """Every method some route accepts at this path (Starlette's own Allow names only the first such route's)."""
+    methods = {m for route in request.app.routes if route.matches(request.scope)[0] is not Match.NONE
+               for m in getattr(route, "methods", None) or ()}
+    return sorted(methods)
+
+
 def _add_query_routes(app: FastAPI, query: Query) -> None:
     config = query.config
+    findings = FindingsCache(query, dumps)
+    sending_findings = anyio.Lock()  # large findings answers go out one at a time (paced_response)
 
     @app.get("/v1/label", responses=documented(LabelDoc, 400), tags=["labels"])
     async def get_label(target: str = Param(description="A target id in any accepted form.")) -> Response:
@@ -257,12 +290,20 @@ def _add_query_routes(app: FastAPI, query: Query) -> None:
                       limit: int = Param(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT),
                       cursor: str | None = None) -> Response:
         """Labeled resources in id order, a page at a time; follow ``next_cursor`` until it is null."""
-        return json_response(list_resources(query, environment, provider, limit, cursor))
+        return paced_response(dumps(list_resources(query, environment, provider, limit, cursor)))
 
     @app.get("/v1/findings", tags=["audit"], responses={422: {"model": ErrorDoc}})
-    def get_findings(kind: str | None = None, severity: str | None = None, provider: str | None = None) -> Response:
-        """Audit findings: conflicting, ambiguous, unlabeled, non-canonical, unrecognized, name-mismatch, stale."""
-        return json_response(list_findings(query, kind, severity, provider))
+    async def get_findings(request: Request, kind: str | None = None, severity: str | None = None,
+                           provider: str | None = None) -> Response:
+        """Audit findings: conflicting, ambiguous, unlabeled, non-canonical, unrecognized, name-mismatch, stale.
+        An answer is served again for a few seconds while no label, scan or override changed; a large one is
+        sent gzip-compressed to a client that accepts it."""
+        gzip_ok = accepts_gzip(request.headers.get("accept-encoding"))
+        answer = findings.cached(kind, severity, provider, gzip_ok=gzip_ok)
+        if answer is None:  # the audit (or compressing its answer) runs in a worker thread
+            answer = await anyio.to_thread.run_sync(partial(findings.encoded, kind, severity, provider,
+                                                            gzip_ok=gzip_ok))
+        return paced_response(*answer, one_at_a_time=sending_findings)
 
     @app.get("/v1/history", tags=["labels"], responses={400: {"model": ErrorDoc}})
     def get_history(target: str) -> Response:
@@ -285,7 +326,8 @@ def _add_override_routes(app: FastAPI, query: Query) -> None:
         return json_response(set_override(query, body.target, body.environment, reason=body.reason,
                                           author=body.author or _caller(request), expires_at=expires_at, now=now))
 
-    @app.delete("/v1/overrides", tags=["overrides"], responses={404: {"model": ErrorDoc}, 403: {"model": ErrorDoc}})
+    @app.delete("/v1/overrides", tags=["overrides"], responses={400: {"model": ErrorDoc}, 404: {"model": ErrorDoc},
+                                                               403: {"model": ErrorDoc}})
     def delete_override(request: Request, target: str, reason: str = "", author: str | None = None) -> Response:
         """Remove the override on ``target`` (admin); its own and inherited signals count again."""
         return json_response(remove_override(query, target, author=author or _caller(request), reason=reason))
@@ -302,9 +344,12 @@ def _add_operation_routes(app: FastAPI, query: Query, metrics: ApiMetrics) -> No
     def readyz() -> Response:
         """The store opens and holds data or a completed scan."""
         try:
+            query.store.probe()  # the schema and every table answer; a corruption any read met stays reported
             scans = query.store.last_scans()
             ready = any(s["complete"] for s in scans) or bool(query.store.list_labels(limit=1))
-        except Exception as exc:  # any store failure means not ready; say which
+        except EnvlabelError as exc:  # a StoreError says what broke and what to do
+            return error_response(503, "store unavailable", str(exc))
+        except Exception as exc:  # any other store failure means not ready too; say which
             return error_response(503, "store unavailable", f"{type(exc).__name__}: {exc}; check the store URL "
                                   "and that the database is reachable")
         if not ready:
@@ -324,14 +369,17 @@ def _caller(request: Request) -> str:
 
 
 class Gate:
-    """The ASGI front door: tokens, body limit, latency metrics, and the ``GET /v1/label`` fast path."""
+    """The ASGI front door: the loopback rule, tokens, the body limit and deadline, latency metrics, and the
+    ``GET /v1/label`` and ``POST /v1/check`` fast paths."""
 
-    def __init__(self, app: ASGIApp, query: Query, tokens: Tokens, metrics: ApiMetrics, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, query: Query, tokens: Tokens, metrics: ApiMetrics, max_body: int, *,
+                 read_timeout_s: float = 10.0) -> None:
         self.app = app
         self.query = query
         self.tokens = tokens
         self.metrics = metrics
         self.max_body = max_body
+        self.read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan
@@ -345,34 +393,35 @@ class Gate:
         self.metrics.observe_request(method, route, status, time.perf_counter() - start)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, method: str, path: str) -> int:
-        if path not in OPEN_PATHS:
+        # before anything else, on every path: a token-less server answers only requests addressed to this machine
+        refused = None if self.tokens.required else loopback_refusal(scope["headers"], method)
+        refusal = None if refused is None else (refused[0], error_body(refused[1], refused[2]))
+        if refusal is None and path not in OPEN_PATHS:
             refusal = self._authorize(scope, method, path)
-            if refusal is not None:
-                return await _send_json(send, *refusal)
+        if refusal is not None:
+            return await send_json(send, *refusal)
         if path == "/v1/label" and method == "GET":
-            return await _send_json(send, *_guarded(label_body, self.query, _query_param(scope["query_string"],
-                                                                                         b"target")))
-        if method in _BODY_METHODS:
-            body = await _read_body(receive, self.max_body)
-            if body is None:
-                return await _send_json(send, 413, error_body(
-                    "body too large", f"request bodies are limited to {self.max_body} bytes (api.max_body_bytes); "
-                                      "send fewer targets per request"))
+            target = query_param(scope["query_string"], b"target")
+            return await send_json(send, *_guarded(label_body, self.query, target))
+        if method in BODY_METHODS:
+            body = await read_body(receive, self.max_body, self.read_timeout_s)
+            if isinstance(body, tuple):  # too large or too slow: the rest of it is never read, so close
+                return await send_json(send, *body, close=True)
             if path == "/v1/check" and method == "POST" and (request := parse_check(body)) is not None:
                 answer = _guarded(check_seen_answer, self.query, request)
                 if answer is None:  # a subtree read or a lookup: in a worker thread, never on the event loop
                     answer = await anyio.to_thread.run_sync(_guarded, check_answer, self.query, request)
-                return await _send_json(send, *answer)
-            receive = _replay(body, receive)
-        return await _call_with_status(self.app, scope, receive, send)
+                return await send_json(send, *answer)
+            receive = replay(body, receive)
+        return await call_with_status(self.app, scope, receive, send)
 
     def _authorize(self, scope: Scope, method: str, path: str) -> tuple[int, dict[str, Any]] | None:
         if not self.tokens.required:
             return None
-        token = self.tokens.match(_header(scope, b"authorization"))
-        if token is None:
-            return 401, error_body("unauthorized", "send Authorization: Bearer TOKEN with a token whose sha256 is "
-                                                   "listed in the server's api.tokens")
+        try:
+            token = self.tokens.match(header(scope, b"authorization"))
+        except TokenRefused as refused:
+            return 401, error_body("unauthorized", str(refused))
         scope["envlabel.token"] = token.name
         needed = ADMIN if (method, path) in ADMIN_ROUTES else READER
         if needed == ADMIN and token.role != ADMIN:
@@ -389,87 +438,3 @@ def _guarded(answer: Callable[..., T], *args: Any) -> T | tuple[int, dict[str, A
         return internal_error(exc)
 
 
-def internal_error(exc: BaseException) -> tuple[int, dict[str, Any]]:
-    log.error("request failed", exc_info=exc)
-    return 500, error_body("internal error", f"{type(exc).__name__}: {exc}; the server log has the traceback. "
-                                             "Treat the target as production until this is fixed.")
-
-
-def _query_param(query_string: bytes, name: bytes) -> str | None:
-    """The first value of ``name`` in a query string, as parse_qsl would decode it (without parsing the rest)."""
-    for pair in query_string.split(b"&"):
-        key, _, value = pair.partition(b"=")
-        if key == name:
-            return unquote_plus(value.decode("latin-1"))
-    return None
-
-
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
-
-
-async def _send_json(send: Send, status: int, body: Mapping[str, Any]) -> int:
-    payload = dumps(body)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-    if status == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="envlabel"'))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
-    return status
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, or None once it exceeds ``limit`` bytes (API bodies are small JSON)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    delivered = False
-
-    async def replay() -> Message:
-        nonlocal delivered
-        if delivered:
-            return await receive()  # later calls wait for the disconnect, as the server would deliver it
-        delivered = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
-
-
-async def _call_with_status(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> int:
-    status = 500
-    started = finished = False
-
-    async def recording_send(message: Message) -> None:
-        nonlocal status, started, finished
-        if message["type"] == "http.response.start":
-            status, started = message["status"], True
-        elif message["type"] == "http.response.body" and not message.get("more_body", False):
-            finished = True
-        await send(message)
-
-    try:
-        await app(scope, receive, recording_send)
-    except Exception as exc:
-        if not started:
-            return await _send_json(send, *internal_error(exc))
-        if not finished:
-            raise  # a half-sent response: the server closes the connection, so the client sees it failed
-        # Starlette re-raises after its handler sent the JSON 500 (and logged it): the answer is complete
-    return status

@@ -7,6 +7,7 @@ pays for validating its own response.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -92,3 +93,36 @@ def documented(model: type[BaseModel], *statuses: int) -> dict[int | str, dict[s
     responses: dict[int | str, dict[str, Any]] = {200: {"model": model}}
     responses.update({s: {"model": ErrorDoc} for s in statuses})
     return responses
+
+
+
+def document_front_door(schema: dict[str, Any], *, open_paths: Collection[str],
+                        admin_routes: Collection[tuple[str, str]], body_methods: Collection[str],
+                        tokens: bool) -> dict[str, Any]:
+    """Add to an OpenAPI document the answers the front door (``Gate``) may give before a route runs, for this
+    server: with tokens 401 (and 403 on admin routes), without them 421 (and 403 for a cross-origin write);
+    408 and 413 wherever a body is read; and 503 wherever the store is read (it is unavailable or found corrupt:
+    treat the target as production). Returns ``schema``, changed in place."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDoc"}}}
+    schema.setdefault("components", {}).setdefault("schemas", {}).setdefault("ErrorDoc", ErrorDoc.model_json_schema())
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            verb = method.upper()
+            extra: dict[int, str] = {}
+            if tokens and path not in open_paths:
+                extra[401] = "No bearer token, an empty or too short one, or one not in api.tokens."
+                if (verb, path) in admin_routes:
+                    extra[403] = "The token's role is reader; this route needs admin."
+            if not tokens:
+                extra[421] = "The Host header does not name this machine (no api.tokens: loopback only)."
+                if verb in body_methods:
+                    extra[403] = "A cross-origin request: its Origin is not this machine (no api.tokens)."
+            if verb in body_methods:
+                extra[408] = "The body did not arrive within api.read_timeout."
+                extra[413] = "The body is larger than api.max_body_bytes."
+            if path.startswith("/v1/") or path == "/readyz":
+                extra[503] = "The store is unavailable or corrupt; treat every target as production."
+            responses = operation.setdefault("responses", {})
+            for status, description in extra.items():
+                responses.setdefault(str(status), {"description": description, "content": error})
+    return schema

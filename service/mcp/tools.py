@@ -12,6 +12,7 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import ToolAnnotations
 from starlette.routing import BaseRoute
 
@@ -123,5 +124,9 @@ def _answer(call: Callable[..., Any], *args: Any) -> dict[str, Any]:
 def streamable_http(server: MCPServer, host: str) -> tuple[Sequence[BaseRoute], Callable[[], Any]]:
     """The routes that serve ``server`` at ``/mcp`` over streamable HTTP, and what must run while they serve
     (its session manager), for the runtime to mount beside the HTTP API."""
-    app = server.streamable_http_app(streamable_http_path="/mcp", stateless_http=True, json_response=True, host=host)
+    # Host and Origin are checked by the HTTP API's front door for every path, /mcp included, by one rule (loopback
+    # only when no token is configured): the SDK's own check would refuse a different set, in plain text
+    unchecked = TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    app = server.streamable_http_app(streamable_http_path="/mcp", stateless_http=True, json_response=True, host=host,
+                                     transport_security=unchecked)
     return app.routes, server.session_manager.run
