@@ -47,7 +47,7 @@ from functools import lru_cache
 from importlib.resources import files
 from typing import Any, Final, cast
 
-from envlabel.config import ActionClass
+from envlabel.records import ActionClass
 from envlabel.targets import K8S_KIND_ALIASES
 
 READ: Final = "read"

@@ -40,6 +40,7 @@ from pydantic import (
 
 from envlabel.config_file import env_overrides, merge, read_config_file
 from envlabel.errors import ConfigError
+from envlabel.records import ActionClass, Decision
 
 _DURATION = re.compile(r"^\s*(\d{1,30})\s*(ms|s|m|h|d)\s*$")
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -89,8 +90,6 @@ def format_duration(value: timedelta) -> str:
     return f"{seconds}s"
 
 
-Decision = Literal["allow", "require_approval", "deny"]
-ActionClass = Literal["read", "create", "modify", "delete"]
 ACTION_CLASSES: tuple[ActionClass, ...] = ("read", "create", "modify", "delete")
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
 

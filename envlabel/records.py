@@ -6,9 +6,12 @@ a field added here is added everywhere at once; none is ever removed or renamed.
 
 from __future__ import annotations
 
-from typing import NotRequired, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
-from envlabel.config import ActionClass, Decision
+#: what the check answers (its ``decision``), per environment and action class in the policy
+Decision = Literal["allow", "require_approval", "deny"]
+#: the four classes every action falls into
+ActionClass = Literal["read", "create", "modify", "delete"]
 
 
 class EvidenceRecord(TypedDict):

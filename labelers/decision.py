@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from envlabel.actions import classify
-from envlabel.config import ActionClass, Config, Decision, format_duration
+from envlabel.config import Config, format_duration
 from envlabel.model import UNKNOWN
-from envlabel.records import CheckRecord, LabelRecord
+from envlabel.records import ActionClass, CheckRecord, Decision, LabelRecord
 
 
 def decide(config: Config, action: str, label: LabelRecord, *, decided_as: str | None = None,
