@@ -64,12 +64,18 @@ def protect(session_or_client: Any = None, client: Client | None = None) -> Clie
     (None) boto3's default session. Protecting again replaces the previous guard. Returns the envlabel client."""
     events = _events_of(session_or_client)
     envlabel = client or Client()
-    guard = _Guard(envlabel)
-    handlers: tuple[Callable[..., None], ...] = (guard.remember, guard.check, guard.presign)
-    for (event, unique_id), handler in zip(_HOOKS, handlers, strict=True):
+    for event, unique_id, handler in hooks(envlabel):
         events.unregister(event, unique_id=unique_id)  # replace, never stack: one check per call
         events.register(event, handler, unique_id=unique_id)
     return envlabel
+
+
+def hooks(envlabel: Client) -> list[tuple[str, str, Callable[..., None]]]:
+    """The guard's botocore hooks as ``(event, unique id, handler)``, in the order botocore emits them, for an
+    event system :func:`protect` cannot reach itself (the AWS CLI's, :mod:`envlabel.guard.awscli`)."""
+    guard = _Guard(envlabel)
+    handlers: tuple[Callable[..., None], ...] = (guard.remember, guard.check, guard.presign)
+    return [(event, unique_id, handler) for (event, unique_id), handler in zip(_HOOKS, handlers, strict=True)]
 
 
 def _events_of(target: Any) -> Any:
