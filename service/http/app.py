@@ -45,6 +45,7 @@ from envlabel.errors import EnvlabelError
 from envlabel.records import CheckRecord, LabelRecord
 from envlabel.service.core.check import check, check_seen
 from envlabel.service.core.clock import utcnow
+from envlabel.service.core.commands import check_command, remote_context
 from envlabel.service.core.errors import InvalidRequest, outcome_of
 from envlabel.service.core.history import history_json
 from envlabel.service.core.listing import DEFAULT_LIMIT, MAX_LIMIT, FindingsCache, list_resources
@@ -65,6 +66,8 @@ from envlabel.service.http.asgi import (
     send_json,
 )
 from envlabel.service.http.models import (
+    CheckCommandDoc,
+    CheckCommandRequest,
     CheckDoc,
     CheckRequest,
     ErrorDoc,
@@ -85,8 +88,8 @@ T = TypeVar("T")
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
 #: (method, path) that need the admin role; every other route needs reader
 ADMIN_ROUTES = frozenset({("POST", "/v1/overrides"), ("DELETE", "/v1/overrides")})
-_KNOWN_ROUTES = frozenset({"/v1/label", "/v1/labels", "/v1/check", "/v1/resources", "/v1/findings", "/v1/history",
-                           "/v1/overrides", "/mcp", *OPEN_PATHS})
+_KNOWN_ROUTES = frozenset({"/v1/label", "/v1/labels", "/v1/check", "/v1/check-command", "/v1/resources",
+                           "/v1/findings", "/v1/history", "/v1/overrides", "/mcp", *OPEN_PATHS})
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -284,6 +287,22 @@ def _add_query_routes(app: FastAPI, query: Query) -> None:
         target and everything stored below it."""
         status, body = check_answer(query, request)
         return json_response(body, status)
+
+    @app.post("/v1/check-command", responses=documented(CheckCommandDoc, 400, 422), tags=["authority"])
+    def post_check_command(request: CheckCommandRequest) -> Response:
+        """May this shell command run? Every infrastructure operation in ``command`` (a command line) or
+        ``argv`` is checked as ``POST /v1/check`` checks it; the strictest decision wins, and what could not be
+        understood is decided fail closed (``unparsed``). The server reads none of its own files for a caller:
+        plan a command that needs ``-f`` manifests, profiles or kubeconfig contexts where it runs
+        (``envlabel check-command``, the coding-agent hooks)."""
+        command = request.command if request.command is not None else request.argv or []
+        try:
+            answer = check_command(query, command, remote_context(config, request.environ),
+                                   max_operations=config.api.max_batch, remote=True)
+        except EnvlabelError as exc:
+            status, body = error_answer(exc)
+            return json_response(body, status)
+        return json_response(answer)
 
     @app.get("/v1/resources", responses=documented(ResourcesDoc, 422), tags=["labels"])
     def get_resources(environment: str | None = None, provider: str | None = None,

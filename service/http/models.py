@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Body(BaseModel):
@@ -27,6 +27,26 @@ class CheckRequest(Body):
                         description="An AWS operation (rds:DeleteDBInstance) or a Kubernetes verb (delete).")
     contents: bool = Field(False, description="Decide as the strictest of the target and every live resource "
                                               "stored below it (for a write that names no resource of its own).")
+
+
+class CheckCommandRequest(Body):
+    # no length limits of their own: api.max_body_bytes bounds the body (413)
+    command: str | None = Field(None, min_length=1,
+                                description="A shell command line, split with shell rules (&&, ||, ;, pipes, "
+                                            "bash -c, sudo, env VAR=...).")
+    argv: list[str] | None = Field(None, min_length=1,
+                                   description="One command as an argument vector (argv[0] is the program).")
+    environ: dict[str, str] | None = Field(
+        None, description="The caller's variables that name a region, profile or project (AWS_REGION, "
+                          "AWS_PROFILE, CLOUDSDK_CORE_PROJECT...); others are ignored. The server reads none of its "
+                          "own files for a caller: -f manifests, profiles and kubeconfigs are resolved where the "
+                          "command is planned (plan it there with `envlabel check-command` or the hooks).")
+
+    @model_validator(mode="after")
+    def _one_command(self) -> CheckCommandRequest:
+        if (self.command is None) == (self.argv is None):
+            raise ValueError("give exactly one of command (a command line) or argv (an argument vector)")
+        return self
 
 
 class OverrideRequest(Body):
@@ -77,6 +97,21 @@ class CheckDoc(BaseModel):
     understood_as: str | None = Field(description="The canonical name the action was understood as "
                                                   "(rds:DeleteDBInstance, delete pods); null when it was not "
                                                   "recognized, and so decided as a delete.")
+
+
+class UnparsedDoc(BaseModel):
+    tool: str
+    command: str
+    reason: str = Field(description="What could not be understood, and how to make it understood.")
+    decision: str = Field(description="require_approval or deny: what is not understood is decided fail closed.")
+
+
+class CheckCommandDoc(BaseModel):
+    decision: str = Field(description="allow, require_approval or deny: the strictest of every operation and "
+                                      "everything not understood (a command that runs no infrastructure tool: "
+                                      "allow).")
+    operations: list[CheckDoc]
+    unparsed: list[UnparsedDoc]
 
 
 class ResourcesDoc(BaseModel):
