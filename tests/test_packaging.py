@@ -8,6 +8,7 @@ package index (pip's cache makes a second run quick).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -77,10 +78,10 @@ class Venv:
         subprocess.run([str(self.bin / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                         "--no-compile", *requirements], check=True, timeout=900)
 
-    def run(self, *argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    def run(self, *argv: str, cwd: Path, input: str | None = None) -> subprocess.CompletedProcess[str]:
         command = [str(self.bin / argv[0]), *argv[1:]]
         return subprocess.run(command, capture_output=True, text=True, cwd=cwd, check=False, timeout=120,
-                              env={"PATH": f"{self.bin}:/usr/bin:/bin", "HOME": str(cwd)})
+                              env={"PATH": f"{self.bin}:/usr/bin:/bin", "HOME": str(cwd)}, input=input)
 
 
 @pytest.fixture(scope="module")
@@ -94,14 +95,19 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 def test_the_sdk_alone_imports_and_the_command_names_the_extra(installed: tuple[Venv, Path]) -> None:
     env, cwd = installed
     done = env.run("python", "-c", "import envlabel.client, envlabel.guard.boto3, envlabel.guard.kubernetes, "
-                   "envlabel.errors, sys; print(sorted(m for m in ('click', 'boto3', 'fastapi', 'store', 'service') "
-                   "if m in sys.modules))", cwd=cwd)
+                   "envlabel.guard.awscli, envlabel.hooks, envlabel.commands.kubectl, envlabel.errors, sys; "
+                   "print(sorted(m for m in ('click', 'boto3', 'fastapi', 'store', 'service') if m in sys.modules))",
+                   cwd=cwd)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
     for argv in (["--help"], ["check", "--action", "delete", "123456789012"], ["serve"], ["demo"], ["validate"]):
         done = env.run("envlabel", *argv, cwd=cwd)
         assert (done.returncode, done.stdout) == (1, ""), (argv, done)
         assert done.stderr == "envlabel: the envlabel command needs the daemon extra: pip install 'envlabel[daemon]'\n"
+    # the coding-agent hook runs on the SDK alone: a command that runs no infrastructure tool is let through
+    call = json.dumps({"hook_event_name": "PreToolUse", "tool_name": "Bash", "tool_input": {"command": "ls -la"}})
+    done = env.run("envlabel", "hook", "claude-code", cwd=cwd, input=call)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", ""), done
 
 
 def test_the_daemon_extra_runs_the_command_without_moto(installed: tuple[Venv, Path], wheel: Path) -> None:
