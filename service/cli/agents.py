@@ -53,18 +53,29 @@ def format_check(body: CheckRecord) -> str:
 @click.option("--shutdown-timeout", default=25.0, show_default=True, type=click.FloatRange(0),
               help="Seconds to let running scans finish after SIGTERM; keep it below the pod's "
                    "terminationGracePeriodSeconds. Scans still running then are abandoned (nothing committed).")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Serve HTTPS with this PEM certificate (chain), as kube-apiserver needs for the admission "
+                   "webhook; with --tls-key.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The PEM private key of --tls-cert.")
 @config_option
-def serve(host: str, port: int, shutdown_timeout: float) -> None:
+def serve(host: str, port: int, shutdown_timeout: float, tls_cert: str | None, tls_key: str | None) -> None:
     """The daemon: the HTTP API (and MCP at /mcp), scheduled scans, Kubernetes watches and webhooks."""
     from envlabel.service.daemon.ports import bind_listener
+    from envlabel.service.daemon.server import Tls
 
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("give both --tls-cert and --tls-key (HTTPS), or neither (plain HTTP)")
+    tls = Tls(tls_cert, tls_key) if tls_cert and tls_key else None
+    if tls is not None:
+        tls.check()  # a bad pair is one line and exit 1 before anything listens or scans
     config = get_config()
     # the port first, before the store is opened or anything scans: a port in use is one line and exit 1, and
     # the API then serves this very socket
     listener = bind_listener(host, port)
     from envlabel.service.daemon.scheduler import run_daemon
 
-    run_daemon(config, open_configured_store(), host, port, shutdown_timeout, listener=listener)
+    run_daemon(config, open_configured_store(), host, port, shutdown_timeout, listener=listener, tls=tls)
 
 
 @click.command()

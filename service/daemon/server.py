@@ -14,8 +14,10 @@ the lookup.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
+from dataclasses import dataclass
 from types import TracebackType
 
 import uvicorn
@@ -48,15 +50,35 @@ def serve_stdio(config: Config, store: Store) -> None:
     build_mcp(Query(config, store)).run("stdio")
 
 
+@dataclass(frozen=True)
+class Tls:
+    """The serving certificate (PEM, with its chain) and key of an HTTPS listener (``serve --tls-cert/--tls-key``)."""
+
+    cert: str
+    key: str
+
+    def check(self) -> None:
+        """Raise EnvlabelError, saying what to fix, when the pair cannot be loaded (before anything listens)."""
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(self.cert, self.key)
+        except (OSError, ssl.SSLError) as exc:
+            raise EnvlabelError(f"cannot serve TLS with --tls-cert {self.cert} --tls-key {self.key}: {exc}; give a "
+                                "PEM certificate (chain) and its matching unencrypted PEM key") from None
+
+
 def build_server(config: Config, store: Store, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                 metrics: Metrics | None = None, *, log_level: str = "info") -> uvicorn.Server:
-    """A uvicorn server for the API; raises EnvlabelError if it would listen beyond loopback without tokens."""
+                 metrics: Metrics | None = None, *, log_level: str = "info", tls: Tls | None = None) -> uvicorn.Server:
+    """A uvicorn server for the API (HTTPS with ``tls``); raises EnvlabelError if it would listen beyond loopback
+    without tokens, or the TLS pair cannot be loaded."""
+    if tls is not None:
+        tls.check()
     app = build_app(config, store, host=host, metrics=metrics)
     # no proxy-headers middleware: nothing here reads the client address, and it runs on every request.
     # uvicorn has no deadline on reading a request's headers: the protocol adds one (the Gate times the body)
     http = protocol_with_read_deadline(config.api.read_timeout.total_seconds())
     return uvicorn.Server(uvicorn.Config(app, host=host, port=port, access_log=False, server_header=False,
-                                         proxy_headers=False, log_level=log_level, lifespan="on", http=http))
+                                         proxy_headers=False, log_level=log_level, lifespan="on", http=http,
+                                         ssl_certfile=tls.cert if tls else None, ssl_keyfile=tls.key if tls else None))
 
 
 def serve_app(config: Config, store: Store, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
@@ -78,11 +100,13 @@ class BackgroundServer:
     """
 
     def __init__(self, config: Config, store: Store, host: str = DEFAULT_HOST, port: int = 0,
-                 metrics: Metrics | None = None, *, listener: socket.socket | None = None) -> None:
+                 metrics: Metrics | None = None, *, listener: socket.socket | None = None,
+                 tls: Tls | None = None) -> None:
+        self.tls = tls
         self.listener = listener if listener is not None else bind_listener(host, port)
         self._port: int = self.listener.getsockname()[1]  # kept: the socket is closed when the server stops
         try:
-            self.server = build_server(config, store, host, self._port, metrics, log_level="warning")
+            self.server = build_server(config, store, host, self._port, metrics, log_level="warning", tls=tls)
         except BaseException:
             self.listener.close()
             raise
@@ -97,7 +121,7 @@ class BackgroundServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     def _serve(self) -> None:
         try:

@@ -32,6 +32,7 @@ from typing import Any, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
+import orjson
 from fastapi import FastAPI, Request
 from fastapi import Query as Param
 from fastapi.exceptions import RequestValidationError
@@ -43,6 +44,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from envlabel.errors import EnvlabelError
 from envlabel.records import CheckRecord, LabelRecord
+from envlabel.service.core.admission import MalformedReview, review
 from envlabel.service.core.check import check, check_seen
 from envlabel.service.core.clock import utcnow
 from envlabel.service.core.commands import check_command, remote_context
@@ -66,6 +68,7 @@ from envlabel.service.http.asgi import (
     send_json,
 )
 from envlabel.service.http.models import (
+    AdmissionReviewDoc,
     CheckCommandDoc,
     CheckCommandRequest,
     CheckDoc,
@@ -90,6 +93,9 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/do
 ADMIN_ROUTES = frozenset({("POST", "/v1/overrides"), ("DELETE", "/v1/overrides")})
 _KNOWN_ROUTES = frozenset({"/v1/label", "/v1/labels", "/v1/check", "/v1/check-command", "/v1/resources",
                            "/v1/findings", "/v1/history", "/v1/overrides", "/mcp", *OPEN_PATHS})
+#: kube-apiserver's calls (``/v1/admission/kubernetes[/CLUSTER]``); over TLS they need no token unless
+#: config ``admission.require_token`` (docs/kubernetes.md, "Admission")
+ADMISSION_PATH = "/v1/admission/kubernetes"
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -189,6 +195,7 @@ def create_app(query: Query, metrics: ApiMetrics, *, host: str = "127.0.0.1",
     _add_error_handlers(app)
     _add_query_routes(app, query)
     _add_override_routes(app, query)
+    _add_admission_routes(app, query)
     _add_operation_routes(app, query, metrics)
     _document_front_door(app, tokens.required)
     for face in mounted:
@@ -353,6 +360,33 @@ def _add_override_routes(app: FastAPI, query: Query) -> None:
 
 
 
+def _add_admission_routes(app: FastAPI, query: Query) -> None:
+    async def admit(request: Request, cluster: str | None) -> Response:
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            return error_response(400, "malformed admission review", f"the body is not JSON ({exc}): send an "
+                                  "admission.k8s.io/v1 AdmissionReview")
+        try:  # a never-seen target may be looked up over the network: off the event loop
+            return json_response(await anyio.to_thread.run_sync(review, query, body, cluster))
+        except MalformedReview as exc:
+            return error_response(400, "malformed admission review", str(exc))
+
+    responses = documented(AdmissionReviewDoc, 400)
+
+    @app.post(ADMISSION_PATH, tags=["admission"], responses=responses)
+    async def post_admission(request: Request) -> Response:
+        """kube-apiserver's ValidatingWebhook call (admission.k8s.io/v1 AdmissionReview) when one kubernetes
+        source is configured: CREATE, UPDATE, DELETE and CONNECT decided by the check; refused with a 403 status
+        citing the environment and evidence. Over TLS no token is needed unless admission.require_token."""
+        return await admit(request, None)
+
+    @app.post(ADMISSION_PATH + "/{cluster}", tags=["admission"], responses=responses)
+    async def post_admission_cluster(request: Request, cluster: str) -> Response:
+        """The ValidatingWebhook call for the kubernetes source whose cluster is ``cluster``."""
+        return await admit(request, cluster)
+
+
 def _add_operation_routes(app: FastAPI, query: Query, metrics: ApiMetrics) -> None:
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> Response:
@@ -408,14 +442,14 @@ class Gate:
         method: str = scope["method"]
         path: str = scope["path"]
         status = await self._handle(scope, receive, send, method, path)
-        route = path if path in _KNOWN_ROUTES else "other"
+        route = path if path in _KNOWN_ROUTES else ADMISSION_PATH if path.startswith(ADMISSION_PATH) else "other"
         self.metrics.observe_request(method, route, status, time.perf_counter() - start)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, method: str, path: str) -> int:
         # before anything else, on every path: a token-less server answers only requests addressed to this machine
         refused = None if self.tokens.required else loopback_refusal(scope["headers"], method)
         refusal = None if refused is None else (refused[0], error_body(refused[1], refused[2]))
-        if refusal is None and path not in OPEN_PATHS:
+        if refusal is None and path not in OPEN_PATHS and not self._admission_over_tls(scope, path):
             refusal = self._authorize(scope, method, path)
         if refusal is not None:
             return await send_json(send, *refusal)
@@ -433,6 +467,12 @@ class Gate:
                 return await send_json(send, *answer)
             receive = replay(body, receive)
         return await call_with_status(self.app, scope, receive, send)
+
+    def _admission_over_tls(self, scope: Scope, path: str) -> bool:
+        """kube-apiserver calling the admission path over TLS: it sends no token unless configured to (managed
+        clusters cannot be), so none is asked for unless ``admission.require_token``. Plain HTTP never skips."""
+        return (scope.get("scheme") == "https" and not self.query.config.admission.require_token
+                and (path == ADMISSION_PATH or path.startswith(ADMISSION_PATH + "/")))
 
     def _authorize(self, scope: Scope, method: str, path: str) -> tuple[int, dict[str, Any]] | None:
         if not self.tokens.required:

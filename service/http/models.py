@@ -119,6 +119,26 @@ class ResourcesDoc(BaseModel):
     next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page.")
 
 
+class AdmissionStatusDoc(BaseModel):
+    code: int = Field(description="403 when refused.")
+    reason: str
+    message: str = Field(description="What was refused, the environment and evidence, and how to get approval.")
+
+
+class AdmissionResponseDoc(BaseModel):
+    uid: str = Field(description="The request's uid.")
+    allowed: bool
+    status: AdmissionStatusDoc | None = Field(None, description="Present when refused.")
+    warnings: list[str] | None = Field(None, description="Set for a dryRun request: decided, not counted.")
+    auditAnnotations: dict[str, str] = Field(description="decision: allow, require_approval, deny or exempt.")
+
+
+class AdmissionReviewDoc(BaseModel):
+    apiVersion: str = Field(description="admission.k8s.io/v1")
+    kind: str = Field(description="AdmissionReview")
+    response: AdmissionResponseDoc
+
+
 class ErrorDoc(BaseModel):
     error: str
     message: str = Field(description="What to do about it.")
