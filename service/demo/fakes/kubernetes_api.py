@@ -12,7 +12,9 @@ metadata only. Every request is logged so tests can assert which verbs and
 resources a client used. A pod's exec, attach and portforward (defined with
 ``fake.define("", "v1", "pods", "Pod")``) are logged with the verb ``create``
 and refused with 400: the fake opens no streams. JSON only: kubectl's protobuf
-requests are not served.
+requests are not served. Writes and connects pass validating admission first
+(``ValidatingWebhookConfiguration`` webhooks called over HTTPS, ``dryRun``
+honoured: kubernetes_admission.py).
 
     url, fake = start_fake_cluster()
     fake.seed("namespaces", "payments", labels={"environment": "staging"})
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from envlabel.service.demo.fakes.kubernetes_admission import Write, admit, dry_run_answer, is_dry_run
 from envlabel.service.demo.fakes.kubernetes_state import (
     CATEGORY_ALL,
     KINDS,
@@ -195,6 +198,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(403, "Forbidden", f'{kind.resource}{"." + kind.group if kind.group else ""} is forbidden: '
                            f'User "system:serviceaccount:envlabel:envlabel" cannot {verb} resource "{kind.resource}" '
                            f'in API group "{kind.group}" {scope}')
+        if verb in ("create", "update", "patch", "delete"):
+            self._write(verb, kind, namespace, name, query)
+            return
         metadata_only = "as=PartialObjectMetadata" in (self.headers.get("Accept") or "")
         if verb == "watch":
             self._watch(kind, namespace, query, metadata_only)
@@ -210,19 +216,25 @@ class _Handler(BaseHTTPRequestHandler):
             with self.fake.cond:
                 obj = copy.deepcopy(self.fake.find(kind, namespace, name))
             self._send(200, partial_metadata(obj) if metadata_only else obj)
+        else:
+            raise ApiError(405, "MethodNotAllowed", f"{verb} is not served by the fake")
+
+    def _write(self, verb: str, kind: Kind, namespace: str | None, name: str | None, query: dict[str, str]) -> None:
+        """create, update, patch, delete: validating admission first, then stored (unless ``dryRun``)."""
+        body: Any = self._body() if self.raw_body or verb != "delete" else None
+        write = Write(verb, kind, namespace, name, body, query, list(self.headers.items()))
+        admitted = admit(self.fake, write)
+        if is_dry_run(write):
+            self._send(201 if verb == "create" else 200, dry_run_answer(verb, kind, admitted))
         elif verb == "create":
-            self._send(201, self.fake.create(kind, namespace, self._body()))
-        elif verb == "update":
-            assert name is not None
-            self._send(200, self.fake.update(kind, namespace, name, self._body()))
-        elif verb == "patch":
-            assert name is not None
-            self._send(200, self.fake.patch(kind, namespace, name, self._body()))
+            self._send(201, self.fake.create(kind, namespace, body))
         elif verb == "delete":
             assert name is not None
             self._send(200, self.fake.delete(kind, namespace, name))
         else:
-            raise ApiError(405, "MethodNotAllowed", f"{verb} is not served by the fake")
+            assert name is not None
+            change = self.fake.update if verb == "update" else self.fake.patch
+            self._send(200, change(kind, namespace, name, body))
 
     @staticmethod
     def _subresource(path: str) -> str | None:
@@ -239,6 +251,8 @@ class _Handler(BaseHTTPRequestHandler):
                                                 query))
         with self.fake.cond:
             self.fake.find(kind, namespace, name)  # 404 for a missing pod, as the real server answers
+        admit(self.fake, Write("connect", kind, namespace, name, None, query, list(self.headers.items()),
+                               self._subresource(path)))
         raise ApiError(400, "BadRequest", f"the fake API server does not stream {self._subresource(path)}: "
                        "it records the request and refuses it")
 

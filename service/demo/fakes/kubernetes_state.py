@@ -58,6 +58,8 @@ KINDS: tuple[Kind, ...] = (
     Kind("batch", "v1", "cronjobs", "CronJob", True, ("cj",)),
     Kind("networking.k8s.io", "v1", "ingresses", "Ingress", True, ("ing",)),
     Kind("coordination.k8s.io", "v1", "leases", "Lease", True),
+    Kind("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", "ValidatingWebhookConfiguration",
+         False),
 )
 VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 #: what `kubectl get all` lists
@@ -230,6 +232,11 @@ class FakeKubernetes:
         self.events: list[tuple[int, str, tuple[str, str, str], Obj]] = []
         self.requests: list[RequestRecord] = []
         self.forbidden: set[tuple[str, str]] = set()
+        #: admission (kubernetes_admission.py): bearer token -> userInfo; "NAMESPACE/NAME" of a webhook's Service
+        #: -> the "host:port" it is served on (no cluster DNS); every webhook call (config, webhook, request, response)
+        self.users: dict[str, Obj] = {}
+        self.services: dict[str, str] = {}
+        self.admission_calls: list[tuple[str, str, Obj, Obj | None]] = []
         self.bookmark_interval = bookmark_interval
         self.cond = threading.Condition()
         self.bookmarks = 0  # bumped by bookmark(): every open watch sends one
