@@ -66,3 +66,43 @@ the URL comes from the Secret as ENVLABEL_STORE) leader election through a Lease
 {{- end }}
 {{- toYaml (merge (deepCopy .Values.config) $defaults) }}
 {{- end }}
+
+{{/* The Secret holding the webhook's serving certificate (tls.crt, tls.key, ca.crt), mounted at /tls. */}}
+{{- define "envlabel.tlsSecretName" -}}
+{{- printf "%s-webhook-tls" (include "envlabel.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The DNS names the API server reaches the Service by: the serving certificate's SANs. */}}
+{{- define "envlabel.serviceDNSNames" -}}
+{{- $service := include "envlabel.fullname" . }}
+{{- $namespace := .Release.Namespace }}
+{{- toJson (list $service (printf "%s.%s" $service $namespace) (printf "%s.%s.svc" $service $namespace) (printf "%s.%s.svc.cluster.local" $service $namespace)) }}
+{{- end }}
+
+{{/* The CLUSTER of the webhook path: admission.cluster, else the in-cluster kubernetes source's cluster or name. */}}
+{{- define "envlabel.admissionCluster" -}}
+{{- $cluster := .Values.admission.cluster }}
+{{- if not $cluster }}
+{{- range (.Values.config.sources | default list) }}
+{{- if and (not $cluster) (eq (toString .type) "kubernetes") .in_cluster }}
+{{- $cluster = .cluster | default .name }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if not $cluster }}
+{{- fail "admission.enabled needs the cluster's name for the webhook path: set admission.cluster, or keep a kubernetes source with in_cluster: true in config.sources (its targets are what the webhook decides)" }}
+{{- end }}
+{{- $cluster }}
+{{- end }}
+
+{{/* A probe from the values; with admission enabled the API port serves TLS, so an httpGet on it uses HTTPS. */}}
+{{- define "envlabel.probe" -}}
+{{- $probe := deepCopy .probe }}
+{{- if and .root.Values.admission.enabled $probe.httpGet }}
+{{- if has (toString $probe.httpGet.port) (list "http" "https") }}
+{{- $_ := set $probe.httpGet "port" "https" }}
+{{- $_ := set $probe.httpGet "scheme" "HTTPS" }}
+{{- end }}
+{{- end }}
+{{- toYaml $probe }}
+{{- end }}
