@@ -279,6 +279,55 @@ class LeaderElection(Model):
         return self
 
 
+class Admission(Model):
+    """Who and where the Kubernetes admission webhook always admits (docs/kubernetes.md, "Admission").
+
+    Patterns match usernames and groups with ``*`` wildcards; ``{namespace}`` is envlabel's own namespace."""
+
+    #: envlabel's own namespace (never blocked, like kube-system); default: the pod's service-account namespace,
+    #: else "envlabel"
+    namespace: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    #: principals that always pass: envlabel itself and the control plane's own controllers
+    exempt_usernames: list[str] = Field(default_factory=lambda: [
+        "system:serviceaccount:{namespace}:envlabel", "system:apiserver", "system:kube-controller-manager",
+        "system:kube-scheduler", "system:serviceaccount:kube-system:*"])
+    #: groups that always pass (kubelets update their pods' status); system:masters is deliberately not here
+    exempt_groups: list[str] = Field(default_factory=lambda: ["system:nodes"])
+    #: people who may act on production through the cluster when they must; every pass is logged
+    break_glass_groups: list[str] = []
+    #: namespaces never blocked besides kube-system and envlabel's own (which always are)
+    exempt_namespaces: list[str] = []
+    #: true: the admission path needs a reader token even over TLS (give kube-apiserver one in its kubeconfig)
+    require_token: bool = False
+
+
+ExportKind = Literal["aws-scp", "aws-tag-policy", "gcp-deny", "k8s-vap"]
+EXPORT_KINDS: tuple[ExportKind, ...] = ("aws-scp", "aws-tag-policy", "gcp-deny", "k8s-vap")
+
+
+class Export(Model):
+    """What ``envlabel export`` generates from the labels, and where the daemon keeps it (docs/export.md)."""
+
+    #: the daemon rewrites this directory after every scan that changed a label (None: it never writes)
+    directory: str | None = None
+    #: the kinds the daemon writes there
+    kinds: list[ExportKind] = Field(default_factory=lambda: list(EXPORT_KINDS), min_length=1)
+    #: the environments whose OUs, accounts, folders, projects and namespaces get enforcement
+    environments: list[str] = Field(default_factory=lambda: ["production"], min_length=1)
+    #: deny the modify class too, not only delete
+    include_modify: bool = False
+    #: AWS principals the SCPs never deny (ArnNotLike aws:PrincipalArn; * wildcards allowed)
+    break_glass: list[Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:(iam|sts)::(\d{12}|\*):")]] = []
+    #: the one AWS role allowed to change the environment tag keys (None: nobody)
+    labeler_role: str | None = Field(None, pattern=r"^arn:aws[a-z-]*:iam::(\d{12}|\*):role/")
+    #: GCP principals the deny policies except (principal://..., principalSet://...)
+    gcp_exception_principals: list[Annotated[str, Field(pattern=r"^principal(Set)?://")]] = []
+    #: Kubernetes groups the ValidatingAdmissionPolicy lets through
+    k8s_exempt_groups: list[str] = []
+    #: AWS resource types the tag policy enforces on (ec2:instance, ...); empty: it only reports
+    enforced_for: list[str] = []
+
+
 class Config(Model):
     store: str = Field(default_factory=default_store_url, pattern=r"^(sqlite|postgresql|postgres)://")
     #: connections each process keeps to a PostgreSQL store (its API threads share them)
@@ -298,6 +347,8 @@ class Config(Model):
         default_factory=lambda: {env: dict(row) for env, row in DEFAULT_POLICY.items()})
     approvers: dict[str, list[str]] = {}
     api: Api = Api()
+    admission: Admission = Admission()
+    export: Export = Export()
     webhooks: list[Webhook] = []
     sources: list[Source] = []
     leader_election: LeaderElection = LeaderElection()

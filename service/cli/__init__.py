@@ -6,7 +6,19 @@ from __future__ import annotations
 import click
 
 from envlabel.config import redact_url
-from envlabel.service.cli import agents, audit, commands, demo, history, labels, overrides, plans, store, tokens
+from envlabel.service.cli import (
+    agents,
+    audit,
+    commands,
+    demo,
+    export,
+    history,
+    labels,
+    overrides,
+    plans,
+    store,
+    tokens,
+)
 from envlabel.service.cli.kit import config_option, get_config
 
 
@@ -31,6 +43,6 @@ def validate() -> None:
 
 
 # a new command group: one module here
-for _module in (labels, overrides, history, audit, agents, commands, plans, demo, tokens, store):
+for _module in (labels, overrides, history, audit, agents, commands, plans, demo, tokens, store, export):
     for _command in _module.ALL:
         main.add_command(_command)

@@ -44,6 +44,7 @@ from envlabel.config import Config, KubernetesSource, Source
 from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import ScanResult
 from envlabel.service.core.clock import utcnow
+from envlabel.service.core.export import export_configured
 from envlabel.service.core.pipeline import ScanSummary, commit_scan, scan_source
 from envlabel.service.core.query import Query
 from envlabel.service.daemon.leader import Leadership, leadership_for
@@ -60,6 +61,7 @@ from envlabel.store.records import FencedOut
 from envlabel.store.sql import Store
 
 if TYPE_CHECKING:
+    from envlabel.service.daemon.server import Tls
     from envlabel.service.daemon.watch import KubernetesWatcher
 
 log = logging.getLogger("envlabel.daemon")
@@ -306,6 +308,8 @@ class Daemon:
             if summary is not None:
                 self.reporter.report_changes()
                 self.reporter.report_estate()
+                if summary.label_changes or summary.removed:  # opt-in (config export.directory)
+                    export_configured(self.reporter.query)
         except Exception:
             log.exception("reporting the scan of %s failed; its labels are committed", source.name)
         finally:
@@ -400,9 +404,11 @@ class Daemon:
 
 
 def run_daemon(config: Config, store: Store, host: str, port: int,
-               shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT, *, listener: socket.socket | None = None) -> None:
+               shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT, *, listener: socket.socket | None = None,
+               tls: Tls | None = None) -> None:
     """``envlabel serve``: the API plus the daemon, until SIGTERM or SIGINT; then a bounded, clean exit.
-    ``listener``: the socket bound to (host, port) beforehand (service.daemon.ports), served as it is."""
+    ``listener``: the socket bound to (host, port) beforehand (service.daemon.ports), served as it is;
+    ``tls``: serve HTTPS with that certificate and key."""
     from envlabel.service.daemon.server import BackgroundServer
 
     configure_logging()
@@ -419,7 +425,7 @@ def run_daemon(config: Config, store: Store, host: str, port: int,
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    server = BackgroundServer(config, store, host, port, metrics, listener=listener).start()
+    server = BackgroundServer(config, store, host, port, metrics, listener=listener, tls=tls).start()
     try:
         log.info("envlabel serving on %s; scans: %s; %d watched", server.url,
                  scan_plans_text(plan_jobs(config)) or "none configured", len(daemon.watched_sources()))

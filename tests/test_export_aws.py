@@ -1,0 +1,280 @@
+"""``envlabel export aws-scp|aws-tag-policy``: policies generated from the labels of a real moto Organization.
+
+The store is built by scanning tests/aws_estate.py's organization with the real AWS scanner, so every OU and
+account id in the policies is one moto made; moto's Organizations API then accepts each policy and its
+attachment, as AWS would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+
+from envlabel.config import AwsSource, config_from_dict
+from envlabel.discovery.aws import AwsScanner
+from envlabel.labelers.taxonomy import Taxonomy
+from envlabel.service.core.clock import utcnow
+from envlabel.service.core.export import (
+    EXPORTERS,
+    MANIFEST,
+    compare_kind,
+    export_configured,
+    export_kind,
+    options_from_config,
+)
+from envlabel.service.core.export.aws_scp import MAX_POLICY_CHARS, NOT_COVERED, minified_size
+from envlabel.service.core.export.aws_vocabulary import actions_of_classes, iam_actions, matches, tagging_actions
+from envlabel.service.core.pipeline import commit_scan
+from envlabel.service.core.query import Query
+from envlabel.store import open_store
+from tests.aws_estate import EstateInfo, fresh_estate
+from tests.estates import cli
+
+BREAK_GLASS = "arn:aws:iam::*:role/BreakGlass"
+LABELER = "arn:aws:iam::123456789012:role/envlabel-labeler"
+EXPORT = {"break_glass": [BREAK_GLASS], "labeler_role": LABELER}
+_SID = re.compile(r"^[A-Za-z0-9]+$")
+
+
+@pytest.fixture(scope="module")
+def estate(moto_url: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[EstateInfo, Path]:
+    """The moto organization, scanned once into a SQLite store; returns it and the store's folder."""
+    info = fresh_estate(moto_url)
+    result = AwsScanner(AwsSource.model_validate(info.source())).scan()
+    assert result.complete, result.errors
+    folder = tmp_path_factory.mktemp("export")
+    store = open_store(f"sqlite:///{folder / 'envlabel.db'}")
+    now = utcnow()  # labels fresh, so a production label is authoritative rather than stale
+    commit_scan(store, Taxonomy(), result, now, now)
+    store.close()
+    return info, folder
+
+
+def make_config(estate: tuple[EstateInfo, Path], tmp_path: Path, **export: Any) -> Path:
+    """A config file on a copy of the scanned store (a test may change its labels)."""
+    info, folder = estate
+    (tmp_path / "envlabel.db").write_bytes((folder / "envlabel.db").read_bytes())
+    path = tmp_path / "envlabel.yaml"
+    path.write_text(yaml.safe_dump({"store": f"sqlite:///{tmp_path / 'envlabel.db'}", "sources": [info.source()],
+                                    "export": {**EXPORT, **export}}))
+    return path
+
+
+def query_of(config_path: Path) -> Query:
+    data = yaml.safe_load(config_path.read_text())
+    config = config_from_dict(data)
+    return Query(config, open_store(config.store))
+
+
+def ou_id(info: EstateInfo, path: str) -> str:
+    return info.ous[path].rsplit("/", 1)[-1]
+
+
+def documents(artifacts: list[Any], *, notes: bool = True) -> dict[str, dict[str, Any]]:
+    return {a.path: json.loads(a.content) for a in artifacts
+            if not a.path.endswith(MANIFEST) and (notes or not a.path.endswith(NOT_COVERED))}
+
+
+def check_iam_policy(content: dict[str, Any]) -> None:
+    """The IAM policy grammar an SCP must follow, AWS's size limit, and real, exact IAM actions."""
+    assert set(content) == {"Version", "Statement"} and content["Version"] == "2012-10-17"
+    assert isinstance(content["Statement"], list) and content["Statement"]
+    assert minified_size(content) <= MAX_POLICY_CHARS
+    sids = [s["Sid"] for s in content["Statement"]]
+    assert len(set(sids)) == len(sids)
+    known = iam_actions()
+    for statement in content["Statement"]:
+        assert set(statement) <= {"Sid", "Effect", "Action", "Resource", "Condition"}
+        assert _SID.match(statement["Sid"]) and statement["Effect"] == "Deny" and statement["Resource"] == "*"
+        assert isinstance(statement["Action"], list) and statement["Action"]
+        for operator, keys in statement.get("Condition", {}).items():
+            assert operator in {"ArnNotLike", "ForAnyValue:StringEqualsIgnoreCase"}
+            assert set(keys) <= {"aws:PrincipalArn", "aws:TagKeys"}  # documented global condition keys only
+        for pattern in statement["Action"]:
+            service, _, name = pattern.partition(":")
+            assert re.fullmatch(r"[a-z0-9-]+", service) and re.fullmatch(r"[A-Za-z0-9]+\*?", name), pattern
+            hits = [a for a in known if a.startswith(f"{service}:") and matches(pattern, a)]
+            assert hits, f"{pattern} names no IAM action of the vocabulary"
+
+
+def test_scps_protect_the_production_ous_and_accounts(estate: tuple[EstateInfo, Path], tmp_path: Path) -> None:
+    info, _ = estate
+    query = query_of(make_config(estate, tmp_path))
+    files = documents(export_kind(query, "aws-scp", options_from_config(query.config)))
+    targets = {doc["target"]: doc for path, doc in files.items() if not path.endswith(NOT_COVERED)}
+    production_ou = ou_id(info, "/Root/Production")
+    # the Production OU carries them (its EU child and both accounts are production): none of those again
+    assert production_ou in targets and targets[production_ou]["kind"] == "aws:ou"
+    assert ou_id(info, "/Root/Production/EU") not in targets
+    assert info.accounts["orders-prod"] not in targets and info.accounts["payments-eu"] not in targets
+    # the management account is tagged production, but no SCP applies to it: named as not covered
+    assert info.accounts["management"] not in targets
+    (not_covered,) = [doc["not_covered"] for path, doc in files.items() if path.endswith("not-covered.json")]
+    assert [n["target"] for n in not_covered] == [info.accounts["management"]]
+    # the account with no signal at all is decided as production
+    legacy = targets[info.accounts["legacy-7"]]
+    assert legacy["environment"] == "production" and "most restrictive" in legacy["evidence"][0]
+    # staging and sandbox are not protected by default
+    for name in ("orders-staging", "dev-playground"):
+        assert info.accounts[name] not in targets
+    assert ou_id(info, "/Root/Sandbox") not in targets and ou_id(info, "/Root/Staging") not in targets
+    for doc in targets.values():
+        assert doc["policy_type"] == "SERVICE_CONTROL_POLICY" and doc["policies"]
+
+
+def test_the_policies_deny_exactly_the_delete_class_and_environment_tag_changes(
+        estate: tuple[EstateInfo, Path], tmp_path: Path) -> None:
+    query = query_of(make_config(estate, tmp_path))
+    doc = next(iter(documents(EXPORTERS["aws-scp"](query, options_from_config(query.config)), notes=False).values()))
+    known = iam_actions()
+    deletes, tagging = actions_of_classes({"delete"}), tagging_actions()
+    denied: set[str] = set()
+    tag_denied: set[str] = set()
+    for policy in doc["policies"]:
+        check_iam_policy(policy["content"])
+        for statement in policy["content"]["Statement"]:
+            hits = {a for p in statement["Action"] for a in known
+                    if a.partition(":")[0] == p.partition(":")[0] and matches(p, a)}
+            if statement["Sid"].startswith("EnvlabelDeny"):
+                assert hits <= deletes, f"a wildcard also denies {sorted(hits - deletes)[:5]}"
+                assert statement["Condition"] == {"ArnNotLike": {"aws:PrincipalArn": [BREAK_GLASS]}}
+                denied |= hits
+            else:
+                assert hits <= tagging
+                assert statement["Condition"]["ArnNotLike"] == {"aws:PrincipalArn": [LABELER]}
+                assert statement["Condition"]["ForAnyValue:StringEqualsIgnoreCase"]["aws:TagKeys"] == \
+                    list(query.config.tag_keys)
+                tag_denied |= hits
+    assert denied == deletes and "rds:DeleteDBInstance" in denied and "ec2:TerminateInstances" in denied
+    assert tag_denied == tagging and {"ec2:CreateTags", "tag:TagResources", "tag:UntagResources"} <= tag_denied
+    assert "ec2:StopInstances" not in denied  # modify: only with include_modify
+
+
+def test_include_modify_and_staging_widen_the_export(estate: tuple[EstateInfo, Path], tmp_path: Path) -> None:
+    info, _ = estate
+    query = query_of(make_config(estate, tmp_path, include_modify=True, environments=["production", "staging"]))
+    files = documents(export_kind(query, "aws-scp", options_from_config(query.config)), notes=False)
+    targets = {doc["target"] for doc in files.values()}
+    assert ou_id(info, "/Root/Staging") in targets  # its account is staging too
+    actions = {a for doc in files.values() for p in doc["policies"] for s in p["content"]["Statement"]
+               for a in s["Action"]}
+    assert any(matches(a, "ec2:StopInstances") for a in actions)
+    for policy in next(iter(files.values()))["policies"]:
+        check_iam_policy(policy["content"])
+
+
+def test_moto_organizations_accepts_and_attaches_every_policy(estate: tuple[EstateInfo, Path], tmp_path: Path,
+                                                              moto_url: str) -> None:
+    info, _ = estate
+    query = query_of(make_config(estate, tmp_path))
+    options = options_from_config(query.config)
+    org = boto3.client("organizations", region_name="us-east-1", endpoint_url=moto_url)
+    root = info.root.rsplit("/", 1)[-1]
+    for policy_type in ("SERVICE_CONTROL_POLICY", "TAG_POLICY"):
+        with contextlib.suppress(org.exceptions.PolicyTypeAlreadyEnabledException):
+            org.enable_policy_type(RootId=root, PolicyType=policy_type)
+    created: dict[str, str] = {}
+    for kind in ("aws-scp", "aws-tag-policy"):
+        for path, doc in documents(export_kind(query, kind, options), notes=False).items():
+            assert doc["target"], path
+            for policy in doc["policies"]:
+                if policy["name"] not in created:  # the same policy serves every target of a kind
+                    answer = org.create_policy(
+                        Content=json.dumps(policy["content"], separators=(",", ":")), Name=policy["name"],
+                        Description=policy["description"], Type=doc["policy_type"])
+                    created[policy["name"]] = answer["Policy"]["PolicySummary"]["Id"]
+                org.attach_policy(PolicyId=created[policy["name"]], TargetId=doc["target"])
+    production = ou_id(info, "/Root/Production")
+    attached = org.list_policies_for_target(TargetId=production, Filter="SERVICE_CONTROL_POLICY")["Policies"]
+    assert {p["Name"] for p in attached} >= {n for n in created if n.startswith("envlabel-delete")}
+    tag = org.list_policies_for_target(TargetId=root, Filter="TAG_POLICY")["Policies"]
+    assert [p["Name"] for p in tag] == ["envlabel-environment-tags"]
+
+
+def test_the_tag_policy_enforces_the_canonical_values(estate: tuple[EstateInfo, Path], tmp_path: Path) -> None:
+    info, _ = estate
+    query = query_of(make_config(estate, tmp_path, enforced_for=["ec2:instance"]))
+    artifacts = export_kind(query, "aws-tag-policy", options_from_config(query.config))
+    (doc,) = documents(artifacts).values()
+    root = info.root.rsplit("/", 1)[-1]
+    assert doc["target"] == root and artifacts[0].attaches_to == (root,)
+    tags = doc["policies"][0]["content"]["tags"]
+    assert set(tags) == {"environment", "env", "stage", "deployment.environment.name"}
+    for key, rule in tags.items():
+        assert rule["tag_key"] == {"@@assign": key}
+        assert rule["tag_value"] == {"@@assign": ["production", "staging", "sandbox"]}
+        assert rule["enforced_for"] == {"@@assign": ["ec2:instance"]}
+
+
+def test_export_check_is_a_drift_gate(estate: tuple[EstateInfo, Path], tmp_path: Path) -> None:
+    info, _ = estate
+    config = make_config(estate, tmp_path)
+    out = tmp_path / "policies"
+    written = cli(config, "export", "aws-scp", "aws-tag-policy", "--out", str(out))
+    assert written.exit_code == 0, written.stderr
+    manifest = json.loads((out / "aws-scp" / MANIFEST).read_text())
+    production = ou_id(info, "/Root/Production")
+    assert {"path": f"{production}.json", "attaches_to": [production]} in manifest["files"]
+    clean = cli(config, "export", "aws-scp", "aws-tag-policy", "--out", str(out), "--check")
+    assert clean.exit_code == 0 and "matches the labels" in clean.stdout
+
+    # hand edits, a stray file and a deleted one are all drift
+    (out / "aws-scp" / f"{production}.json").write_text("{}")
+    (out / "aws-scp" / "stray.json").write_text("{}")
+    (out / "aws-tag-policy" / MANIFEST).unlink()
+    drift = cli(config, "export", "aws-scp", "aws-tag-policy", "--out", str(out), "--check")
+    assert drift.exit_code == 1
+    assert f"changed: aws-scp/{production}.json" in drift.stdout
+    assert "extra: aws-scp/stray.json" in drift.stdout and "missing: aws-tag-policy/manifest.json" in drift.stdout
+    assert "no longer match the labels" in drift.stderr
+
+    # rewriting replaces the folder whole: the stray file is gone and the gate is clean again
+    assert cli(config, "export", "all", "--out", str(out)).exit_code == 0
+    assert not (out / "aws-scp" / "stray.json").exists()
+    assert cli(config, "export", "all", "--out", str(out), "--check").exit_code == 0
+
+    # a label change is drift: the sandbox account made production needs its own SCPs now
+    sandbox = info.accounts["dev-playground"]
+    assert cli(config, "override", "set", sandbox, "production", "--reason", "holds customer data",
+               "--by", "alice").exit_code == 0
+    relabeled = cli(config, "export", "aws-scp", "--out", str(out), "--check")
+    assert relabeled.exit_code == 1 and f"missing: aws-scp/{sandbox}.json" in relabeled.stdout
+
+
+def test_export_refuses_bad_input_with_what_to_do(estate: tuple[EstateInfo, Path], tmp_path: Path) -> None:
+    config = make_config(estate, tmp_path, environments=["prod"])
+    answer = cli(config, "export", "aws-scp", "--out", str(tmp_path / "out"))
+    assert answer.exit_code == 2 and "export.environments" in answer.stderr and "production" in answer.stderr
+    unknown = cli(make_config(estate, tmp_path), "export", "azure-policy", "--out", str(tmp_path / "out"))
+    assert unknown.exit_code == 2 and "aws-scp" in unknown.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"export": {"break_glass": ["BreakGlass"]}}))
+    refused = cli(bad, "export", "aws-scp", "--out", str(tmp_path / "out"))
+    assert refused.exit_code == 2 and "export.break_glass" in refused.stderr
+
+
+def test_the_daemon_rewrites_the_directory_after_label_changes(estate: tuple[EstateInfo, Path],
+                                                               tmp_path: Path) -> None:
+    info, _ = estate
+    out = tmp_path / "synced"
+    config = make_config(estate, tmp_path, directory=str(out), kinds=["aws-scp", "aws-tag-policy"])
+    query = query_of(config)
+    assert export_configured(query) == ["aws-scp", "aws-tag-policy"]
+    assert compare_kind(out, "aws-scp", export_kind(query, "aws-scp", options_from_config(query.config))) == []
+    sandbox = info.accounts["dev-playground"]
+    assert not (out / "aws-scp" / f"{sandbox}.json").exists()
+    assert cli(config, "override", "set", sandbox, "production", "--reason", "holds customer data",
+               "--by", "alice").exit_code == 0
+    assert export_configured(query_of(config)) == ["aws-scp", "aws-tag-policy"]
+    assert json.loads((out / "aws-scp" / f"{sandbox}.json").read_text())["environment"] == "production"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+    # not configured: the daemon writes nothing
+    (tmp_path / "plain").mkdir()
+    assert export_configured(query_of(make_config(estate, tmp_path / "plain"))) == []
