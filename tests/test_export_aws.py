@@ -29,7 +29,7 @@ from envlabel.service.core.export import (
     export_kind,
     options_from_config,
 )
-from envlabel.service.core.export.aws_scp import MAX_POLICY_CHARS, NOT_COVERED, minified_size
+from envlabel.service.core.export.aws_scp import MAX_ATTACHED, MAX_POLICY_CHARS, NOT_COVERED, minified_size
 from envlabel.service.core.export.aws_vocabulary import actions_of_classes, iam_actions, matches, tagging_actions
 from envlabel.service.core.pipeline import commit_scan
 from envlabel.service.core.query import Query
@@ -99,7 +99,7 @@ def check_iam_policy(content: dict[str, Any]) -> None:
             assert set(keys) <= {"aws:PrincipalArn", "aws:TagKeys"}  # documented global condition keys only
         for pattern in statement["Action"]:
             service, _, name = pattern.partition(":")
-            assert re.fullmatch(r"[a-z0-9-]+", service) and re.fullmatch(r"[A-Za-z0-9]+\*?", name), pattern
+            assert re.fullmatch(r"[a-z0-9-]+", service) and re.fullmatch(r"\*?[A-Za-z0-9]+\*?", name), pattern
             hits = [a for a in known if a.startswith(f"{service}:") and matches(pattern, a)]
             assert hits, f"{pattern} names no IAM action of the vocabulary"
 
@@ -129,12 +129,17 @@ def test_scps_protect_the_production_ous_and_accounts(estate: tuple[EstateInfo, 
         assert doc["policy_type"] == "SERVICE_CONTROL_POLICY" and doc["policies"]
 
 
-def test_the_policies_deny_exactly_the_delete_class_and_environment_tag_changes(
+def test_the_policies_deny_the_delete_class_and_environment_tag_changes(
         estate: tuple[EstateInfo, Path], tmp_path: Path) -> None:
+    """Production's: every delete-class action, widened only into the modify class (which production's policy
+    does not allow unasked), never a read or a create; every tagging action under the environment-key condition;
+    and all of it fits beside FullAWSAccess in AWS's five SCPs per target."""
     query = query_of(make_config(estate, tmp_path))
     doc = next(iter(documents(EXPORTERS["aws-scp"](query, options_from_config(query.config)), notes=False).values()))
+    assert doc["environment"] == "production" and "warning" not in doc
+    assert len(doc["policies"]) <= MAX_ATTACHED - 1
     known = iam_actions()
-    deletes, tagging = actions_of_classes({"delete"}), tagging_actions()
+    deletes, modifies, tagging = actions_of_classes({"delete"}), actions_of_classes({"modify"}), tagging_actions()
     denied: set[str] = set()
     tag_denied: set[str] = set()
     for policy in doc["policies"]:
@@ -143,18 +148,33 @@ def test_the_policies_deny_exactly_the_delete_class_and_environment_tag_changes(
             hits = {a for p in statement["Action"] for a in known
                     if a.partition(":")[0] == p.partition(":")[0] and matches(p, a)}
             if statement["Sid"].startswith("EnvlabelDeny"):
-                assert hits <= deletes, f"a wildcard also denies {sorted(hits - deletes)[:5]}"
+                assert hits <= deletes | modifies, f"a wildcard also denies {sorted(hits - deletes - modifies)[:5]}"
                 assert statement["Condition"] == {"ArnNotLike": {"aws:PrincipalArn": [BREAK_GLASS]}}
                 denied |= hits
             else:
-                assert hits <= tagging
+                # wider than the tagging actions only by actions that name tags (reading them: never denied,
+                # their requests carry no aws:TagKeys)
+                assert all("tag" in a.partition(":")[2].lower() for a in hits - tagging)
                 assert statement["Condition"]["ArnNotLike"] == {"aws:PrincipalArn": [LABELER]}
                 assert statement["Condition"]["ForAnyValue:StringEqualsIgnoreCase"]["aws:TagKeys"] == \
                     list(query.config.tag_keys)
                 tag_denied |= hits
-    assert denied == deletes and "rds:DeleteDBInstance" in denied and "ec2:TerminateInstances" in denied
-    assert tag_denied == tagging and {"ec2:CreateTags", "tag:TagResources", "tag:UntagResources"} <= tag_denied
-    assert "ec2:StopInstances" not in denied  # modify: only with include_modify
+    assert denied >= deletes and "rds:DeleteDBInstance" in denied and "ec2:TerminateInstances" in denied
+    assert tag_denied >= tagging and {"ec2:CreateTags", "tag:TagResources", "tag:UntagResources"} <= tag_denied
+
+
+def test_staging_keeps_the_delete_class_exact(estate: tuple[EstateInfo, Path], tmp_path: Path) -> None:
+    """Staging's policy allows modify actions, so its SCPs deny the delete class and nothing else."""
+    info, _ = estate
+    query = query_of(make_config(estate, tmp_path, environments=["production", "staging"]))
+    files = documents(export_kind(query, "aws-scp", options_from_config(query.config)), notes=False)
+    staging = next(doc for doc in files.values() if doc.get("target") == ou_id(info, "/Root/Staging"))
+    known, deletes = iam_actions(), actions_of_classes({"delete"})
+    denied = {a for policy in staging["policies"] for st in policy["content"]["Statement"]
+              if st["Sid"].startswith("EnvlabelDeny") for p in st["Action"] for a in known
+              if a.partition(":")[0] == p.partition(":")[0] and matches(p, a)}
+    assert denied == deletes
+    assert not any(p["name"].startswith("envlabel-delete-wide") for p in staging["policies"])
 
 
 def test_include_modify_and_staging_widen_the_export(estate: tuple[EstateInfo, Path], tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ class OrgNode:
 def export(query: Query, options: ExportOptions) -> list[Artifact]:
     """One file per OU or account to protect, each naming the policies to attach to it."""
     nodes = read_organization(query)
-    policies = build_policies(options)
+    policy_sets = {widen: build_policies(options, widen=widen) for widen in (False, True)}
     artifacts = []
     management = management_accounts(nodes)
     uncovered = [{"target": n.attach_id, "name": n.name, "environment": n.environment,
@@ -72,6 +72,7 @@ def export(query: Query, options: ExportOptions) -> list[Artifact]:
     for node in select_targets(nodes, set(options.environments)):
         if node.id in management:
             continue
+        policies = policy_sets[modify_is_guarded(query, node.environment)]
         document = {
             "target": node.attach_id, "target_id": node.id, "kind": node.kind, "name": node.name,
             "environment": node.environment, "evidence": list(node.evidence),
@@ -149,9 +150,23 @@ def select_targets(nodes: dict[str, OrgNode], environments: set[str]) -> list[Or
     return sorted(chosen, key=lambda n: n.attach_id)
 
 
-def build_policies(options: ExportOptions) -> list[dict[str, Any]]:
-    """The SCPs every protected target gets: ``[{"name", "description", "content"}]``, each content within
-    :data:`MAX_POLICY_CHARS` minified."""
+def modify_is_guarded(query: Query, environment: str) -> bool:
+    """Whether the policy lets nothing of the modify class through in ``environment`` unasked (production's
+    ``require_approval``; an environment with no policy row is decided as the strictest)."""
+    row = query.config.policy.get(environment)
+    return row is None or row.get("modify") != "allow"
+
+
+def build_policies(options: ExportOptions, *, widen: bool = False) -> list[dict[str, Any]]:
+    """The SCPs a protected target gets: ``[{"name", "description", "content"}]``, each content within
+    :data:`MAX_POLICY_CHARS` minified.
+
+    The delete statement names the delete class in patterns cut at word boundaries (``ec2:Delete*`` only where
+    every action it matches is a delete). Exact, that is about 1,000 patterns, 24 KB: five policies, and AWS
+    attaches at most five SCPs to a target, FullAWSAccess among them. ``widen`` (for an environment whose policy
+    does not allow modify actions unasked, as production's requires approval) lets a pattern also match
+    modify-class actions, never read or create ones: about 520 patterns, 11 KB, three policies beside the tag
+    statement's, so they attach beside FullAWSAccess. A break-glass principal does what an approval allows."""
     classes = ("delete", "modify") if options.include_modify else ("delete",)
     deny: dict[str, Any] = {"Effect": "Deny", "Resource": "*"}
     if options.break_glass:
@@ -162,15 +177,37 @@ def build_policies(options: ExportOptions) -> list[dict[str, Any]]:
         "ForAnyValue:StringEqualsIgnoreCase": {"aws:TagKeys": list(options.tag_keys)}}}
     if options.labeler_role:
         tags["Condition"]["ArnNotLike"] = {"aws:PrincipalArn": [options.labeler_role]}
+    tolerated = actions_of_classes(("modify",)) if widen and not options.include_modify else frozenset()
     statements = [
-        ("EnvlabelDeny" + "".join(c.title() for c in classes), deny, compress(actions_of_classes(classes))),
-        ("EnvlabelProtectEnvironmentTags", tags, compress(tagging_actions())),
+        ("EnvlabelDeny" + "".join(c.title() for c in classes), deny,
+         compress(actions_of_classes(classes), tolerated)),
+        ("EnvlabelProtectEnvironmentTags", tags, tag_patterns()),
     ]
     contents = pack_statements(statements)
-    return [{"name": f"envlabel-{'-'.join(classes)}-{i}-of-{len(contents)}",
+    label = "-".join(classes) + ("-wide" if tolerated else "")
+    return [{"name": f"envlabel-{label}-{i}-of-{len(contents)}",
              "description": f"envlabel: deny {' and '.join(classes)} actions and environment tag changes "
                             f"({i}/{len(contents)})",
              "content": content} for i, content in enumerate(contents, 1)]
+
+
+def tag_patterns() -> list[str]:
+    """The tag statement's actions: ``SERVICE:*Tag*`` for each service whose tagging actions all have ``Tag`` in
+    their name, else those actions one by one. A wider pattern also matches actions that only read tags
+    (``ListTagsForResource``); the statement's condition (the request sets or removes an environment key,
+    ``aws:TagKeys``) is never true for them, so they are never denied: ~680 names (13 KB) become ~360
+    patterns that fit one policy."""
+    by_service: dict[str, list[str]] = {}
+    for action in tagging_actions():
+        service, _, name = action.partition(":")
+        by_service.setdefault(service, []).append(name)
+    patterns: set[str] = set()
+    for service, names in by_service.items():
+        if all("tag" in name.lower() for name in names):
+            patterns.add(f"{service}:*Tag*")
+        else:
+            patterns.update(f"{service}:{name}" for name in names)
+    return sorted(patterns, key=str.lower)
 
 
 def pack_statements(statements: Sequence[tuple[str, dict[str, Any], list[str]]]) -> list[dict[str, Any]]:

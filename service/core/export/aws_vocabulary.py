@@ -46,26 +46,28 @@ def actions_of_classes(classes: Collection[str]) -> frozenset[str]:
     return frozenset(action for action, cls in iam_actions().items() if cls in classes)
 
 
-def compress(wanted: Iterable[str]) -> list[str]:
-    """``wanted`` IAM actions as the fewest exact patterns (sorted): each pattern matches, among all known
-    IAM actions, only actions of ``wanted`` (IAM matches case-insensitively, and so does this)."""
+def compress(wanted: Iterable[str], tolerated: Iterable[str] = ()) -> list[str]:
+    """``wanted`` IAM actions as the fewest patterns cut at word boundaries (sorted): each pattern matches,
+    among all known IAM actions, only actions of ``wanted`` or of ``tolerated`` (IAM matches
+    case-insensitively, and so does this). Every wanted action is matched."""
     wanted_set = {a.lower() for a in wanted}
-    by_service: dict[str, list[tuple[str, bool]]] = defaultdict(list)
+    allowed = wanted_set | {a.lower() for a in tolerated}
+    by_service: dict[str, list[tuple[str, bool, bool]]] = defaultdict(list)
     for action in iam_actions():
         service, _, name = action.partition(":")
-        by_service[service].append((name, action.lower() in wanted_set))
+        by_service[service].append((name, action.lower() in wanted_set, action.lower() in allowed))
     patterns: set[str] = set()
     for service, names in by_service.items():
-        for name, want in names:
+        for name, want, _ in names:
             if want:
-                patterns.add(f"{service}:{_shortest_exact(name, names)}")
+                patterns.add(f"{service}:{_shortest_within(name, names)}")
     return sorted(patterns, key=str.lower)
 
 
-def _shortest_exact(name: str, names: list[tuple[str, bool]]) -> str:
+def _shortest_within(name: str, names: list[tuple[str, bool, bool]]) -> str:
     for match in _BOUNDARY.finditer(name):
         prefix = name[:match.end()].lower()
-        if all(want for other, want in names if other.lower().startswith(prefix)):
+        if all(ok for other, _, ok in names if other.lower().startswith(prefix)):
             return name[:match.end()] + "*"
     return name
 
