@@ -290,10 +290,11 @@ def test_the_daemon_rewrites_the_directory_after_label_changes(estate: tuple[Est
     assert compare_kind(out, "aws-scp", export_kind(query, "aws-scp", options_from_config(query.config))) == []
     sandbox = info.accounts["dev-playground"]
     assert not (out / "aws-scp" / f"{sandbox}.json").exists()
+    # an override that relabels rewrites them at once, without waiting for a scan
     assert cli(config, "override", "set", sandbox, "production", "--reason", "holds customer data",
                "--by", "alice").exit_code == 0
-    assert export_configured(query_of(config)) == ["aws-scp", "aws-tag-policy"]
     assert json.loads((out / "aws-scp" / f"{sandbox}.json").read_text())["environment"] == "production"
+    assert export_configured(query_of(config)) == ["aws-scp", "aws-tag-policy"]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging folder left behind
     # not configured: the daemon writes nothing
     (tmp_path / "plain").mkdir()

@@ -139,6 +139,10 @@ def remove_override(query: Query, target: str, *, author: str, reason: str = "",
 
 def _after_change(query: Query, raw_target: str, target_id: str, now: datetime) -> dict[str, Any]:
     relabeled = relabel_subtree(query.store, query.taxonomy, [target_id], now)
+    if relabeled:  # the generated policies follow every label change (opt-in: config export.directory)
+        from envlabel.service.core.export import export_configured
+
+        export_configured(query)
     stored = query.store.get(target_id)
     body: dict[str, Any] = {"target": target_id, "seen": stored is not None, "relabeled": relabeled,
                             "label": query.label(target_id, now)}
