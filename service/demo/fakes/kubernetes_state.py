@@ -289,13 +289,16 @@ class FakeKubernetes:
         """Answer 403 for every request on ``resource`` (an RBAC rule the client lacks)."""
         self.forbidden.add((group, resource))
 
-    def compact(self, expire_watches: bool = False) -> int:
+    def compact(self, expire_watches: bool = False, up_to: int | None = None) -> int:
         """Forget history: watches opened from an older resourceVersion and older continue tokens get 410 Gone.
         Open watches go on (the API server's watch cache keeps them fed) unless ``expire_watches``, which
-        ends each with a 410 ERROR event. Returns the new floor."""
+        ends each with a 410 ERROR event. ``up_to`` compacts below that version, as etcd compacts to a past
+        revision; by default everything before now is gone. Returns the new floor."""
         with self.cond:
-            self.rv += 1  # lists and watches started from here on are valid; older ones are not
-            self.compacted_rv = self.rv
+            if up_to is None:
+                self.rv += 1  # lists and watches started from here on are valid; older ones are not
+                up_to = self.rv
+            self.compacted_rv = max(self.compacted_rv, up_to)
             if expire_watches:
                 self.expired += 1
             self.cond.notify_all()
