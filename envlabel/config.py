@@ -40,7 +40,7 @@ from pydantic import (
 
 from envlabel.config_file import env_overrides, merge, read_config_file
 from envlabel.errors import ConfigError
-from envlabel.records import ActionClass, Decision
+from envlabel.records import ActionClass, Decision, Mode
 
 _DURATION = re.compile(r"^\s*(\d{1,30})\s*(ms|s|m|h|d)\s*$")
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -161,11 +161,23 @@ class Schedule(Model):
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
+#: a principal's name: a person, an agent, a pipeline, a Kubernetes user (``system:serviceaccount:ns:sa``)
+PrincipalName = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s\x00-\x1f]+$")]
+
+
 class ApiToken(Model):
     name: str = Field(min_length=1)
     role: Literal["reader", "admin"]
     #: hex SHA-256 of the bearer token; the token itself is never stored.
     sha256: str
+    #: who calls with this token (default: the token's name); what it claims (ENVLABEL_PRINCIPAL) only narrows
+    principal: PrincipalName | None = None
+    #: the groups its principal belongs to (grants may name them as group:NAME)
+    groups: list[PrincipalName] = []
+
+    @property
+    def principal_name(self) -> str:
+        return self.principal or self.name
 
     @field_validator("sha256")
     @classmethod
@@ -188,11 +200,51 @@ class Api(Model):
     read_timeout: Duration = Field(timedelta(seconds=10), ge=timedelta(milliseconds=100), le=timedelta(minutes=10))
 
 
+WebhookEvent = Literal["environment_changed", "finding", "approval_requested", "approval_decided"]
+
+
 class Webhook(Model):
     url: str = Field(pattern=r"^https?://")
     #: name of an environment variable holding the HMAC secret
     secret_env: str | None = None
-    events: list[Literal["environment_changed", "finding"]] = ["environment_changed", "finding"]
+    events: list[WebhookEvent] = ["environment_changed", "finding", "approval_requested", "approval_decided"]
+    #: approval events only for requests in these environments (None: every environment); the approvers'
+    #: channel of each environment is a webhook of its own
+    environments: list[str] | None = None
+
+
+class Principal(Model):
+    """A principal known by name (a CLI user, an agent claiming ENVLABEL_PRINCIPAL without a token of its own)."""
+
+    groups: list[PrincipalName] = []
+
+
+class DecisionLog(Model):
+    """The record of every check (docs/approvals.md, "Decision log")."""
+
+    enabled: bool = True
+    #: decisions older than this are deleted by the daemon
+    retention: Annotated[Duration, _bounded(timedelta(hours=1))] = timedelta(days=90)
+    #: a batch is written when it holds this many decisions, or ``flush_interval`` after its first
+    batch_size: int = Field(500, ge=1, le=100_000)
+    flush_interval: Annotated[Duration, _bounded(timedelta(milliseconds=10), timedelta(minutes=1))] = \
+        timedelta(milliseconds=200)
+    #: decisions waiting to be written at most; past it the oldest are dropped, counted and logged (a check never
+    #: waits for the log)
+    max_queue: int = Field(100_000, ge=100, le=10_000_000)
+
+
+class Approvals(Model):
+    """Approval requests for ``require_approval`` answers (docs/approvals.md)."""
+
+    #: a request not decided by then expires; an approved one must be used by then
+    expire_after: Annotated[Duration, _bounded(timedelta(minutes=1), timedelta(days=30))] = timedelta(hours=24)
+    #: where approvers reach this server's approval page (links in notifications): https://envlabel.example.com
+    base_url: str | None = Field(None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+
+
+#: grants: principal (or ``group:NAME``) -> environment -> the classes it may do there at most (read always)
+Grant = dict[str, list[ActionClass]]
 
 
 class SourceBase(Model):
@@ -235,10 +287,33 @@ class KubernetesSource(SourceBase):
         return self.cluster or self.name
 
 
+#: the Cloud Asset types a GCP source searches by default: the resources agents act on most
+DEFAULT_GCP_ASSET_TYPES: tuple[str, ...] = (
+    "compute.googleapis.com/Instance", "compute.googleapis.com/Disk", "storage.googleapis.com/Bucket",
+    "sqladmin.googleapis.com/Instance", "container.googleapis.com/Cluster", "bigquery.googleapis.com/Dataset",
+    "pubsub.googleapis.com/Topic", "run.googleapis.com/Service", "spanner.googleapis.com/Instance",
+    "secretmanager.googleapis.com/Secret",
+)
+_GCP_ASSET_TYPE = re.compile(r"^[a-z][a-z0-9-]*(\.[a-z0-9-]+)*\.googleapis\.com/[A-Z][A-Za-z0-9]*$")
+
+
 class GcpSource(SourceBase):
     type: Literal["gcp"]
     organization: str = Field(pattern=r"^(organizations/)?\d+$")
     api_endpoint: str | None = None
+    #: Cloud Asset types searched below the projects (SERVICE.googleapis.com/Type, as Cloud Asset names them);
+    #: [] scans the organization, folders and projects only
+    asset_types: list[str] = Field(default_factory=lambda: list(DEFAULT_GCP_ASSET_TYPES))
+
+    @field_validator("asset_types")
+    @classmethod
+    def _check_asset_types(cls, value: list[str]) -> list[str]:
+        bad = [t for t in value if not _GCP_ASSET_TYPE.match(t)]
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))}: not a Cloud Asset type; write SERVICE.googleapis.com/Type "
+                             "as Cloud Asset Inventory names it, e.g. compute.googleapis.com/Instance "
+                             "(`gcloud asset list-assets` lists them)")
+        return value
 
     @property
     def organization_name(self) -> str:
@@ -346,6 +421,12 @@ class Config(Model):
     policy: dict[str, dict[ActionClass, Decision]] = Field(
         default_factory=lambda: {env: dict(row) for env, row in DEFAULT_POLICY.items()})
     approvers: dict[str, list[str]] = {}
+    #: enforce, or audit (shadow mode: nothing blocked, every decision logged with what would have happened)
+    mode: Mode = "enforce"
+    principals: dict[PrincipalName, Principal] = {}
+    grants: dict[PrincipalName, Grant] = {}
+    decisions: DecisionLog = DecisionLog()
+    approvals: Approvals = Approvals()
     api: Api = Api()
     admission: Admission = Admission()
     export: Export = Export()
@@ -399,6 +480,10 @@ class Config(Model):
             problems += [f"{section}.{env}: not one of the environments {envs}"
                          for env in mapping if env not in envs]
         problems += [f"policy: no entry for environment {env!r}" for env in envs if env not in self.policy]
+        problems += [f"grants.{who}.{env}: not one of the environments {envs}"
+                     for who, grant in self.grants.items() for env in grant if env not in envs]
+        problems += [f"webhooks.{i}.environments: {env!r} is not one of the environments {envs}"
+                     for i, hook in enumerate(self.webhooks) for env in hook.environments or () if env not in envs]
         names = [s.name for s in self.sources]
         problems += [f"sources: name {n!r} used twice" for n in sorted({n for n in names if names.count(n) > 1})]
         for i, src in enumerate(self.sources):

@@ -28,7 +28,7 @@ from envlabel.errors import ConfigError
 
 ENV_PREFIX = "ENVLABEL_"
 #: ENVLABEL_ variables that are not config keys: the config file's path and the agent-side SDK's settings.
-NOT_CONFIG = frozenset({"CONFIG", "URL", "TOKEN", "FAIL_OPEN", "TIMEOUT"})
+NOT_CONFIG = frozenset({"CONFIG", "URL", "TOKEN", "FAIL_OPEN", "TIMEOUT", "PRINCIPAL"})
 #: the largest config document accepted (a real one is a few KiB)
 MAX_BYTES = 1_048_576
 _MAX_SIZE = "1 MiB"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from envlabel.records import EvidenceRecord
 
@@ -51,6 +52,10 @@ class Resource:
     aliases: tuple[str, ...] = ()
     #: a display path for containers (an OU path such as /Root/Production)
     path: str = ""
+    #: what decides whether a destructive change can be undone (deletion protection, backups, versioning,
+    #: reclaim policy...), JSON-able; keys by kind in docs/recovery.md, ``unreadable`` lists keys a scan could not
+    #: read. A missing key is not known, and is never taken as recoverable
+    facts: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

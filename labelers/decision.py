@@ -44,6 +44,7 @@ def decide(config: Config, action: str, label: LabelRecord, *, decided_as: str |
         "approvers": approvers,
         "label": label,
         "understood_as": classification.understood_as,
+        "rule": f"policy.{environment}.{classification.action_class}",
     }
 
 

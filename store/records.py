@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from envlabel.errors import StoreError
 from envlabel.model import Resolution, Resource
@@ -117,3 +117,50 @@ class Fence:
 class FencedOut(StoreError):
     """A commit carried a fencing token that is no longer current: another replica leads now."""
 
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRow:
+    """One decision as the log stores it (``decisions`` table); ``label_snapshot`` is the label_history id of
+    the target's label when it was decided (filled by the log's writer, off the check's path)."""
+
+    at: datetime
+    principal: str
+    claimed: str | None
+    groups: tuple[str, ...]
+    interface: str
+    mode: str
+    action: str
+    action_class: str
+    target: str
+    target_id: str | None
+    environment: str
+    decision: str
+    rule: str
+    reasons: tuple[str, ...]
+    label_snapshot: int | None
+    approval_id: str | None
+    dry_run: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRow:
+    """One approval request as stored (``approvals`` table); ``snapshot`` is the check JSON it was asked from
+    (environment, evidence, reasons, reversibility, lookalikes): what the approver is shown."""
+
+    id: str
+    status: str
+    principal: str
+    action: str
+    target: str
+    target_id: str
+    digest: str
+    environment: str
+    created_at: datetime
+    expires_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_reason: str | None
+    spent_at: datetime | None
+    link_sha256: str | None
+    snapshot: dict[str, Any]

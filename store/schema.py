@@ -110,6 +110,61 @@ MIGRATIONS: list[str] = [
         acquired_at TEXT NOT NULL
     )
     """,
+    # 4: lookalikes. A resource's name with its environment words stripped (orders-prod-db -> orders-db), so a check
+    # finds same-named resources in other environments from an index; meta remembers which words stripped it
+    """
+    ALTER TABLE resources ADD COLUMN stem TEXT;
+    CREATE INDEX resources_stem ON resources (stem, kind);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)
+    """,
+    # 5: the decision log (every check: who, what, on what, as which environment, decided how, by which rule)
+    # and approval requests (bound to a principal, an action, a target and a digest of the parameters; used once)
+    """
+    CREATE TABLE decisions (
+        id {serial},
+        at TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        claimed TEXT,
+        groups TEXT NOT NULL,
+        interface TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        action TEXT NOT NULL,
+        action_class TEXT NOT NULL,
+        target TEXT NOT NULL,
+        target_id TEXT,
+        environment TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        reasons TEXT NOT NULL,
+        label_snapshot INTEGER,
+        approval_id TEXT,
+        dry_run INTEGER NOT NULL
+    );
+    CREATE INDEX decisions_at ON decisions (at);
+    CREATE INDEX decisions_principal ON decisions (principal, id);
+    CREATE INDEX decisions_target ON decisions (target_id, id);
+    CREATE INDEX decisions_decision ON decisions (decision, id);
+    CREATE TABLE approvals (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        target_id TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        decided_by TEXT,
+        decided_at TEXT,
+        decision_reason TEXT,
+        spent_at TEXT,
+        link_sha256 TEXT,
+        snapshot TEXT NOT NULL
+    );
+    CREATE INDEX approvals_request ON approvals (principal, action, target_id, digest, status);
+    CREATE INDEX approvals_status ON approvals (status, created_at)
+    """,
 ]
 
 #: the schema's version table, which marks a database as an envlabel store

@@ -23,9 +23,12 @@ from typing import Any, Literal, NoReturn, TypeVar
 
 from envlabel.errors import StoreError
 from envlabel.model import Override, Resource
+from envlabel.store.approvals import ApprovalsRows
 from envlabel.store.codec import parse_ts, ts
+from envlabel.store.decisions import DecisionsRows
 from envlabel.store.dialect import Dialect
 from envlabel.store.failures import CorruptStore, corrupt, not_a_store
+from envlabel.store.lookalikes import LookalikesRows
 from envlabel.store.records import AuditRow, HistoryEntry, LabelView, PastLabel, StoredLabel
 from envlabel.store.rows import (
     HISTORY,
@@ -49,8 +52,9 @@ T = TypeVar("T")
 Create = Literal["never", "empty", "beside"]
 
 
-class Store:
-    """Reads anywhere, writes inside :meth:`transaction` (one writer at a time)."""
+class Store(DecisionsRows, ApprovalsRows, LookalikesRows):
+    """Reads anywhere, writes inside :meth:`transaction` (one writer at a time). The decision log, approvals and
+    lookalikes have their rows in mixins of their own (store/decisions.py, approvals.py, lookalikes.py)."""
 
     def __init__(self, dialect: Dialect, *, create: Create = "never") -> None:
         self.dialect = dialect

@@ -153,7 +153,8 @@ def decide_unnamed(config: Config, change: PlannedChange) -> CheckRecord:
             "environment": environment, "decision": decision, "reversible": classification.reversible,
             "reasons": reasons, "approvers": approvers,
             "label": not_found(change.address, _PROVIDERS.get(change.provider, change.provider)),
-            "understood_as": classification.understood_as}
+            "understood_as": classification.understood_as,
+            "rule": f"policy.{environment}.{classification.action_class}"}
 
 
 # -- renderings ---------------------------------------------------------------------------------------------
