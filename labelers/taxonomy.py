@@ -92,6 +92,11 @@ class Taxonomy:
         """Every (key, value, match) of ``tags`` whose key is an environment key."""
         return [(k, v, self.normalize(v)) for k, v in tags.items() if k.lower() in self._keys]
 
+    def name_words(self) -> frozenset[str]:
+        """Every word that names an environment in a resource's name: environment names, synonyms and
+        ``name_tokens`` (what a lookalike's stem strips, labelers/stems.py)."""
+        return frozenset(self._name_words)
+
     def name_environments(self, name: str) -> set[str]:
         """Environments that tokens of ``name`` suggest (evidence only, never decides)."""
         cached = self._name_cache.get(name)

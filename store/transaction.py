@@ -11,6 +11,7 @@ from typing import Any
 from envlabel.model import Override, Resolution, Resource, ScanError
 from envlabel.store.codec import decode_tags, digest, encode_aliases, encode_tags, parse_ts, ts
 from envlabel.store.dialect import Dialect
+from envlabel.store.lookalikes import StemFunction
 from envlabel.store.records import EncodedLabel, Fence, FencedOut, LabelChange
 from envlabel.store.rows import CONTAINERS, LABEL, RESOURCE, RESOURCE_COLUMNS, encoded_of, resolution_of, resource_of
 
@@ -48,8 +49,10 @@ class Transaction:
         return {o.target: o for o in overrides if o.active(now)}
 
     def upsert_resources(self, source: str, resources: Iterable[Resource], now: datetime,
-                         batch: int = 5000) -> tuple[set[str], int]:
-        """Insert new and changed resources. Returns (ids seen, rows written)."""
+                         batch: int = 5000, *, stem: StemFunction) -> tuple[set[str], int]:
+        """Insert new and changed resources, each with its lookalike ``stem`` (of its name: the pipeline passes
+        the taxonomy's, having made the stored stems its own with :func:`envlabel.store.lookalikes.restem`).
+        Returns (ids seen, rows written)."""
         stamp = ts(now)
         seen: set[str] = set()
         written = 0
@@ -70,12 +73,13 @@ class Transaction:
             if revived:
                 self.executemany("DELETE FROM labels WHERE target = ?", [(t,) for t in revived])
             self.executemany(
-                f"INSERT INTO resources ({RESOURCE_COLUMNS}) VALUES ({', '.join('?' * 17)}) "
+                f"INSERT INTO resources ({RESOURCE_COLUMNS}, stem) VALUES ({', '.join('?' * 18)}) "
                 "ON CONFLICT (id) DO UPDATE SET source = excluded.source, provider = excluded.provider, "
                 "kind = excluded.kind, name = excluded.name, parent = excluded.parent, scope = excluded.scope, "
                 "region = excluded.region, path = excluded.path, tags = excluded.tags, "
                 "name_signal = excluded.name_signal, declared = excluded.declared, aliases = excluded.aliases, "
-                "digest = excluded.digest, updated_at = excluded.updated_at, tombstoned_at = NULL",
+                "digest = excluded.digest, updated_at = excluded.updated_at, tombstoned_at = NULL, "
+                "stem = excluded.stem",
                 pending)
             if aliases:
                 self.executemany("INSERT INTO aliases (alias, target) VALUES (?, ?) "
@@ -93,7 +97,7 @@ class Transaction:
                 continue
             pending.append((r.id, source, r.provider, r.kind, r.name, r.parent, r.scope, r.region, r.path,
                             tags, int(r.name_signal), r.declared, encode_aliases(r.aliases), fingerprint,
-                            stamp, stamp, None))
+                            stamp, stamp, None, stem(r.name)))
             if r.aliases:
                 aliases += [(a, r.id) for a in r.aliases]
             written += 1

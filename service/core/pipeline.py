@@ -25,11 +25,13 @@ from datetime import datetime
 
 from envlabel.config import Config, Source
 from envlabel.labelers.resolve import Labeler
+from envlabel.labelers.stems import Stemmer
 from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import UNKNOWN, Resource, ScanError, ScanResult
 from envlabel.service.core.clock import utcnow
 from envlabel.service.core.gc_pause import gc_paused_if_large
 from envlabel.store.codec import digest
+from envlabel.store.lookalikes import restem
 from envlabel.store.records import EncodedLabel, Fence, LabelChange
 from envlabel.store.sql import Store
 from envlabel.store.transaction import Transaction
@@ -125,6 +127,14 @@ def relabel_subtree(store: Store, taxonomy: Taxonomy, roots: Sequence[str], now:
     return changes
 
 
+def stems_of(tx: Transaction, taxonomy: Taxonomy) -> Stemmer:
+    """The taxonomy's lookalike stems, the stored ones made its own first (re-stemmed in ``tx`` if they were
+    computed from other words), so every stem in the store comes from the words ``meta`` names."""
+    stemmer = Stemmer.of(taxonomy)
+    restem(tx, stemmer.fingerprint, stemmer)
+    return stemmer
+
+
 def commit_scan(store: Store, taxonomy: Taxonomy, result: ScanResult, started_at: datetime,
                 now: datetime | None = None, *, fence: Fence | None = None) -> ScanSummary:
     """Commit what a scan saw. With a ``fence`` (a replica's leadership token) the commit happens only while
@@ -137,7 +147,7 @@ def commit_scan(store: Store, taxonomy: Taxonomy, result: ScanResult, started_at
         if fence is not None:
             tx.hold_fence(fence)
         scan_id = tx.record_scan(result.source, started_at, now, result.complete, result.errors)
-        seen, written = tx.upsert_resources(result.source, result.resources, now)
+        seen, written = tx.upsert_resources(result.source, result.resources, now, stem=stems_of(tx, taxonomy))
         # An incomplete scan removes nothing: what it did not see may only be out of reach.
         removed = tx.tombstone(result.source, seen, now, scan_id) if result.complete else []
         # A complete scan listed every scope its live resources sit in, declared or not; a failed scope is not
@@ -167,7 +177,7 @@ def commit_changes(store: Store, taxonomy: Taxonomy, source: str, resources: Seq
         # below what changed
         stored = tx.live_digests([r.id for r in resources])
         changed = [r.id for r in resources if stored.get(r.id) != digest(r)]
-        seen, _ = tx.upsert_resources(source, resources, now)
+        seen, _ = tx.upsert_resources(source, resources, now, stem=stems_of(tx, taxonomy))
         doomed = set(gone)
         if kind is not None:
             doomed |= tx.live_ids(source, kind) - seen

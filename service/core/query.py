@@ -6,21 +6,29 @@ label JSON, fail-closed rules and staleness read the same everywhere.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 
 from envlabel.config import Config
-from envlabel.errors import TargetError
+from envlabel.errors import StoreError, TargetError
 from envlabel.labelers.resolve import Labeler
+from envlabel.labelers.stems import Stemmer
 from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import UNKNOWN, Resolution
-from envlabel.records import LabelRecord
+from envlabel.records import LabelRecord, LookalikeRecord
 from envlabel.service.core.clock import utcnow
 from envlabel.store.codec import parse_ts, ts
+from envlabel.store.lookalikes import Lookalike
 from envlabel.store.records import LabelView, StoredLabel
 from envlabel.store.sql import Store
-from envlabel.targets import parse_target
+from envlabel.targets import Target, parse_target
+
+#: lookalikes a label lists at most
+LOOKALIKES = 10
+_LAST_SEGMENT = re.compile(r"[/:]")
 
 
 @dataclass
@@ -29,14 +37,35 @@ class Query:
 
     config: Config
     store: Store
+    #: whether :meth:`label` and :meth:`labels` list lookalikes (off only to measure what they cost)
+    lookalikes: bool = True
 
     def __post_init__(self) -> None:
         self.taxonomy = Taxonomy.from_config(self.config)
+        self.stemmer = Stemmer.of(self.taxonomy)
+        self._stems_ready = False
+        # the stored stems made this taxonomy's (a synonym renamed in the config re-stems the store); a store that
+        # does not answer yet is not this constructor's to report: the first lookalike read tries again, and says why
+        with suppress(StoreError):
+            self.ensure_stems()
+
+    def ensure_stems(self) -> None:
+        """Re-stem the store if its stems were computed from other words than this taxonomy's (once)."""
+        if not self._stems_ready:
+            self.store.ensure_stems(self.stemmer.fingerprint, self.stemmer)
+            self._stems_ready = True
 
     def label(self, raw_target: str, now: datetime | None = None) -> LabelRecord:
-        """The label JSON of DESIGN.md for ``raw_target`` (raises TargetError if malformed)."""
+        """The label JSON of DESIGN.md for ``raw_target`` (raises TargetError if malformed), with its lookalikes."""
         target = parse_target(raw_target)
-        return self.answer_view(raw_target, target.provider, self.store.label_view(target.id), now or utcnow())
+        body = self.answer_view(raw_target, target.provider, self.store.label_view(target.id), now or utcnow())
+        if self.lookalikes:
+            self.ensure_stems()
+            stem, kind, other_than, exclude = self.twin_key(body, target)
+            rows = self.store.lookalikes(stem, kind, exclude, LOOKALIKES, other_than=other_than,
+                                         ranking=self.taxonomy.environments)
+            body["lookalikes"] = [lookalike_json(row) for row in rows]
+        return body
 
     def labels(self, raw_targets: Sequence[str], now: datetime | None = None) -> list[LabelRecord]:
         """The label JSON of each target, in order, from one store read per 500 targets.
@@ -50,8 +79,37 @@ class Query:
                 raise TargetError(f"targets.{i}: {exc}") from None
         views = self.store.label_views([t.id for t in parsed])
         now = now or utcnow()
-        return [self.answer_view(raw, t.provider, views.get(t.id), now)
-                for raw, t in zip(raw_targets, parsed, strict=True)]
+        bodies = [self.answer_view(raw, t.provider, views.get(t.id), now)
+                  for raw, t in zip(raw_targets, parsed, strict=True)]
+        if self.lookalikes:
+            self.add_lookalikes(bodies, parsed)
+        return bodies
+
+    def add_lookalikes(self, bodies: Sequence[LabelRecord], targets: Sequence[Target]) -> None:
+        """Each label's lookalikes, from one read per distinct (stem, kind, environment) among them."""
+        self.ensure_stems()
+        keys = [self.twin_key(body, target) for body, target in zip(bodies, targets, strict=True)]
+        groups: dict[tuple[str, str | None, str | None], set[str]] = {}
+        for stem, kind, other_than, exclude in keys:
+            groups.setdefault((stem, kind, other_than), set()).add(exclude)
+        found: dict[tuple[str, str | None, str | None], list[Lookalike]] = {}
+        for (stem, kind, other_than), excluded in groups.items():
+            # each label leaves out itself alone: read enough that every one of them still has LOOKALIKES
+            found[stem, kind, other_than] = self.store.lookalikes(
+                stem, kind, None, LOOKALIKES + len(excluded), other_than=other_than,
+                ranking=self.taxonomy.environments)
+        for body, (stem, kind, other_than, exclude) in zip(bodies, keys, strict=True):
+            rows = [row for row in found[stem, kind, other_than] if row.id != exclude][:LOOKALIKES]
+            body["lookalikes"] = [lookalike_json(row) for row in rows]
+
+    def twin_key(self, body: LabelRecord, target: Target) -> tuple[str, str | None, str | None, str]:
+        """What a label's lookalikes are read by: (stem, kind or None for any, the environment they must differ
+        from or None for any, the id they must not be). A never-seen target is named by its id's last segment."""
+        name, kind = body.get("name"), body.get("kind")
+        if name is None:
+            name, kind = name_of_id(target.id), None
+        environment = body["environment"]
+        return self.stemmer(name), kind, None if environment == UNKNOWN else environment, body.get("id", target.id)
 
     def answer_view(self, raw_target: str, provider: str, view: LabelView | None, now: datetime) -> LabelRecord:
         """The label JSON from a :class:`LabelView` (None: never seen): the hot path agents call before
@@ -88,6 +146,24 @@ class Query:
             parent = above.resource.parent
         overrides = {t: o for t, o in self.store.overrides().items() if o.active(now)}
         return Labeler(self.taxonomy, containers, overrides).label(stored.resource)
+
+
+def name_of_id(target_id: str) -> str:
+    """The name a never-seen target most likely has: its id's last segment (an ARN's resource part after the
+    last ``/`` or ``:``, a Kubernetes or GCP id's last path segment; an account id is itself).
+
+    >>> name_of_id("arn:aws:rds:us-east-1:222222222222:db:orders-db"), name_of_id("k8s://c/ns/deployments/api")
+    ('orders-db', 'api')
+    """
+    if target_id.startswith("arn:"):
+        return _LAST_SEGMENT.split(target_id.split(":", 5)[-1])[-1]
+    return target_id.rstrip("/").rsplit("/", 1)[-1]
+
+
+def lookalike_json(row: Lookalike) -> LookalikeRecord:
+    where = "with no known environment" if row.environment == UNKNOWN else f"in {row.environment}"
+    return {"target": row.id, "environment": row.environment, "kind": row.kind, "name": row.name,
+            "note": f"{row.name} also exists {where}: {row.id}"}
 
 
 def not_found(raw_target: str, provider: str, stored: StoredLabel | None = None) -> LabelRecord:
