@@ -79,7 +79,7 @@ def test_jobs_run_each_source_now_then_on_interval_one_at_a_time(tmp_path: Path)
     daemon.scheduler.start(paused=True)
     try:
         jobs = {job.id: job for job in daemon.scheduler.get_jobs()}
-        assert set(jobs) == {"scan:a", "scan:b", "tick"}
+        assert set(jobs) == {"scan:a", "scan:b", "tick", "purge-decisions"}
         for name, seconds in (("a", 300), ("b", 3600)):
             job = jobs[f"scan:{name}"]
             assert (job.max_instances, job.coalesce, job.misfire_grace_time) == (1, True, seconds)

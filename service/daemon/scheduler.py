@@ -14,6 +14,7 @@ Threads, and why each exists:
 - A tick job (every ``tick``) persists labels whose override expired
   (``envlabel.service.core.overrides.relabel_lapsed``), restarts a Kubernetes watch whose threads died, and
   reports label changes made between scans (watches, overrides) to the metrics and webhooks.
+- A purge job (at start, then hourly; the leader only) deletes decisions older than ``decisions.retention``.
 - One ``KubernetesWatcher`` per Kubernetes source with ``watch: true`` keeps labels current between scans.
 
 Shutdown (SIGTERM or SIGINT): stop scheduling, stop the watches, wait for running scans until the deadline
@@ -68,6 +69,8 @@ log = logging.getLogger("envlabel.daemon")
 
 DEFAULT_SHUTDOWN_TIMEOUT = 25.0  # seconds; under Kubernetes' default 30s grace period
 DEFAULT_TICK = timedelta(seconds=15)
+#: how often the decision log's retention is applied (and once at start)
+PURGE_INTERVAL = timedelta(hours=1)
 #: at most this many environment_changed webhooks per report; a taxonomy change that flips a whole estate
 #: is one decision, not a million messages (the rest are counted and logged)
 MAX_CHANGE_EVENTS = 1000
@@ -218,6 +221,11 @@ class Daemon:
         self.scheduler.add_job(self.tick, IntervalTrigger(seconds=self.tick_interval.total_seconds(), timezone="UTC"),
                                id="tick", name="tick", max_instances=1, coalesce=True,
                                misfire_grace_time=max(1, int(self.tick_interval.total_seconds())))
+        if self.config.decisions.enabled:
+            self.scheduler.add_job(self.purge_decisions, IntervalTrigger(seconds=PURGE_INTERVAL.total_seconds(),
+                                                                         timezone="UTC"),
+                                   id="purge-decisions", name="purge decisions", next_run_time=now, max_instances=1,
+                                   coalesce=True, misfire_grace_time=int(PURGE_INTERVAL.total_seconds()))
 
     def start(self) -> Daemon:
         self.reporter.prime()
@@ -363,6 +371,20 @@ class Daemon:
         except Exception:
             log.exception("the daemon's tick failed; it runs again in %s", self.tick_interval)
 
+    def purge_decisions(self) -> int:
+        """Delete decisions older than ``decisions.retention`` (the leader only: one replica deletes); how many."""
+        if not self.leads:
+            return 0
+        retention = self.config.decisions.retention
+        try:
+            deleted = self.store.purge_decisions(utcnow() - retention)
+        except Exception:
+            log.exception("purging the decision log failed; it runs again in %s", PURGE_INTERVAL)
+            return 0
+        if deleted:
+            log.info("decision log: %d decisions older than %s deleted (decisions.retention)", deleted, retention)
+        return deleted
+
     # -- Kubernetes watches -----------------------------------------------------------------------
     def watched_sources(self) -> list[KubernetesSource]:
         if not self._watch:
@@ -425,7 +447,9 @@ def run_daemon(config: Config, store: Store, host: str, port: int,
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    server = BackgroundServer(config, store, host, port, metrics, listener=listener, tls=tls).start()
+    # approval events (approval_requested / approval_decided) go out through the daemon's webhooks
+    notify = daemon.webhooks.notifier() if daemon.webhooks is not None else None
+    server = BackgroundServer(config, store, host, port, metrics, listener=listener, tls=tls, notify=notify).start()
     try:
         log.info("envlabel serving on %s; scans: %s; %d watched", server.url,
                  scan_plans_text(plan_jobs(config)) or "none configured", len(daemon.watched_sources()))
