@@ -5,6 +5,9 @@
     ├── InvalidRequest        a filter, limit, cursor or time is not acceptable; ``field`` names it
     ├── InvalidOverride       an override request is malformed (environment, reason, author, expiry)
     ├── NoOverride            there is no override on the target to remove
+    ├── NoApproval            there is no approval request with that id
+    ├── ApprovalRefused       the request cannot be made or decided in its state (not pending, expired, allow, deny)
+    │   └── SelfApproval      the requester tried to approve or deny its own request
     ├── ConfigError           the configuration is wrong
     └── StoreError            the store cannot be opened, read or migrated
         └── CorruptStore      its data is damaged (envlabel.store.failures); the store then refuses every call
@@ -39,6 +42,19 @@ class NoOverride(EnvlabelError, LookupError):
     """There is no override on the target to remove."""
 
 
+class NoApproval(EnvlabelError, LookupError):
+    """There is no approval request with that id."""
+
+
+class ApprovalRefused(EnvlabelError):
+    """An approval request that cannot be created or decided as asked: the check allows already (nothing to
+    approve), denies (a deny is never approved), or the request is not pending any more or has expired."""
+
+
+class SelfApproval(ApprovalRefused):
+    """The requester asked to approve or deny its own request: another person must decide it."""
+
+
 class Outcome(NamedTuple):
     #: HTTP status of the answer
     status: int
@@ -56,6 +72,9 @@ OUTCOMES: dict[type[EnvlabelError], Outcome] = {
     InvalidRequest: Outcome(422, "invalid request", EXIT_USAGE, True),
     InvalidOverride: Outcome(400, "invalid override", EXIT_USAGE, True),
     NoOverride: Outcome(404, "no override", EXIT_ERROR, True),
+    NoApproval: Outcome(404, "no approval", EXIT_ERROR, True),
+    ApprovalRefused: Outcome(409, "approval refused", EXIT_ERROR, True),
+    SelfApproval: Outcome(403, "self approval", EXIT_ERROR, True),
     ConfigError: Outcome(500, "configuration error", EXIT_USAGE, False),  # a config the user must fix
     StoreError: Outcome(503, "store unavailable", EXIT_ERROR, False),
     EnvlabelError: Outcome(500, "internal error", EXIT_ERROR, False),

@@ -1,4 +1,12 @@
-"""Webhooks: signed JSON POSTs when an environment changes or a new high-severity finding appears.
+"""Webhooks: signed JSON POSTs when an environment changes, a new high-severity finding appears, or an approval
+request is made or decided.
+
+``environment_changed`` and ``finding`` bodies are an envelope ``{"id", "event", "data"}``. The approval events
+(``approval_requested``, ``approval_decided``) are sent as :func:`envlabel.service.core.approvals.approval_message`
+builds them, with no envelope, so a Slack or Teams incoming webhook renders them as is (``text``, Slack ``blocks``;
+the request itself under ``envlabel``); a webhook with ``environments`` gets them only for requests in those
+environments (each environment's approvers have a channel of their own). :meth:`WebhookDispatcher.notifier` is the
+``notify`` callable an :class:`~envlabel.service.core.authority.Authority` announces them through.
 
 Delivery runs on one background thread with a bounded queue, so a slow or dead receiver never holds up a
 scan. A delivery that fails (connection error, timeout, any status outside 2xx) is retried with exponential
@@ -34,12 +42,16 @@ import httpx
 
 from envlabel.config import Webhook
 from envlabel.errors import ConfigError
+from envlabel.service.core.approvals import APPROVAL_DECIDED, APPROVAL_REQUESTED
+from envlabel.service.core.authority import Notify
 from envlabel.service.daemon.metrics import ScanMetrics
 
 log = logging.getLogger("envlabel.webhooks")
 
 ENVIRONMENT_CHANGED = "environment_changed"
 FINDING = "finding"
+#: the events whose body is the approval message itself, filtered by the webhook's ``environments``
+APPROVAL_EVENTS = frozenset({APPROVAL_REQUESTED, APPROVAL_DECIDED})
 SIGNATURE_HEADER = "X-Envlabel-Signature"
 TIMESTAMP_HEADER = "X-Envlabel-Timestamp"
 
@@ -56,7 +68,7 @@ def verify(secret: bytes, timestamp: str, body: bytes, signature: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    kind: str  # ENVIRONMENT_CHANGED | FINDING
+    kind: str  # ENVIRONMENT_CHANGED | FINDING (approval events go through publish_approval)
     data: Mapping[str, Any]
 
 
@@ -65,6 +77,14 @@ class Endpoint:
     url: str
     secret: bytes | None
     events: frozenset[str]
+    #: approval events only for requests in these environments (None: every one)
+    environments: frozenset[str] | None = None
+
+    def wants(self, event: str, environment: str | None = None) -> bool:
+        """Subscribed to ``event`` (an approval event: for a request in ``environment``)."""
+        if event not in self.events:
+            return False
+        return event not in APPROVAL_EVENTS or self.environments is None or environment in self.environments
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +109,8 @@ def endpoints_from_config(webhooks: Sequence[Webhook], environ: Mapping[str, str
                                  "set; set it to the shared secret, or remove secret_env to send unsigned"))
                 continue
             secret = value.encode()
-        endpoints.append(Endpoint(hook.url, secret, frozenset(hook.events)))
+        environments = frozenset(hook.environments) if hook.environments is not None else None
+        endpoints.append(Endpoint(hook.url, secret, frozenset(hook.events), environments))
     if problems:
         raise ConfigError(problems)
     return endpoints
@@ -123,16 +144,36 @@ class WebhookDispatcher:
             body = json.dumps({"id": event_id, "event": event.kind, "data": event.data},
                               sort_keys=True, default=str).encode()
             for endpoint in self.endpoints:
-                if event.kind not in endpoint.events:
-                    continue
-                delivery = Delivery(endpoint, event_id, event.kind, body)
-                try:
-                    self._queue.put_nowait(delivery)
-                    queued += 1
-                except queue.Full:  # a receiver down for long: drop rather than grow without bound
-                    self._count(event.kind, "dropped")
-                    log.warning("webhook queue full: dropped a %s event for %s", event.kind, endpoint.url)
+                if endpoint.wants(event.kind):
+                    queued += self._enqueue(Delivery(endpoint, event_id, event.kind, body))
         return queued
+
+    def publish_approval(self, kind: str, message: Mapping[str, Any]) -> int:
+        """Queue an approval event whose body is ``message`` (approval_message) for the endpoints subscribed to it
+        and to its environment; returns how many deliveries were queued. Never blocks: a check calls it."""
+        if kind not in APPROVAL_EVENTS:
+            raise ValueError(f"{kind!r} is not an approval event ({', '.join(sorted(APPROVAL_EVENTS))})")
+        machine = message.get("envlabel")
+        environment = machine.get("environment") if isinstance(machine, Mapping) else None
+        body = json.dumps(message, sort_keys=True, default=str).encode()
+        delivery_id = str(uuid.uuid4())
+        return sum(self._enqueue(Delivery(endpoint, delivery_id, kind, body))
+                   for endpoint in self.endpoints if endpoint.wants(kind, environment))
+
+    def notifier(self) -> Notify:
+        """The ``notify`` of an Authority: ``Authority(query, notify=dispatcher.notifier())``."""
+        def notify(kind: str, message: Mapping[str, Any]) -> None:
+            self.publish_approval(kind, message)
+        return notify
+
+    def _enqueue(self, delivery: Delivery) -> int:
+        try:
+            self._queue.put_nowait(delivery)
+        except queue.Full:  # a receiver down for long: drop rather than grow without bound
+            self._count(delivery.event, "dropped")
+            log.warning("webhook queue full: dropped a %s event for %s", delivery.event, delivery.endpoint.url)
+            return 0
+        return 1
 
     def flush(self, timeout: float) -> bool:
         """Wait until every queued delivery is done (delivered or given up); False if ``timeout`` passed first."""
