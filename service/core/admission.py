@@ -11,15 +11,19 @@ kube-apiserver calls it (``POST /v1/admission/kubernetes/{CLUSTER}``) for the re
 - the action: CREATE ``create``, UPDATE ``update``, DELETE ``delete``, CONNECT ``create`` (as the guard reads
   ``pods/exec``, ``pods/attach``, ``pods/portforward``), with the resource and subresource
   (``create pods/exec``, ``create pods/eviction``), so the vocabulary classes them;
-- the principal is ``userInfo``: quoted in the reasons and the log (principal grants are a later issue).
+- the principal is ``userInfo``: its ``username`` and ``groups`` are authoritative (they are what kube-apiserver
+  authenticated), so their grants apply; the check goes through the
+  :class:`~envlabel.service.core.authority.Authority` with interface ``admission`` (the decision log records it).
 
 ``allow`` admits; ``require_approval`` and ``deny`` answer ``allowed: false`` with a 403 status whose message
-cites the environment, the evidence and how to go ahead. Always admitted, so envlabel can never lock a cluster
-out: the principals and groups of config ``admission`` (envlabel itself, the control plane's controllers,
-kubelets, the break-glass groups) and every object in kube-system and envlabel's own namespace. A ``dryRun``
-request is decided as any other, but its answer says so and it is not counted: there is no decision log
-yet, so decisions are logged (refusals at INFO, dry runs at DEBUG). A malformed review raises
-:class:`MalformedReview` (the API answers 400; kube-apiserver then applies the webhook's ``failurePolicy``).
+cites the environment, the evidence and how to go ahead. In audit mode (config ``mode: audit``) nothing is refused:
+the request is admitted with a warning saying what enforcement would have done, and the log records it. Always
+admitted, so envlabel can never lock a cluster out: the principals and groups of config ``admission`` (envlabel
+itself, the control plane's controllers, kubelets, the break-glass groups) and every object in kube-system and
+envlabel's own namespace (not checked, so not in the decision log). A ``dryRun`` request is decided as any other,
+but its answer says so, the decision log marks it a dry run and no approval is spent on it; refusals are also
+logged at INFO (dry runs at DEBUG). A malformed review raises :class:`MalformedReview` (the API answers 400;
+kube-apiserver then applies the webhook's ``failurePolicy``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Any
 from envlabel.config import Config
 from envlabel.errors import EnvlabelError, TargetError
 from envlabel.records import CheckRecord
+from envlabel.service.core.authority import ANONYMOUS, Authority, Caller
 from envlabel.service.core.check import check, never_seen, redecide
 from envlabel.service.core.query import Query
 from envlabel.targets import k8s_target
@@ -68,6 +73,12 @@ class Request:
     labels: Mapping[str, str]
 
     @property
+    def caller(self) -> Caller:
+        """The check's caller: kube-apiserver's authenticated user and groups."""
+        return Caller(principal=self.username or ANONYMOUS, groups=self.groups, interface="admission",
+                      dry_run=self.dry_run)
+
+    @property
     def principal(self) -> str:
         groups = f" (groups {', '.join(self.groups)})" if self.groups else ""
         return f"{self.username or 'an anonymous user'}{groups}"
@@ -79,24 +90,40 @@ class Request:
         return f"{self.operation} of {self.resource}{sub} {self.name or '(name not yet generated)'}{where}"
 
 
-def review(query: Query, body: Any, cluster: str | None) -> dict[str, Any]:
+def review(authority: Authority | Query, body: Any, cluster: str | None) -> dict[str, Any]:
     """The AdmissionReview answering ``body`` for the cluster ``cluster`` (None: the one kubernetes source's).
 
     Raises :class:`MalformedReview` when ``body`` is
     not a v1 AdmissionReview request."""
+    authority = authority if isinstance(authority, Authority) else Authority(authority)
     request = parse_review(body)
-    allowed, message, decision = decide(query, request, cluster)
+    allowed, message, decision = decide(authority, request, cluster)
+    warnings: list[str] = []
+    if not allowed and audit_mode(authority):
+        warnings.append(f"envlabel audit mode: would have refused: {message}")
+        allowed = True
     response: dict[str, Any] = {"uid": request.uid, "allowed": allowed,
                                 "auditAnnotations": {"decision": decision}}
+    if audit_mode(authority):
+        response["auditAnnotations"]["mode"] = "audit"
     if not allowed:
         response["status"] = {"code": 403, "reason": "Forbidden", "message": message}
     if request.dry_run:
-        response["warnings"] = [f"envlabel: dry run decided {decision}; not counted as an action"]
+        warnings.append(f"envlabel: dry run decided {decision}; not counted as an action")
+    if warnings:
+        response["warnings"] = warnings
     return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response}
 
 
-def decide(query: Query, request: Request, cluster: str | None) -> tuple[bool, str, str]:
-    """(allowed, message, decision word) for one request; logs it (a dry run at DEBUG, never counted)."""
+def audit_mode(authority: Authority) -> bool:
+    """Shadow mode for admission: config ``mode: audit`` (kube-apiserver sends no ENVLABEL_MODE)."""
+    return bool(authority.config.mode == "audit")
+
+
+def decide(authority: Authority, request: Request, cluster: str | None) -> tuple[bool, str, str]:
+    """(allowed, message, decision word) for one request, as enforcement would decide it; logs it (a dry run at
+    DEBUG, never counted)."""
+    query = authority.query
     config = query.config
     level = logging.DEBUG if request.dry_run else logging.INFO
     dry = "dry run, not counted: " if request.dry_run else ""
@@ -112,7 +139,7 @@ def decide(query: Query, request: Request, cluster: str | None) -> tuple[bool, s
         log.log(level, "%s%s", dry, message)
         return False, message, "deny"
     try:
-        answer = check_request(query, request, resolved)
+        answer = authority.finish(request.caller, check_request(query, request, resolved))
     except TargetError as exc:
         message = (f"envlabel refused {request.what} by {request.principal}: its target cannot be read ({exc}); "
                    "decided as a deny (fail closed)")

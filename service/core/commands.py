@@ -1,6 +1,9 @@
-"""The check of a shell command line as a use case: plan it, then decide every operation with :func:`check`.
+"""The check of a shell command line as a use case: plan it, then decide every operation through the
+:class:`~envlabel.service.core.authority.Authority` (the caller's grant, approvals, mode and the decision log apply
+to each operation as to any check; the log records them with interface ``check-command`` unless the caller is a
+hook or guard that said what it is).
 
-    check_command(query, "aws rds delete-db-instance --db-instance-identifier orders-db", context)
+    check_command(authority, "aws rds delete-db-instance --db-instance-identifier orders-db", context, caller=me)
     # {"decision": "deny", "operations": [CHECK JSON, ...], "unparsed": [...]}
 
 Planning (:func:`envlabel.commands.plan_command`) reads what the command line alone does not say: ``-f``
@@ -29,7 +32,7 @@ from envlabel.commands import CommandContext, Operation, decide_command, plan_co
 from envlabel.config import Config
 from envlabel.hooks import cluster_maps
 from envlabel.records import CheckRecord
-from envlabel.service.core.check import check
+from envlabel.service.core.authority import Authority, Caller
 from envlabel.service.core.errors import InvalidRequest
 from envlabel.service.core.query import Query
 
@@ -43,12 +46,15 @@ _NOWHERE = {"AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.dev
 SEALED_MESSAGE = ("the envlabel server reads no file for a caller: check this command where it runs "
                   "(envlabel check-command, or the coding-agent hooks)")
 
-def check_command(query: Query, command: str | Sequence[str], context: CommandContext, *,
-                  max_operations: int | None = None, remote: bool = False) -> dict[str, Any]:
+def check_command(authority: Authority | Query, command: str | Sequence[str], context: CommandContext, *,
+                  caller: Caller | None = None, max_operations: int | None = None,
+                  remote: bool = False) -> dict[str, Any]:
     """The decided command: ``{"decision", "operations": [check JSON...], "unparsed": [...]}`` (strictest wins;
-    a command that runs no infrastructure tool is allowed without a check). ``remote``: planned for a caller
-    on another machine, :func:`sealed`. Raises InvalidRequest when it performs more than ``max_operations``
-    operations."""
+    a command that runs no infrastructure tool is allowed without a check), each operation checked for ``caller``
+    (default: an anonymous check-command caller; a bare Query: no log). ``remote``: planned for a caller on another
+    machine, :func:`sealed`. Raises InvalidRequest when it performs more than ``max_operations`` operations."""
+    authority = authority if isinstance(authority, Authority) else Authority(authority)
+    who = caller if caller is not None else Caller(interface="check-command")
     if remote:
         with sealed():
             plan = plan_command(command, context)
@@ -59,7 +65,7 @@ def check_command(query: Query, command: str | Sequence[str], context: CommandCo
                                         f"{max_operations} are checked per request (api.max_batch): split it")
 
     def decide(operation: Operation) -> CheckRecord:
-        return check(query, operation.target, operation.action, contents=operation.contents)
+        return authority.check(who, operation.target, operation.action, contents=operation.contents)
 
     return decide_command(plan, decide)
 

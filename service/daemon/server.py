@@ -9,26 +9,39 @@ falls back to asyncio and h11 (:mod:`envlabel.service.daemon.read_deadline` adds
 headers to whichever it picks). Access logging is off: every request is already counted in
 the latency histogram at ``/metrics``, and a log line per label lookup would cost more than
 the lookup.
+
+Every face asks one :class:`~envlabel.service.core.authority.Authority`, built here with the decision log (its
+writer thread runs while the app runs: started in the app's lifespan, and stopped, writing what is queued, when
+the server shuts down) and the webhooks' ``notify`` for approval events (handed in by the daemon, which owns the
+dispatcher).
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import threading
 import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 
+import anyio.to_thread
 import uvicorn
 
 from envlabel.config import Config
 from envlabel.errors import EnvlabelError
+from envlabel.service.core.authority import Authority, Caller, Notify
+from envlabel.service.core.decision_log import BatchedDecisionLog, decision_log_for
 from envlabel.service.core.query import Query
 from envlabel.service.daemon.metrics import Metrics
 from envlabel.service.daemon.ports import bind_listener
 from envlabel.service.daemon.read_deadline import protocol_with_read_deadline
 from envlabel.service.http.app import Gate, Mounted, create_app
+from envlabel.service.http.callers import MODES, mode_of
+from envlabel.service.http.page import page_routes
 from envlabel.service.mcp.tools import build_mcp, streamable_http
 from envlabel.store.sql import Store
 
@@ -37,17 +50,57 @@ DEFAULT_PORT = 8080
 
 
 def build_app(config: Config, store: Store, *, host: str = DEFAULT_HOST, metrics: Metrics | None = None,
-              mcp: bool = True) -> Gate:
-    """The API, with the MCP server mounted at ``/mcp`` unless ``mcp`` is False; raises EnvlabelError if it
-    would listen beyond loopback without tokens."""
-    query = Query(config, store)
-    mounted = [Mounted(*streamable_http(build_mcp(query), host))] if mcp else []
-    return create_app(query, metrics or Metrics(), host=host, mounted=mounted)
+              mcp: bool = True, notify: Notify | None = None) -> Gate:
+    """The API, with the MCP server mounted at ``/mcp`` unless ``mcp`` is False, and the approval page at
+    ``/approvals``; the decision log runs while the app runs; ``notify``: where approval events go (the daemon's
+    webhooks). Raises EnvlabelError if it would listen beyond loopback without tokens."""
+    log = decision_log_for(config, store)
+    authority = Authority(Query(config, store), log, notify)
+    mounted = [Mounted((), lambda: _writing(log))]
+    if mcp:
+        mounted.append(Mounted(*streamable_http(build_mcp(authority), host)))
+    return create_app(authority, metrics or Metrics(), host=host, mounted=mounted, page=page_routes(authority))
+
+
+@asynccontextmanager
+async def _writing(log: BatchedDecisionLog | None) -> AsyncIterator[None]:
+    """The decision log's writer while the app serves; what is queued is written when it stops."""
+    if log is None:
+        yield
+        return
+    log.start()
+    try:
+        yield
+    finally:
+        await anyio.to_thread.run_sync(log.stop)
 
 
 def serve_stdio(config: Config, store: Store) -> None:
-    """The MCP server over stdio (``envlabel mcp``), until the client closes it."""
-    build_mcp(Query(config, store)).run("stdio")
+    """The MCP server over stdio (``envlabel mcp``), until the client closes it. Its caller is this process's:
+    ENVLABEL_PRINCIPAL (else anonymous) and ENVLABEL_MODE."""
+    log = decision_log_for(config, store)
+    authority = Authority(Query(config, store), log)
+    with _running(log):
+        build_mcp(authority, stdio_caller(os.environ)).run("stdio")
+
+
+def stdio_caller(environ: Mapping[str, str]) -> Caller:
+    """Who calls over stdio: nothing authenticates there, so the process's claim is its principal. An
+    ENVLABEL_MODE other than audit or enforce is ignored (logged by nothing: the tool answers say the mode)."""
+    mode = environ.get("ENVLABEL_MODE", "").strip().lower()
+    return Caller(interface="mcp", mode=mode_of(mode) if mode in MODES else None).claiming(
+        environ.get("ENVLABEL_PRINCIPAL"))
+
+
+@contextmanager
+def _running(log: BatchedDecisionLog | None) -> Iterator[None]:
+    if log is not None:
+        log.start()
+    try:
+        yield
+    finally:
+        if log is not None:
+            log.stop()
 
 
 @dataclass(frozen=True)
@@ -67,12 +120,13 @@ class Tls:
 
 
 def build_server(config: Config, store: Store, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-                 metrics: Metrics | None = None, *, log_level: str = "info", tls: Tls | None = None) -> uvicorn.Server:
+                 metrics: Metrics | None = None, *, log_level: str = "info", tls: Tls | None = None,
+                 notify: Notify | None = None) -> uvicorn.Server:
     """A uvicorn server for the API (HTTPS with ``tls``); raises EnvlabelError if it would listen beyond loopback
     without tokens, or the TLS pair cannot be loaded."""
     if tls is not None:
         tls.check()
-    app = build_app(config, store, host=host, metrics=metrics)
+    app = build_app(config, store, host=host, metrics=metrics, notify=notify)
     # no proxy-headers middleware: nothing here reads the client address, and it runs on every request.
     # uvicorn has no deadline on reading a request's headers: the protocol adds one (the Gate times the body)
     http = protocol_with_read_deadline(config.api.read_timeout.total_seconds())
@@ -101,12 +155,13 @@ class BackgroundServer:
 
     def __init__(self, config: Config, store: Store, host: str = DEFAULT_HOST, port: int = 0,
                  metrics: Metrics | None = None, *, listener: socket.socket | None = None,
-                 tls: Tls | None = None) -> None:
+                 tls: Tls | None = None, notify: Notify | None = None) -> None:
         self.tls = tls
         self.listener = listener if listener is not None else bind_listener(host, port)
         self._port: int = self.listener.getsockname()[1]  # kept: the socket is closed when the server stops
         try:
-            self.server = build_server(config, store, host, self._port, metrics, log_level="warning", tls=tls)
+            self.server = build_server(config, store, host, self._port, metrics, log_level="warning", tls=tls,
+                                       notify=notify)
         except BaseException:
             self.listener.close()
             raise

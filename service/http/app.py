@@ -1,16 +1,14 @@
 """The HTTP API (docs/contracts.md, "HTTP API"): FastAPI routes behind a small ASGI front door.
 
-The front door (:class:`Gate`) does what every request needs and nothing more: without tokens, the
-loopback rule (a ``Host`` that names this machine, no cross-origin writes: 421 / 403); bearer-token
-roles; the body size limit and read deadline (413 / 408, the raw ASGI plumbing is in
-:mod:`envlabel.service.http.asgi`); the latency histogram and JSON errors. It answers the two calls
-agents make before every action itself, straight from the query layer on the event loop (one
-indexed SQLite read, no thread hop, no FastAPI dependency resolution): ``GET /v1/label`` and a
-valid ``POST /v1/check`` of a target already seen (an invalid one goes on to FastAPI for its 422; one
-with ``contents`` or a never-seen target, which may be looked up over the network, is answered from a
-worker thread). FastAPI still declares both routes, so they are in the OpenAPI document, and both paths
-call :func:`label_body` / :func:`check_answer`. Everything else is ordinary FastAPI with pydantic bodies
-(``extra="forbid"``) and errors shaped ``{"error", "message"}``.
+The front door (:class:`envlabel.service.http.gate.Gate`) does what every request needs before a route runs:
+the loopback rule or the bearer token, the caller (who acts, in which mode), the body limit and deadline, the
+latency histogram, and the ``GET /v1/label`` / ``POST /v1/check`` fast paths. FastAPI still declares both routes,
+so they are in the OpenAPI document, and both paths call :func:`label_body` / :func:`check_answer`. Everything
+else is ordinary FastAPI with pydantic bodies (``extra="forbid"``) and errors shaped ``{"error", "message"}``.
+Every check is asked of the :class:`Authority` for the caller the front door put in the scope
+(:mod:`envlabel.service.http.callers`); the decision log and approvals have their own route modules
+(:mod:`envlabel.service.http.decisions_routes`, :mod:`envlabel.service.http.approvals_routes`), and the approval
+page its own (:mod:`envlabel.service.http.page`).
 
 Errors become answers through the one table of :mod:`envlabel.service.core.errors`. Other faces served
 beside the API (the MCP server at ``/mcp``) are handed in as :class:`Mounted` by the runtime that
@@ -22,13 +20,11 @@ Routes that read one target answer on the event loop; routes whose cost grows wi
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import anyio
 import anyio.to_thread
@@ -37,36 +33,34 @@ from fastapi import FastAPI, Request
 from fastapi import Query as Param
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from envlabel.errors import EnvlabelError
-from envlabel.records import CheckRecord, LabelRecord
 from envlabel.service.core.admission import MalformedReview, review
-from envlabel.service.core.check import check, check_seen
+from envlabel.service.core.authority import Authority
 from envlabel.service.core.clock import utcnow
 from envlabel.service.core.commands import check_command, remote_context
-from envlabel.service.core.errors import InvalidRequest, outcome_of
 from envlabel.service.core.history import history_json
 from envlabel.service.core.listing import DEFAULT_LIMIT, MAX_LIMIT, FindingsCache, list_resources
 from envlabel.service.core.overrides import list_overrides, parse_expiry, remove_override, set_override
 from envlabel.service.core.query import Query
-from envlabel.service.http.asgi import (
-    JSON,
-    accepts_gzip,
-    call_with_status,
-    dumps,
-    error_body,
-    header,
-    internal_error,
-    paced_response,
-    query_param,
-    read_body,
-    replay,
-    send_json,
+from envlabel.service.http.answers import (
+    Answer,
+    check_answer,
+    check_seen_answer,
+    error_answer,
+    error_response,
+    json_response,
+    label_body,
+    parse_check,
+    refused_response,
 )
+from envlabel.service.http.approvals_routes import add_approval_routes
+from envlabel.service.http.asgi import accepts_gzip, dumps, internal_error, paced_response
+from envlabel.service.http.callers import caller_of
+from envlabel.service.http.decisions_routes import add_decision_routes
+from envlabel.service.http.gate import ADMIN_ROUTES, ADMISSION_PATH, OPEN_PATHS, Gate
 from envlabel.service.http.models import (
     AdmissionReviewDoc,
     CheckCommandDoc,
@@ -82,80 +76,12 @@ from envlabel.service.http.models import (
     document_front_door,
     documented,
 )
-from envlabel.service.http.tokens import ADMIN, BODY_METHODS, READER, TokenRefused, Tokens, loopback_refusal
-from envlabel.targets import ACCEPTED_FORMS
+from envlabel.service.http.tokens import BODY_METHODS, Tokens
 
-log = logging.getLogger("envlabel.api")
-T = TypeVar("T")
-#: routes anyone may call: probes, metrics scrapes and the API description
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
-#: (method, path) that need the admin role; every other route needs reader
-ADMIN_ROUTES = frozenset({("POST", "/v1/overrides"), ("DELETE", "/v1/overrides")})
-_KNOWN_ROUTES = frozenset({"/v1/label", "/v1/labels", "/v1/check", "/v1/check-command", "/v1/resources",
-                           "/v1/findings", "/v1/history", "/v1/overrides", "/mcp", *OPEN_PATHS})
-#: kube-apiserver's calls (``/v1/admission/kubernetes[/CLUSTER]``); over TLS they need no token unless
-#: config ``admission.require_token`` (docs/kubernetes.md, "Admission")
-ADMISSION_PATH = "/v1/admission/kubernetes"
-
-
-def json_response(body: Any, status: int = 200) -> Response:
-    return Response(dumps(body), status_code=status, media_type=JSON)
-
-
-def error_response(status: int, error: str, message: str, **extra: Any) -> Response:
-    return json_response(error_body(error, message, **extra), status)
-
-
-def error_answer(exc: EnvlabelError) -> tuple[int, dict[str, Any]]:
-    """(status, body) of an error, from the one table; a bad field is also listed under ``problems``."""
-    outcome = outcome_of(exc)
-    if outcome.status >= 500:
-        log.error("request failed", exc_info=exc)
-    extra = {"problems": [{"field": f"query.{exc.field}", "message": str(exc)}]} \
-        if isinstance(exc, InvalidRequest) else {}
-    return outcome.status, error_body(outcome.error, str(exc), **extra)
-
-
-Answer = tuple[int, LabelRecord | CheckRecord | dict[str, Any]]
-
-
-def label_body(query: Query, target: str | None) -> Answer:
-    """(status, body) of ``GET /v1/label``: the label JSON, or a 400 naming the accepted forms."""
-    if not target:
-        return 400, error_body("missing target", f"pass ?target=TARGET; {ACCEPTED_FORMS}")
-    try:
-        return 200, query.label(target)
-    except EnvlabelError as exc:
-        return error_answer(exc)
-
-
-def check_answer(query: Query, request: CheckRequest) -> Answer:
-    """(status, body) of ``POST /v1/check``: the check JSON, or a 400 naming the accepted forms. It may
-    read a subtree or look a never-seen target up: call it off the event loop."""
-    try:
-        return 200, check(query, request.target, request.action, contents=request.contents)
-    except EnvlabelError as exc:
-        return error_answer(exc)
-
-
-def check_seen_answer(query: Query, request: CheckRequest) -> Answer | None:
-    """:func:`check_answer` from the one indexed read, or None when it needs more (``contents``, or a target
-    never seen, which may be looked up)."""
-    if request.contents:
-        return None
-    try:
-        body = check_seen(query, request.target, request.action)
-    except EnvlabelError as exc:
-        return error_answer(exc)
-    return None if body is None else (200, body)
-
-
-def parse_check(body: bytes) -> CheckRequest | None:
-    """The check request in a raw body; None when it is invalid, for FastAPI's 422."""
-    try:
-        return CheckRequest.model_validate_json(body)
-    except ValidationError:
-        return None
+#: kept importable from here: the front door's names and the shared answers
+__all__ = ["ADMIN_ROUTES", "ADMISSION_PATH", "OPEN_PATHS", "Answer", "ApiMetrics", "Gate", "Mounted",
+           "check_answer", "check_seen_answer", "create_app", "error_answer", "json_response", "label_body",
+           "parse_check"]
 
 
 # -- the app --------------------------------------------------------------------------------------
@@ -176,9 +102,13 @@ class Mounted:
     running: Callable[[], AbstractAsyncContextManager[Any]]
 
 
-def create_app(query: Query, metrics: ApiMetrics, *, host: str = "127.0.0.1",
-               mounted: Sequence[Mounted] = ()) -> Gate:
-    """The API as an ASGI app. Raises EnvlabelError if ``host`` is not loopback and no tokens are configured."""
+def create_app(authority: Authority | Query, metrics: ApiMetrics, *, host: str = "127.0.0.1",
+               mounted: Sequence[Mounted] = (), page: Sequence[BaseRoute] = ()) -> Gate:
+    """The API as an ASGI app answering for ``authority`` (a bare Query: an Authority with no decision log and no
+    notifications); ``page``: the approval page's routes (:func:`envlabel.service.http.page.page_routes`), served
+    at ``/approvals``. Raises EnvlabelError if ``host`` is not loopback and no tokens are configured."""
+    authority = authority if isinstance(authority, Authority) else Authority(authority)
+    query = authority.query
     config = query.config
     tokens = Tokens.for_host(config.api.tokens, host)
 
@@ -193,14 +123,17 @@ def create_app(query: Query, metrics: ApiMetrics, *, host: str = "127.0.0.1",
                   description="The authoritative environment of every resource, and the check agents call "
                               "before they act. Errors are {\"error\", \"message\"}; message says what to do.")
     _add_error_handlers(app)
-    _add_query_routes(app, query)
+    _add_query_routes(app, authority)
     _add_override_routes(app, query)
-    _add_admission_routes(app, query)
+    add_decision_routes(app, query)
+    add_approval_routes(app, authority)
+    _add_admission_routes(app, authority)
     _add_operation_routes(app, query, metrics)
     _document_front_door(app, tokens.required)
+    app.router.routes.extend(page)
     for face in mounted:
         app.router.routes.extend(face.routes)
-    return Gate(app, query, tokens, metrics, config.api.max_body_bytes,
+    return Gate(app, authority, tokens, metrics, config.api.max_body_bytes,
                 read_timeout_s=config.api.read_timeout.total_seconds())
 
 
@@ -247,8 +180,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, EnvlabelError)
-        status, body = error_answer(exc)
-        return json_response(body, status)
+        return refused_response(exc)
 
     async def crashed(request: Request, exc: Exception) -> Response:
         status, body = internal_error(exc)
@@ -267,7 +199,8 @@ def _allowed(request: Request) -> list[str]:
     return sorted(methods)
 
 
-def _add_query_routes(app: FastAPI, query: Query) -> None:
+def _add_query_routes(app: FastAPI, authority: Authority) -> None:
+    query = authority.query
     config = query.config
     findings = FindingsCache(query, dumps)
     sending_findings = anyio.Lock()  # large findings answers go out one at a time (paced_response)
@@ -287,24 +220,29 @@ def _add_query_routes(app: FastAPI, query: Query) -> None:
         return json_response({"labels": query.labels(request.targets)})
 
     @app.post("/v1/check", responses=documented(CheckDoc, 400, 422), tags=["authority"])
-    def post_check(request: CheckRequest) -> Response:
+    def post_check(http: Request, request: CheckRequest) -> Response:
         """May ``action`` be done to ``target``? ``decision`` is allow, require_approval (ask ``approvers``)
         or deny; ``reasons`` say why. A target with no authoritative label is decided as production; one never
         seen inside a scanned container is looked up first. ``contents: true`` decides as the strictest of the
-        target and everything stored below it."""
-        status, body = check_answer(query, request)
+        target and everything stored below it. ``parameters`` (the call's own parameters) bind an approval to
+        exactly this call. The principal is the token's (``X-Envlabel-Principal`` can only narrow it);
+        ``X-Envlabel-Mode: audit`` decides and logs without enforcing (the answer says ``mode: audit``)."""
+        status, body = check_answer(authority, caller_of(http.scope), request)
         return json_response(body, status)
 
     @app.post("/v1/check-command", responses=documented(CheckCommandDoc, 400, 422), tags=["authority"])
-    def post_check_command(request: CheckCommandRequest) -> Response:
+    def post_check_command(http: Request, request: CheckCommandRequest) -> Response:
         """May this shell command run? Every infrastructure operation in ``command`` (a command line) or
         ``argv`` is checked as ``POST /v1/check`` checks it; the strictest decision wins, and what could not be
         understood is decided fail closed (``unparsed``). The server reads none of its own files for a caller:
         plan a command that needs ``-f`` manifests, profiles or kubeconfig contexts where it runs
         (``envlabel check-command``, the coding-agent hooks)."""
         command = request.command if request.command is not None else request.argv or []
+        caller = caller_of(http.scope)
+        if caller.interface == "http":  # a hook or guard that said so keeps its name in the log
+            caller = replace(caller, interface="check-command")
         try:
-            answer = check_command(query, command, remote_context(config, request.environ),
+            answer = check_command(authority, command, remote_context(config, request.environ), caller=caller,
                                    max_operations=config.api.max_batch, remote=True)
         except EnvlabelError as exc:
             status, body = error_answer(exc)
@@ -360,7 +298,7 @@ def _add_override_routes(app: FastAPI, query: Query) -> None:
 
 
 
-def _add_admission_routes(app: FastAPI, query: Query) -> None:
+def _add_admission_routes(app: FastAPI, authority: Authority) -> None:
     async def admit(request: Request, cluster: str | None) -> Response:
         try:
             body = orjson.loads(await request.body())
@@ -368,7 +306,7 @@ def _add_admission_routes(app: FastAPI, query: Query) -> None:
             return error_response(400, "malformed admission review", f"the body is not JSON ({exc}): send an "
                                   "admission.k8s.io/v1 AdmissionReview")
         try:  # a never-seen target may be looked up over the network: off the event loop
-            return json_response(await anyio.to_thread.run_sync(review, query, body, cluster))
+            return json_response(await anyio.to_thread.run_sync(review, authority, body, cluster))
         except MalformedReview as exc:
             return error_response(400, "malformed admission review", str(exc))
 
@@ -419,81 +357,3 @@ def _add_operation_routes(app: FastAPI, query: Query, metrics: ApiMetrics) -> No
 def _caller(request: Request) -> str:
     name = request.scope.get("envlabel.token")
     return f"token:{name}" if name else "api"
-
-
-class Gate:
-    """The ASGI front door: the loopback rule, tokens, the body limit and deadline, latency metrics, and the
-    ``GET /v1/label`` and ``POST /v1/check`` fast paths."""
-
-    def __init__(self, app: ASGIApp, query: Query, tokens: Tokens, metrics: ApiMetrics, max_body: int, *,
-                 read_timeout_s: float = 10.0) -> None:
-        self.app = app
-        self.query = query
-        self.tokens = tokens
-        self.metrics = metrics
-        self.max_body = max_body
-        self.read_timeout_s = read_timeout_s
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":  # lifespan
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        method: str = scope["method"]
-        path: str = scope["path"]
-        status = await self._handle(scope, receive, send, method, path)
-        route = path if path in _KNOWN_ROUTES else ADMISSION_PATH if path.startswith(ADMISSION_PATH) else "other"
-        self.metrics.observe_request(method, route, status, time.perf_counter() - start)
-
-    async def _handle(self, scope: Scope, receive: Receive, send: Send, method: str, path: str) -> int:
-        # before anything else, on every path: a token-less server answers only requests addressed to this machine
-        refused = None if self.tokens.required else loopback_refusal(scope["headers"], method)
-        refusal = None if refused is None else (refused[0], error_body(refused[1], refused[2]))
-        if refusal is None and path not in OPEN_PATHS and not self._admission_over_tls(scope, path):
-            refusal = self._authorize(scope, method, path)
-        if refusal is not None:
-            return await send_json(send, *refusal)
-        if path == "/v1/label" and method == "GET":
-            target = query_param(scope["query_string"], b"target")
-            return await send_json(send, *_guarded(label_body, self.query, target))
-        if method in BODY_METHODS:
-            body = await read_body(receive, self.max_body, self.read_timeout_s)
-            if isinstance(body, tuple):  # too large or too slow: the rest of it is never read, so close
-                return await send_json(send, *body, close=True)
-            if path == "/v1/check" and method == "POST" and (request := parse_check(body)) is not None:
-                answer = _guarded(check_seen_answer, self.query, request)
-                if answer is None:  # a subtree read or a lookup: in a worker thread, never on the event loop
-                    answer = await anyio.to_thread.run_sync(_guarded, check_answer, self.query, request)
-                return await send_json(send, *answer)
-            receive = replay(body, receive)
-        return await call_with_status(self.app, scope, receive, send)
-
-    def _admission_over_tls(self, scope: Scope, path: str) -> bool:
-        """kube-apiserver calling the admission path over TLS: it sends no token unless configured to (managed
-        clusters cannot be), so none is asked for unless ``admission.require_token``. Plain HTTP never skips."""
-        return (scope.get("scheme") == "https" and not self.query.config.admission.require_token
-                and (path == ADMISSION_PATH or path.startswith(ADMISSION_PATH + "/")))
-
-    def _authorize(self, scope: Scope, method: str, path: str) -> tuple[int, dict[str, Any]] | None:
-        if not self.tokens.required:
-            return None
-        try:
-            token = self.tokens.match(header(scope, b"authorization"))
-        except TokenRefused as refused:
-            return 401, error_body("unauthorized", str(refused))
-        scope["envlabel.token"] = token.name
-        needed = ADMIN if (method, path) in ADMIN_ROUTES else READER
-        if needed == ADMIN and token.role != ADMIN:
-            return 403, error_body("forbidden", f"token {token.name!r} has role {token.role}; {method} {path} "
-                                                "needs an admin token")
-        return None
-
-
-def _guarded(answer: Callable[..., T], *args: Any) -> T | tuple[int, dict[str, Any]]:
-    """Run a fast-path answer; an unexpected failure (the store, a bug) is a logged JSON 500."""
-    try:
-        return answer(*args)
-    except Exception as exc:  # the front door must answer in JSON whatever broke behind it
-        return internal_error(exc)
-
-

@@ -27,6 +27,9 @@ class CheckRequest(Body):
                         description="An AWS operation (rds:DeleteDBInstance) or a Kubernetes verb (delete).")
     contents: bool = Field(False, description="Decide as the strictest of the target and every live resource "
                                               "stored below it (for a write that names no resource of its own).")
+    parameters: dict[str, Any] | None = Field(
+        None, description="The call's own parameters (a boto3 operation's, JSON): an approval is bound to their "
+                          "digest, so it allows exactly this call, not another one on the same target.")
 
 
 class CheckCommandRequest(Body):
@@ -57,6 +60,21 @@ class OverrideRequest(Body):
     expires: str | None = Field(None, description="A time (2026-01-31T12:00:00Z) or a duration (2h, 7d).")
 
 
+class ApprovalRequest(Body):
+    target: str = Field(description="The target the action would touch.")
+    action: str = Field(min_length=1, max_length=256, description="The action to be approved, as POST /v1/check.")
+    parameters: dict[str, Any] | None = Field(None, description="The call's parameters, as POST /v1/check: the "
+                                                                "approval allows only the same ones.")
+    reason: str = Field("", description="Why the caller needs it (shown to the approvers).")
+
+
+class ApprovalDecisionRequest(Body):
+    by: str | None = Field(None, min_length=1, max_length=200,
+                           description="Who decides. With api.tokens it is always the token's principal (another "
+                                       "name is refused); without tokens it is required.")
+    reason: str = Field("", description="Why (recorded, and shown to the requester).")
+
+
 class EvidenceDoc(BaseModel):
     signal: str
     environment: str
@@ -80,6 +98,21 @@ class LabelDoc(BaseModel):
     evidence: list[EvidenceDoc]
 
 
+class LookalikeDoc(BaseModel):
+    target: str
+    environment: str
+    kind: str | None
+    name: str | None
+    note: str = Field(description="orders-db also exists in staging: arn:...")
+
+
+class ApprovalRefDoc(BaseModel):
+    id: str = Field(description="apr-... : quote it to the approvers; retry the same call once it is approved.")
+    status: str = Field(description="pending, approved, denied, spent or expired.")
+    expires_at: str
+    url: str | None = Field(None, description="The approval page of the request (config approvals.base_url).")
+
+
 class LabelsDoc(BaseModel):
     labels: list[LabelDoc]
 
@@ -97,6 +130,13 @@ class CheckDoc(BaseModel):
     understood_as: str | None = Field(description="The canonical name the action was understood as "
                                                   "(rds:DeleteDBInstance, delete pods); null when it was not "
                                                   "recognized, and so decided as a delete.")
+    rule: str = Field(description="The rule that decided: policy.ENV.CLASS, grants.PRINCIPAL.ENV, approval:ID.")
+    principal: str | None = Field(None, description="Who acts: the token's principal (a claim only narrows).")
+    claimed_principal: str | None = Field(None, description="X-Envlabel-Principal when it differs from principal.")
+    mode: str | None = Field(None, description="enforce, or audit: reported and logged, not enforced.")
+    lookalikes: list[LookalikeDoc] | None = Field(None, description="Same-named resources in other environments.")
+    approval: ApprovalRefDoc | None = Field(None, description="require_approval: the request to approve; allow "
+                                                              "by approval: the one spent.")
 
 
 class UnparsedDoc(BaseModel):
@@ -137,6 +177,56 @@ class AdmissionReviewDoc(BaseModel):
     apiVersion: str = Field(description="admission.k8s.io/v1")
     kind: str = Field(description="AdmissionReview")
     response: AdmissionResponseDoc
+
+
+class DecisionEntryDoc(BaseModel):
+    id: int
+    at: str
+    principal: str
+    claimed_principal: str | None
+    groups: list[str]
+    interface: str = Field(description="cli, http, mcp, guard, hook, admission, check-command or page.")
+    mode: str
+    action: str
+    action_class: str
+    target: str
+    target_id: str | None
+    environment: str = Field(description="The environment it was decided as.")
+    decision: str = Field(description="What was decided; in audit mode what would have been enforced.")
+    rule: str
+    reasons: list[str]
+    label_snapshot: int | None = Field(description="The label_history id of the target's label at that moment.")
+    approval_id: str | None
+    dry_run: bool
+    would_block: bool = Field(description="Audit mode and not allow: what enforcement would have stopped.")
+
+
+class DecisionsDoc(BaseModel):
+    decisions: list[DecisionEntryDoc] = Field(description="Newest first.")
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page.")
+
+
+class ApprovalDoc(BaseModel):
+    id: str
+    status: str = Field(description="pending, approved, denied, spent or expired.")
+    principal: str = Field(description="Who asked: the principal whose identical call it allows, once.")
+    action: str
+    target: str
+    target_id: str
+    parameters_digest: str
+    environment: str
+    created_at: str
+    expires_at: str
+    decided_by: str | None
+    decided_at: str | None
+    decision_reason: str | None
+    spent_at: str | None
+    check: dict[str, Any] = Field(description="The check it was asked from (reasons, label, lookalikes...).")
+    url: str | None
+
+
+class ApprovalsDoc(BaseModel):
+    approvals: list[ApprovalDoc]
 
 
 class ErrorDoc(BaseModel):

@@ -2,22 +2,27 @@
 
 The same tools serve over stdio (``envlabel mcp``) and over streamable HTTP at ``/mcp`` inside
 the API app. Every tool calls the query layer the HTTP API uses (STYLE 14): the answers, the
-fail-closed rules and the reasons are the same whichever interface asked.
+fail-closed rules and the reasons are the same whichever interface asked. ``check_action`` asks the
+:class:`~envlabel.service.core.authority.Authority` (grants, approvals, mode, the decision log) for its caller:
+over HTTP the caller the API's front door established for the request (the token's principal), over stdio
+the process's own (ENVLABEL_PRINCIPAL, else anonymous). An answer that carries an approval request adds an
+``instruction``: stop, tell the operator the request id, retry the same call once it is approved.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import ToolAnnotations
 from starlette.routing import BaseRoute
 
 from envlabel.errors import EnvlabelError
-from envlabel.service.core.check import check
+from envlabel.service.core.authority import Authority, Caller
 from envlabel.service.core.errors import outcome_of
 from envlabel.service.core.listing import DEFAULT_LIMIT, list_findings, list_resources
 from envlabel.service.core.query import Query
@@ -61,6 +66,12 @@ decision:
 environment is the environment the decision was made as: production whenever the target's label is
 unknown, stale or never seen.
 
+An answer with approval (require_approval) names a request (approval.id) a person can approve: STOP,
+tell your operator that id and what you were about to do, and once it is approved retry exactly the
+same call (same target, action and parameters): it is then allowed once.
+
+parameters: the call's own parameters (JSON), if you have them: an approval is bound to them.
+
 contents: pass true when the action touches "anything in" the target rather than one named resource
 (a write in an account that names no resource): the decision is then the strictest of the target and
 everything stored below it."""
@@ -80,8 +91,17 @@ problems to people; a finding never makes an action safer."""
 _READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 
 
-def build_mcp(query: Query) -> MCPServer:
-    """An MCP server whose tools answer from ``query``."""
+#: where the API's front door puts the caller of a request (envlabel.service.http.callers.CALLER; the MCP face
+#: does not import the HTTP face)
+CALLER_SCOPE_KEY = "envlabel.caller"
+
+
+def build_mcp(authority: Authority | Query, caller: Caller | None = None) -> MCPServer:
+    """An MCP server whose tools answer from ``authority`` (a bare Query: no decision log); ``caller``: who calls
+    when no HTTP request says so (stdio: the process's principal; default anonymous)."""
+    authority = authority if isinstance(authority, Authority) else Authority(authority)
+    query = authority.query
+    fallback = caller if caller is not None else Caller(interface="mcp")
     server: MCPServer = MCPServer("envlabel", instructions=INSTRUCTIONS, log_level="WARNING")
 
     @server.tool(description=GET_ENVIRONMENT, annotations=_READ_ONLY)
@@ -89,11 +109,14 @@ def build_mcp(query: Query) -> MCPServer:
         return _answer(query.label, target)
 
     @server.tool(description=CHECK_ACTION, annotations=_READ_ONLY)
-    def check_action(target: str, action: str, contents: bool = False) -> dict[str, Any]:
+    def check_action(target: str, action: str, contents: bool = False, parameters: dict[str, Any] | None = None,
+                     ctx: Context | None = None) -> dict[str, Any]:
         if not action.strip():
             raise ToolError("action is empty; pass the operation you are about to perform, such as "
                             "rds:DeleteDBInstance or delete")
-        return _answer(lambda: check(query, target, action, contents=contents))
+        who = caller_of_request(ctx, fallback)
+        return with_instruction(_answer(lambda: authority.check(who, target, action, contents=contents,
+                                                                parameters=parameters)))
 
     # the Python names differ from the tool names so they do not shadow the query functions
     @server.tool(name="list_resources", description=LIST_RESOURCES, annotations=_READ_ONLY)
@@ -107,6 +130,32 @@ def build_mcp(query: Query) -> MCPServer:
         return _answer(list_findings, query, kind, severity, provider)
 
     return server
+
+
+def caller_of_request(ctx: Context | None, fallback: Caller) -> Caller:
+    """The caller the API's front door put in the HTTP request's scope (interface mcp), else ``fallback``."""
+    try:
+        request = ctx.request_context.request if ctx is not None else None
+    except ValueError:  # no request context: called outside a request
+        request = None
+    scope = getattr(request, "scope", None)
+    found = scope.get(CALLER_SCOPE_KEY) if isinstance(scope, dict) else None
+    if not isinstance(found, Caller):
+        return fallback
+    return replace(found, interface="mcp")
+
+
+def with_instruction(answer: dict[str, Any]) -> dict[str, Any]:
+    """The check answer, with a plain ``instruction`` when it carries an approval request still to be decided."""
+    approval = answer.get("approval")
+    if answer.get("decision") == "require_approval" and isinstance(approval, dict) and answer.get("mode") != "audit":
+        where = f" (approval page: {approval['url']})" if approval.get("url") else ""
+        answer["instruction"] = (
+            f"STOP: do not perform {answer.get('action')} on {answer.get('target')}. Tell your operator that "
+            f"approval request {approval['id']} is waiting for a person to approve it{where}; once it is approved, "
+            "retry exactly the same call (same target, action and parameters): it is then allowed once. Do not "
+            "retry with another id, action or workaround.")
+    return answer
 
 
 def _answer(call: Callable[..., Any], *args: Any) -> dict[str, Any]:
