@@ -25,23 +25,35 @@ Errors (all :class:`envlabel.errors.EnvlabelError`):
 - a malformed target (400) -> ``TargetError`` with the server's message;
 - any other refusal (401/403, 5xx) -> :class:`ServiceError` with the status;
 - ``require`` on a ``deny`` / ``require_approval`` decision ->
-  ``ActionDenied`` / ``ApprovalRequired`` carrying the check JSON.
+  ``ActionDenied`` / ``ApprovalRequired`` carrying the check JSON (and, for
+  the latter, the id of the approval request the server created or reused);
+  an answer in ``mode: audit`` (shadow mode) is let through with a warning.
+
+Who acts and how: ``X-Envlabel-Principal`` (``principal=``, else
+``$ENVLABEL_PRINCIPAL``; a token's principal always wins on the server, a claim
+only narrows), ``X-Envlabel-Mode`` (``$ENVLABEL_MODE``: enforce or audit) and
+``X-Envlabel-Interface`` (``http``; the guards send ``guard``, the hooks ``hook``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any
+from typing import Any, get_args
+from urllib.parse import quote
 
 import httpcore
 import httpx
 
 from envlabel.errors import ActionDenied, ApprovalRequired, EnvlabelError, TargetError, UnreachableError
+from envlabel.records import Interface, Mode
+
+log = logging.getLogger("envlabel.client")
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 #: seconds one call (or one guard check, however many requests it makes) may take in all
@@ -49,6 +61,12 @@ DEFAULT_TIMEOUT = 5.0
 #: decisions from least to most restrictive; several checks resolve to the strictest
 DECISIONS = ("allow", "require_approval", "deny")
 _UNAVAILABLE = frozenset({502, 503, 504})
+MODES: tuple[Mode, ...] = get_args(Mode)
+INTERFACES: tuple[Interface, ...] = get_args(Interface)
+#: an approval request in one of these states will not change any more: waiting for it is over
+SETTLED = frozenset({"approved", "denied", "expired", "spent"})
+#: seconds between polls of a pending approval: doubling from the first to the last
+POLL_FIRST, POLL_LAST = 0.25, 5.0
 
 
 class ServiceError(EnvlabelError):
@@ -68,13 +86,56 @@ def strictest(checks: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def raise_for_decision(check: dict[str, Any]) -> dict[str, Any]:
-    """Return ``check`` if it allows the action, else raise ActionDenied / ApprovalRequired."""
+    """Return ``check`` if it allows the action, else raise ActionDenied / ApprovalRequired.
+
+    An answer in audit mode (shadow mode: config ``mode: audit`` or ``ENVLABEL_MODE=audit``) is returned
+    whatever it decided, with a logged warning saying what enforcement would have done: a team can roll
+    envlabel out and read what it would stop before it stops anything."""
     decision = check.get("decision")
     if decision == "allow":
+        return check
+    if check.get("mode") == "audit":
+        log.warning("%s", audit_warning(check))
         return check
     if decision == "require_approval":
         raise ApprovalRequired(check)
     raise ActionDenied(check)  # "deny", and anything we do not understand: fail closed
+
+
+def audit_warning(check: Mapping[str, Any]) -> str:
+    """"envlabel audit mode: would have denied rds:DeleteDBInstance on ARN (production): reasons"."""
+    would = {"require_approval": "required approval for", "deny": "denied"}.get(str(check.get("decision")),
+                                                                                 "denied")
+    reasons = "; ".join(str(r) for r in check.get("reasons") or [])
+    return (f"envlabel audit mode: would have {would} {check.get('action')} on {check.get('target')} "
+            f"({check.get('environment')}): {reasons}")
+
+
+def principal_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """``ENVLABEL_PRINCIPAL``, or None when unset or empty."""
+    raw = (os.environ if environ is None else environ).get("ENVLABEL_PRINCIPAL", "").strip()
+    return raw or None
+
+
+def mode_from_env(environ: Mapping[str, str] | None = None) -> Mode | None:
+    """``ENVLABEL_MODE`` (enforce or audit), None when unset; anything else is an error saying what to set."""
+    raw = (os.environ if environ is None else environ).get("ENVLABEL_MODE", "").strip().lower()
+    if not raw:
+        return None
+    for mode in MODES:
+        if raw == mode:
+            return mode
+    raise EnvlabelError(f"ENVLABEL_MODE={raw!r} is not a mode; set it to one of {', '.join(MODES)} "
+                        "(audit: report what would be blocked, block nothing), or unset it")
+
+
+def _checked_principal(principal: str) -> str:
+    """A principal fit for a header: visible ASCII characters, no spaces (as the config's principal names)."""
+    if not principal.isascii() or not principal.isprintable() or any(c.isspace() for c in principal) \
+            or len(principal) > 256:
+        raise EnvlabelError(f"principal {principal!r} (ENVLABEL_PRINCIPAL or principal=) must be at most 256 "
+                            "visible ASCII characters without spaces, such as ci-deployer or user:alice")
+    return principal
 
 
 def _rank(decision: object) -> int:
@@ -171,12 +232,15 @@ class Client:
 
     ``url`` defaults to ``$ENVLABEL_URL`` (else http://127.0.0.1:8080), ``token`` to
     ``$ENVLABEL_TOKEN``, ``timeout`` (seconds, the overall deadline of one call) to ``$ENVLABEL_TIMEOUT``
-    (else 5). ``transport`` is passed to httpx (for example an ``httpx.WSGITransport``/``ASGITransport`` to
+    (else 5), ``principal`` (who acts, a claim) to ``$ENVLABEL_PRINCIPAL``, ``mode`` to ``$ENVLABEL_MODE``;
+    ``interface`` is what the decision log records the checks as coming from (``guard``, ``hook``).
+    ``transport`` is passed to httpx (for example an ``httpx.WSGITransport``/``ASGITransport`` to
     talk to an in-process app); a transport of your own is held to the deadline only between requests.
     """
 
     def __init__(self, url: str | None = None, token: str | None = None, timeout: float | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, *, principal: str | None = None,
+                 interface: Interface = "http", mode: Mode | None = None) -> None:
         self.url = (url or os.environ.get("ENVLABEL_URL") or DEFAULT_URL).rstrip("/")
         if not self.url.startswith(("http://", "https://")):
             raise EnvlabelError(f"envlabel URL {self.url!r} must start with http:// or https:// "
@@ -185,11 +249,28 @@ class Client:
         headers = {"Accept": "application/json", "User-Agent": "envlabel-client"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        headers.update(self._identity_headers(principal, interface, mode))
         self.timeout = timeout_from_env() if timeout is None else timeout
         if not self.timeout > 0:
             raise EnvlabelError(f"envlabel client timeout {self.timeout!r} must be a positive number of seconds")
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=self.timeout,
                                   transport=transport or _deadline_transport())
+
+    @staticmethod
+    def _identity_headers(principal: str | None, interface: str, mode: Mode | None) -> dict[str, str]:
+        """Who acts (a claim the server weighs against the token), the caller's mode, and where it asks from."""
+        if interface not in INTERFACES:
+            raise EnvlabelError(f"envlabel client interface {interface!r} is not one of {', '.join(INTERFACES)}")
+        headers: dict[str, str] = {"X-Envlabel-Interface": interface}
+        claimed = principal.strip() if principal is not None else principal_from_env()
+        if claimed:
+            headers["X-Envlabel-Principal"] = _checked_principal(claimed)
+        mode = mode or mode_from_env()
+        if mode is not None:
+            if mode not in MODES:
+                raise EnvlabelError(f"envlabel client mode {mode!r} is not one of {', '.join(MODES)}")
+            headers["X-Envlabel-Mode"] = mode
+        return headers
 
     @contextmanager
     def deadline(self) -> Iterator[None]:
@@ -218,32 +299,73 @@ class Client:
                                "ENVLABEL_URL pointing at envlabel?", 200)
         return [_object(item, "label", self.url) for item in items]
 
-    def check(self, target: str, action: str, contents: bool = False) -> dict[str, Any]:
+    def check(self, target: str, action: str, contents: bool = False,
+              parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The check JSON: may ``action`` (``rds:DeleteDBInstance``, ``delete``...) be done to ``target``?
 
         ``contents=True`` (an account, project or namespace as ``target``) decides as the strictest label found
-        in it, for an action that may touch anything inside."""
+        in it, for an action that may touch anything inside. ``parameters`` (JSON) are the call's own: an
+        approval is bound to their digest, so only the very call that was approved is allowed by it."""
         body: dict[str, Any] = {"target": target, "action": action}
         if contents:
             body["contents"] = True
+        if parameters is not None:
+            body["parameters"] = dict(parameters)
         check = _object(self._request("POST", "/v1/check", json=body), "check", self.url)
         if not isinstance(check.get("decision"), str):
             raise ServiceError(f"envlabel at {self.url} answered POST /v1/check without a decision; is "
                                "ENVLABEL_URL pointing at envlabel?", 200)
         return check
 
-    def require(self, target: str, action: str, contents: bool = False) -> dict[str, Any]:
+    def require(self, target: str, action: str, contents: bool = False,
+                parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The check JSON if the action is allowed; raises ActionDenied / ApprovalRequired otherwise."""
-        return raise_for_decision(self.check(target, action, contents))
+        return raise_for_decision(self.check(target, action, contents, parameters))
 
-    def require_all(self, targets: Iterable[str], action: str, contents: bool = False) -> dict[str, Any]:
+    def require_all(self, targets: Iterable[str], action: str, contents: bool = False,
+                    parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Check every distinct target, all within one deadline; the strictest decision wins (raised as by
         :meth:`require`)."""
         distinct = list(dict.fromkeys(targets))
         if not distinct:
             raise ValueError("require_all() needs at least one target")
         with self.deadline():
-            return raise_for_decision(strictest([self.check(t, action, contents) for t in distinct]))
+            return raise_for_decision(strictest([self.check(t, action, contents, parameters) for t in distinct]))
+
+    def approval(self, approval_id: str) -> dict[str, Any]:
+        """The approval request ``approval_id`` (its ``status``: pending, approved, denied, expired, spent)."""
+        path = f"/v1/approvals/{_path_segment(approval_id)}"
+        return _object(self._request("GET", path), "approval", self.url)
+
+    def request_approval(self, target: str, action: str, parameters: Mapping[str, Any] | None = None,
+                         reason: str = "") -> dict[str, Any]:
+        """Ask for approval of ``action`` on ``target`` with ``parameters`` before trying it (a
+        ``require_approval`` check creates the same request by itself): the pending request, new or reused."""
+        body: dict[str, Any] = {"target": target, "action": action, "reason": reason}
+        if parameters is not None:
+            body["parameters"] = dict(parameters)
+        return _object(self._request("POST", "/v1/approvals", json=body), "approval", self.url)
+
+    def wait_for_approval(self, approval_id: str, timeout: float) -> dict[str, Any]:
+        """Poll the request until a person decides it or it expires, at most ``timeout`` seconds; the last
+        record (``status`` still ``pending`` when the time ran out).
+
+        A deadline of its own: each poll is one call with the client's usual deadline, and any deadline
+        running around this call (a guard's check) is set aside, since waiting for a person is not a check.
+        Polls back off from 0.25 s, doubling, to 5 s."""
+        token = _DEADLINE.set(None)
+        try:
+            give_up = time.monotonic() + max(0.0, timeout)
+            delay = POLL_FIRST
+            while True:
+                record = self.approval(approval_id)
+                left = give_up - time.monotonic()
+                if record.get("status") in SETTLED or left <= 0:
+                    return record
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, POLL_LAST)
+        finally:
+            _DEADLINE.reset(token)
 
     def close(self) -> None:
         self._http.close()
@@ -300,6 +422,11 @@ def _object(body: Any, what: str, url: str) -> dict[str, Any]:
         raise ServiceError(f"envlabel at {url} answered with {type(body).__name__} JSON where {what} JSON (an "
                            "object) was expected; is ENVLABEL_URL pointing at envlabel?", 200)
     return body
+
+
+def _path_segment(value: str) -> str:
+    """``value`` as one URL path segment: an id with a ``/`` or ``?`` in it cannot reach another route."""
+    return quote(value, safe="")
 
 
 def _detail(response: httpx.Response) -> str:

@@ -8,7 +8,8 @@
     ├── UnreachableError          the envlabel service did not answer
     └── Blocked                   a guard stopped a call; ``check`` is the check JSON
         ├── ActionDenied          the policy denies this action on this target
-        └── ApprovalRequired      the action needs approval by ``approvers``
+        └── ApprovalRequired      the action needs approval by ``approvers``;
+                                  ``approval_id`` is the request to approve
 """
 
 from __future__ import annotations
@@ -62,6 +63,24 @@ class ActionDenied(Blocked):
 
 
 class ApprovalRequired(Blocked):
+    def __init__(self, check: dict[str, Any], note: str = "") -> None:
+        super().__init__(check)
+        approval_id = self.approval_id
+        if approval_id is not None and approval_id not in str(self):
+            who = ", ".join(self.approvers) or "an approver"
+            self.args = (f"{self}; approval request {approval_id}: ask {who} to approve it "
+                         f"(envlabel approvals approve {approval_id} --by NAME), then retry the same call",)
+        if note:
+            self.args = (f"{self}; {note}",)
+
     @property
     def approvers(self) -> list[str]:
         return list(self.check.get("approvers", []))
+
+    @property
+    def approval_id(self) -> str | None:
+        """The approval request the server created or reused for this call (None from a server without
+        approvals, or in a dry run); approved, the same call is allowed once."""
+        approval = self.check.get("approval")
+        found = approval.get("id") if isinstance(approval, dict) else None
+        return found if isinstance(found, str) and found else None

@@ -166,12 +166,13 @@ def judge(payload: Any, environ: Mapping[str, str], *, config_path: str | None =
 
 def decide_with_server(plan: Any, environ: Mapping[str, str], url: str | None) -> Verdict:
     """Every operation of ``plan`` checked by the envlabel server, as one verdict."""
-    from envlabel.client import Client
+    from envlabel.client import Client, mode_from_env, principal_from_env
     from envlabel.commands import decide_command
     from envlabel.errors import EnvlabelError, UnreachableError
 
     try:
-        client = Client(url or environ.get("ENVLABEL_URL") or None, environ.get("ENVLABEL_TOKEN") or None)
+        client = Client(url or environ.get("ENVLABEL_URL") or None, environ.get("ENVLABEL_TOKEN") or None,
+                        principal=principal_from_env(environ), interface="hook", mode=mode_from_env(environ))
         with client, client.deadline():  # one deadline for every check of the command
             answer = decide_command(plan, lambda op: client.check(op.target, op.action, op.contents))
     except UnreachableError as exc:
@@ -188,13 +189,47 @@ def decide_with_server(plan: Any, environ: Mapping[str, str], url: str | None) -
 
 # -- the answer, in words ---------------------------------------------------------------------------
 def verdict_of(answer: Mapping[str, Any]) -> Verdict:
-    """The verdict on a decided command (``{"decision", "operations", "unparsed"}``), with its reason."""
+    """The verdict on a decided command (``{"decision", "operations", "unparsed"}``), with its reason.
+
+    In audit mode (every operation answered ``mode: audit``: shadow mode) nothing is blocked: no opinion, as
+    for ``allow``, with a warning that says what enforcement would have done."""
     decision = str(answer.get("decision"))
+    if decision != "allow" and audited(answer):
+        return Verdict("none", describe(answer), warning=f"envlabel audit mode: would have "
+                                                         f"{_WOULD.get(decision, 'denied')} this command. "
+                                                         + describe(answer))
     if decision == "allow":
         return Verdict("allow", describe(answer))
     if decision == "require_approval":
         return Verdict("require_approval", describe(answer))
     return Verdict("deny", describe(answer))  # deny, and any decision not understood: fail closed
+
+
+_WOULD = {"require_approval": "asked for approval of", "deny": "denied"}
+
+
+def audited(answer: Mapping[str, Any]) -> bool:
+    """True when the server answered every check of the command in audit mode (an unparsed part, decided here
+    without a check, is enforced unless its scope's check was audited too)."""
+    checks = [op for op in answer.get("operations", []) if isinstance(op, Mapping)]
+    for item in answer.get("unparsed", []):
+        if isinstance(item, Mapping):
+            scope = item.get("check")
+            if not isinstance(scope, Mapping):
+                return False
+            checks.append(scope)
+    return bool(checks) and all(check.get("mode") == "audit" for check in checks)
+
+
+def approval_ids(operations: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The approval requests the server created or reused for the command's operations, in order."""
+    found: list[str] = []
+    for op in operations:
+        approval = op.get("approval")
+        approval_id = approval.get("id") if isinstance(approval, Mapping) else None
+        if op.get("decision") == "require_approval" and isinstance(approval_id, str) and approval_id not in found:
+            found.append(approval_id)
+    return found
 
 
 def describe(answer: Mapping[str, Any]) -> str:
@@ -230,6 +265,14 @@ def advice(decision: str, operations: Sequence[Mapping[str, Any]], unparsed: Seq
                         for a in op.get("approvers") or []})
     if decision == "require_approval":
         who = ", ".join(approvers) or "a person who may approve it"
+        ids = approval_ids(operations)
+        if ids:
+            commands = " and ".join(f"`envlabel approvals approve {i} --by NAME`" for i in ids)
+            return (f"What to do: a person must approve this ({who}): approval request{'s' * (len(ids) > 1)} "
+                    f"{', '.join(ids)}. Stop and ask your operator to run {commands} (or approve it on the "
+                    "approval page), then run the same command again; do not change it (the approval allows "
+                    "this exact command once). If a target is not the one you meant, check which account, "
+                    "profile or cluster context the command uses.")
         return (f"What to do: a person must approve this ({who}). Do not run it another way; if a target is not "
                 "the one you meant, check which account, profile or cluster context the command uses.")
     if unparsed and not any(op.get("decision") == "deny" for op in operations):

@@ -56,6 +56,28 @@ def _sdk(variable: str) -> Callable[[], None]:
     return run
 
 
+def _principal() -> None:
+    """The SDK's claim of who acts: a header, not config (loading ignores it and warns of nothing)."""
+    load_config(environ={"ENVLABEL_PRINCIPAL": "agent-7"})
+    os.environ["ENVLABEL_PRINCIPAL"] = "agent-7"
+    try:
+        with Client("http://127.0.0.1:9") as client:
+            assert client._http.headers["x-envlabel-principal"] == "agent-7"
+    finally:
+        del os.environ["ENVLABEL_PRINCIPAL"]
+
+
+def _mode() -> None:
+    """Shadow mode: config ``mode`` for the daemon and the CLI, and the header the SDK sends from it."""
+    assert load_config(environ={"ENVLABEL_MODE": "audit"}).mode == "audit"
+    os.environ["ENVLABEL_MODE"] = "audit"
+    try:
+        with Client("http://127.0.0.1:9") as client:
+            assert client._http.headers["x-envlabel-mode"] == "audit"
+    finally:
+        del os.environ["ENVLABEL_MODE"]
+
+
 def _sdk_timeout() -> None:
     load_config(environ={"ENVLABEL_TIMEOUT": "2.5"})  # not config either
     assert timeout_from_env({"ENVLABEL_TIMEOUT": "2.5"}) == 2.5
@@ -87,6 +109,8 @@ CASES: dict[str, Callable[..., None]] = {
     "ENVLABEL_TOKEN": _sdk("ENVLABEL_TOKEN"),
     "ENVLABEL_FAIL_OPEN": _sdk("ENVLABEL_FAIL_OPEN"),
     "ENVLABEL_TIMEOUT": _sdk_timeout,
+    "ENVLABEL_PRINCIPAL": _principal,
+    "ENVLABEL_MODE": _mode,
     # the docs' example of a webhook's secret_env: not config, read by the webhook sender
     "ENVLABEL_WEBHOOK_SECRET": lambda: None,
 }

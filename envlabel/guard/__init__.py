@@ -18,17 +18,31 @@ under one deadline (``ENVLABEL_TIMEOUT``, default 5 s; see
 :meth:`envlabel.client.Client.deadline`): a slow or trickling server cannot
 hold the agent's call longer, and past the deadline the call fails closed as
 unreachable (or goes through with a warning under ``ENVLABEL_FAIL_OPEN``).
+
+Each check sends the call's parameters (JSON-able, see :func:`jsonable`): an
+approval is bound to their digest, so it allows the very call that was
+approved, once. With ``wait=SECONDS`` a guard that meets ``require_approval``
+waits (outside the check's deadline: a person is not a server) for the
+request to be decided, then checks again, which spends the approval, and
+lets the call through; denied, expired or not decided in time, it raises.
+An answer in audit mode (``ENVLABEL_MODE=audit``) lets every call through,
+logging what would have been blocked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime
+from datetime import time as daytime
 from typing import Any
 
 from envlabel.client import Client
-from envlabel.errors import UnreachableError
+from envlabel.errors import ActionDenied, ApprovalRequired, Blocked, UnreachableError
 
 log = logging.getLogger("envlabel.guard")
 
@@ -40,14 +54,93 @@ def fail_open() -> bool:
     return os.environ.get("ENVLABEL_FAIL_OPEN", "").strip().lower() in _TRUE
 
 
-def enforce(client: Client, targets: Sequence[str], action: str, contents: bool = False) -> dict[str, Any] | None:
-    """Check ``action`` on every target within one deadline; raise on the strictest refusal.
+#: parameter names whose values are never sent: secrets, and idempotency tokens the SDK generates afresh for
+#: every call (they would make a retry of the approved call look like another call)
+_OMITTED = re.compile(r"password|secret|token|credential|private.?key", re.IGNORECASE)
+#: how deep parameters are walked; deeper values are summarized
+_MAX_DEPTH = 32
+
+
+def enforce(client: Client, targets: Sequence[str], action: str, contents: bool = False, *,
+            parameters: Mapping[str, Any] | None = None, wait: float | None = None) -> dict[str, Any] | None:
+    """Check ``action`` on every target within one deadline; raise on the strictest refusal (after waiting up
+    to ``wait`` seconds for an approval, when one is asked for).
 
     Returns the strictest check when allowed, or None when envlabel was
     unreachable and ``ENVLABEL_FAIL_OPEN`` let the call through.
     """
-    return decide_within_deadline(client, lambda: client.require_all(targets, action, contents), action,
-                                  ", ".join(targets))
+    return decide_waiting(client, lambda: client.require_all(targets, action, contents, parameters), action,
+                          ", ".join(targets), wait)
+
+
+def decide_waiting(client: Client, decide: Callable[[], dict[str, Any]], action: str, described: str,
+                   wait: float | None) -> dict[str, Any] | None:
+    """:func:`decide_within_deadline`, and with ``wait`` seconds, on ``require_approval``: wait for the request
+    to be decided and decide again (spending the approval), once per request the call needs."""
+    try:
+        return decide_within_deadline(client, decide, action, described)
+    except ApprovalRequired as refused:
+        if not wait or refused.approval_id is None:
+            raise
+        give_up = time.monotonic() + wait
+        pending = refused
+    while True:
+        await_approval(client, pending, give_up - time.monotonic())
+        try:
+            return decide_within_deadline(client, decide, action, described)
+        except ApprovalRequired as again:
+            # another target of the same call may need a request of its own; the same request again means
+            # the approval did not match (it was spent by someone else, or the call changed): stop
+            if again.approval_id is None or again.approval_id == pending.approval_id \
+                    or time.monotonic() >= give_up:
+                raise
+            pending = again
+
+
+def await_approval(client: Client, refused: ApprovalRequired, wait: float) -> None:
+    """Return once the request of ``refused`` is approved; raise ActionDenied (denied) or ApprovalRequired
+    (expired, already used, or not decided within ``wait`` seconds) saying what happened."""
+    approval_id = refused.approval_id
+    assert approval_id is not None
+    log.info("waiting up to %.0f s for approval request %s of %s on %s", wait, approval_id,
+             refused.check.get("action"), refused.check.get("target"))
+    record = client.wait_for_approval(approval_id, wait)
+    status = record.get("status")
+    if status == "approved":
+        return
+    by, why = record.get("decided_by") or "an approver", record.get("decision_reason") or "no reason given"
+    if status == "denied":
+        raise _explained(ActionDenied(refused.check), f"approval request {approval_id} was denied by {by}: {why}; "
+                                                      "the call was not made. Do not retry it another way")
+    happened = {"expired": "expired before anyone approved it",
+                "spent": "was already used by an identical call"}.get(str(status),
+                                                                      f"was not decided within {wait:.0f} s")
+    raise ApprovalRequired(refused.check, f"approval request {approval_id} {happened}; the call was not made")
+
+
+def _explained(refusal: Blocked, note: str) -> Blocked:
+    refusal.args = (f"{refusal}; {note}",)
+    return refusal
+
+
+def jsonable(value: Any, depth: int = 0) -> Any:
+    """``value`` (a call's parameters) as JSON whose digest is the same for the same call: bytes by their
+    length and hash, streams and other objects by their type, times in ISO form, secrets and generated
+    idempotency tokens left out (the server sees only the digest, but the parameters travel to it)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Mapping) and depth < _MAX_DEPTH:
+        return {str(key): "<omitted>" if _OMITTED.search(str(key)) else jsonable(item, depth + 1)
+                for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset) and depth < _MAX_DEPTH:
+        items = [jsonable(item, depth + 1) for item in value]
+        return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        return f"<{len(data)} bytes sha256:{hashlib.sha256(data).hexdigest()[:16]}>"
+    if isinstance(value, datetime | date | daytime):
+        return value.isoformat()
+    return f"<{type(value).__name__}>"  # a stream, a file: reading it would consume what the call sends
 
 
 def decide_within_deadline(client: Client, decide: Callable[[], dict[str, Any]], action: str,

@@ -18,7 +18,7 @@ stops the command: ``aws`` prints envlabel's decision and reasons on stderr
 (no traceback) and exits non-zero (255, the CLI's code for a failed command;
 ``aws s3`` transfers report each refused object and exit 1). Settings come
 from the environment as for every guard: ``ENVLABEL_URL``, ``ENVLABEL_TOKEN``,
-``ENVLABEL_TIMEOUT``, ``ENVLABEL_FAIL_OPEN`` (envlabel unreachable: the
+``ENVLABEL_PRINCIPAL``, ``ENVLABEL_MODE``, ``ENVLABEL_TIMEOUT``, ``ENVLABEL_FAIL_OPEN`` (envlabel unreachable: the
 command is refused unless it is set, and then goes through with a warning on
 stderr).
 """
@@ -42,7 +42,7 @@ def awscli_initialize(cli: Any) -> None:
     CLI's session (every client a command creates copies them), with envlabel's settings from the environment."""
     _show_warnings()
     try:
-        envlabel = Client()
+        envlabel = Client(interface="guard")
     except EnvlabelError as exc:  # a bad ENVLABEL_* setting: refuse every request, saying which and how to fix it
         cli.register("before-sign", _refusing(exc), unique_id="envlabel-guard-misconfigured")
         return
@@ -78,9 +78,15 @@ def explain(exc: EnvlabelError) -> str:
         what = f"{check.get('action')} on {check.get('target')} ({check.get('environment')})"
         reasons = "".join(f"\n  - {reason}" for reason in check.get("reasons") or [])
         if isinstance(exc, ApprovalRequired):
-            ask = f"Ask {', '.join(exc.approvers)} to approve it" if exc.approvers else "Get it approved first"
-            return (f"envlabel: {what} requires approval.{reasons}\nThe command was not sent. {ask}; do not "
-                    "retry it under another name or id of the same resource.")
+            who = ", ".join(exc.approvers) or "an approver"
+            if exc.approval_id is not None:
+                return (f"envlabel: {what} requires approval: approval request {exc.approval_id}.{reasons}\n"
+                        f"The command was not sent. Ask {who} to approve it (`envlabel approvals approve "
+                        f"{exc.approval_id} --by NAME`, or on the approval page), then run the same command "
+                        "again, unchanged: the approval allows that exact command once. Do not retry it under "
+                        "another name or id of the same resource.")
+            return (f"envlabel: {what} requires approval.{reasons}\nThe command was not sent. Ask {who} to "
+                    "approve it; do not retry it under another name or id of the same resource.")
         return (f"envlabel: {what} is denied.{reasons}\nThe command was not sent. Do not retry it under another "
                 "name or id of the same resource, and do not look for a way around it.")
     if isinstance(exc, UnreachableError):
@@ -90,9 +96,11 @@ def explain(exc: EnvlabelError) -> str:
 
 def _show_warnings() -> None:
     # The CLI configures no logging (unless --debug, and then not ours): without a handler the fail-open
-    # warning, which says a command went through unchecked, would not be seen.
-    if not log.handlers:
+    # warning, which says a command went through unchecked, would not be seen; nor the audit-mode warning the
+    # client logs ("envlabel audit mode: would have denied ..."), so the handler sits on both loggers' parent
+    parent = logging.getLogger("envlabel")
+    if not parent.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("warning: %(message)s"))
         handler.setLevel(logging.WARNING)
-        log.addHandler(handler)
+        parent.addHandler(handler)

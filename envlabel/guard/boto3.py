@@ -29,7 +29,10 @@ are not checked. A bare name becomes an ARN in the account the call names, else
 the caller's own, learned once per access key with ``sts:GetCallerIdentity``
 (against the client's custom endpoint when it has one, as with moto or
 LocalStack). All the checks of one call share one deadline
-(``ENVLABEL_TIMEOUT``). Clients created from a session *before*
+(``ENVLABEL_TIMEOUT``). The call's parameters go with each check (made
+JSON-able by :func:`envlabel.guard.jsonable`), so an approval allows that very
+call once; ``protect(..., wait=SECONDS)`` waits that long for an approval
+request to be decided, then checks again and lets the approved call through. Clients created from a session *before*
 ``protect(session)`` keep their own copy of the session's hooks: protect them
 one by one.
 """
@@ -43,7 +46,7 @@ from typing import Any
 
 from envlabel.client import Client, raise_for_decision, strictest
 from envlabel.errors import EnvlabelError
-from envlabel.guard import decide_within_deadline
+from envlabel.guard import decide_waiting, jsonable
 from envlabel.guard.arns import Target, action_name, is_checked, targets_of
 
 log = logging.getLogger("envlabel.guard.boto3")
@@ -59,21 +62,24 @@ _S3_METHODS = {("DELETE", True): "DeleteObject", ("DELETE", False): "DeleteBucke
                ("PUT", False): "CreateBucket", ("POST", True): "PutObject", ("POST", False): "DeleteObjects"}
 
 
-def protect(session_or_client: Any = None, client: Client | None = None) -> Client:
+def protect(session_or_client: Any = None, client: Client | None = None, *, wait: float | None = None) -> Client:
     """Guard a boto3 ``Session`` (clients created from it afterwards), a single client or resource, or
-    (None) boto3's default session. Protecting again replaces the previous guard. Returns the envlabel client."""
+    (None) boto3's default session. Protecting again replaces the previous guard. Returns the envlabel client.
+
+    ``wait``: seconds to wait for a person to decide an approval request before the call gives up (the
+    approved call then goes through, once); None raises ApprovalRequired at once."""
     events = _events_of(session_or_client)
-    envlabel = client or Client()
-    for event, unique_id, handler in hooks(envlabel):
+    envlabel = client or Client(interface="guard")
+    for event, unique_id, handler in hooks(envlabel, wait=wait):
         events.unregister(event, unique_id=unique_id)  # replace, never stack: one check per call
         events.register(event, handler, unique_id=unique_id)
     return envlabel
 
 
-def hooks(envlabel: Client) -> list[tuple[str, str, Callable[..., None]]]:
+def hooks(envlabel: Client, *, wait: float | None = None) -> list[tuple[str, str, Callable[..., None]]]:
     """The guard's botocore hooks as ``(event, unique id, handler)``, in the order botocore emits them, for an
     event system :func:`protect` cannot reach itself (the AWS CLI's, :mod:`envlabel.guard.awscli`)."""
-    guard = _Guard(envlabel)
+    guard = _Guard(envlabel, wait)
     handlers: tuple[Callable[..., None], ...] = (guard.remember, guard.check, guard.presign)
     return [(event, unique_id, handler) for (event, unique_id), handler in zip(_HOOKS, handlers, strict=True)]
 
@@ -97,8 +103,8 @@ def _events_of(target: Any) -> Any:
 
 
 class _Guard:
-    def __init__(self, envlabel: Client) -> None:
-        self.envlabel = envlabel
+    def __init__(self, envlabel: Client, wait: float | None = None) -> None:
+        self.envlabel, self.wait = envlabel, wait
 
     def remember(self, params: dict[str, Any], model: Any, context: dict[str, Any], builtins: dict[str, Any],
                  **_: Any) -> None:
@@ -141,18 +147,19 @@ class _Guard:
         account = account_of(credentials, region, context.get(_ENDPOINT))
         targets = targets_of(service, operation, params, region, account)
         action = action_name(service, operation)
+        parameters = jsonable(params)
         log.debug("checking %s on %s", action, targets)
-        decide_within_deadline(self.envlabel, lambda: self.require(targets, action), action,
-                               ", ".join(t.id for t in targets))
+        decide_waiting(self.envlabel, lambda: self.require(targets, action, parameters), action,
+                       ", ".join(t.id for t in targets), self.wait)
 
-    def require(self, targets: list[Target], action: str) -> dict[str, Any]:
+    def require(self, targets: list[Target], action: str, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
         """Check every target; one envlabel never saw that has a fallback is decided by its account's strictest
         label instead. The strictest decision wins."""
         checks = []
         for target in targets:
-            check = self.envlabel.check(target.id, action, target.contents)
+            check = self.envlabel.check(target.id, action, target.contents, parameters)
             if target.fallback is not None and not (check.get("label") or {}).get("found", True):
-                check = self.envlabel.check(target.fallback, action, contents=True)
+                check = self.envlabel.check(target.fallback, action, contents=True, parameters=parameters)
             checks.append(check)
         return raise_for_decision(strictest(checks))
 

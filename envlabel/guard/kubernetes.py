@@ -59,10 +59,10 @@ import functools
 import logging
 import posixpath
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from envlabel.client import Client
-from envlabel.guard import enforce
+from envlabel.guard import enforce, jsonable
 from envlabel.targets import k8s_target
 
 log = logging.getLogger("envlabel.guard.kubernetes")
@@ -76,18 +76,28 @@ _NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
 
 
 class _Guard:
-    """One cluster's checks: the CLUSTER of envlabel's targets and the client that asks envlabel."""
+    """One cluster's checks: the CLUSTER of envlabel's targets, the client that asks envlabel, and how long to
+    wait for an approval."""
 
-    def __init__(self, cluster: str, envlabel: Client) -> None:
-        self.cluster, self.envlabel = cluster, envlabel
+    def __init__(self, cluster: str, envlabel: Client, wait: float | None = None) -> None:
+        self.cluster, self.envlabel, self.wait = cluster, envlabel, wait
 
-    def check(self, method: str, url: str, host: str) -> None:
-        """Raise unless envlabel allows ``method`` on ``url`` (a request to the API server at ``host``)."""
+    def check(self, method: str, url: str, host: str, body: Any = None) -> None:
+        """Raise unless envlabel allows ``method`` on ``url`` (a request to the API server at ``host``) with
+        ``body``; the query and the body are the parameters an approval is bound to."""
         found = target_of(self.cluster, method, api_path(url, host))
         if found is not None:
             target, action = found
             log.debug("checking %s on %s", action, target)
-            enforce(self.envlabel, [target], action)
+            enforce(self.envlabel, [target], action, parameters=request_parameters(url, body), wait=self.wait)
+
+
+def request_parameters(url: str, body: Any) -> dict[str, Any]:
+    """The parameters of an API request, JSON-able: its query (``dryRun``, ``propagationPolicy``...) and body."""
+    parameters: dict[str, Any] = {"query": sorted(parse_qsl(urlsplit(url).query, keep_blank_values=True))}
+    if body is not None:
+        parameters["body"] = jsonable(body)
+    return parameters
 
 
 class _GuardedRequest:
@@ -97,7 +107,9 @@ class _GuardedRequest:
         self.guard, self.unguarded, self.configuration = guard, unguarded, configuration
 
     def __call__(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        self.guard.check(method, url, self.configuration.host)
+        # request(method, url, headers=None, body=None, post_params=None, _request_timeout=None)
+        body = kwargs.get("body", args[1] if len(args) > 1 else None)
+        self.guard.check(method, url, self.configuration.host, body)
         return self.unguarded(method, url, *args, **kwargs)
 
 
@@ -110,22 +122,25 @@ class _GuardedSerialize:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.unguarded(*args, **kwargs)
         method, url = request[0], request[1]
+        body = request[3] if len(request) > 3 else None  # (method, url, headers, body, post_params)
         host = self.api_client.configuration.host
         # the REST client checks everything else; a connect path is checked here too because kubernetes.stream
         # may swap the transport between building the request and sending it (another thread's stream)
         if _transport_swapped(self.api_client) or _is_connect(api_path(url, host)):
-            self.guard.check(method, url, host)
+            self.guard.check(method, url, host, body)
         return request
 
 
-def protect(api_client: Any = None, *, cluster: str, client: Client | None = None) -> Client:
+def protect(api_client: Any = None, *, cluster: str, client: Client | None = None,
+            wait: float | None = None) -> Client:
     """Guard ``api_client``, whose objects live in envlabel's cluster ``cluster``; without one, every
     ``ApiClient`` built afterwards with the default configuration (and the registered default client).
-    Protecting again replaces the previous guard. Returns the envlabel client."""
+    Protecting again replaces the previous guard. Returns the envlabel client. ``wait``: seconds to wait for
+    a person to decide an approval request (the approved request then goes through, once)."""
     if not cluster:
         raise ValueError("protect() needs cluster=: the CLUSTER part of envlabel's k8s:// targets "
                          "(the kubernetes source's `cluster`, else its name)")
-    guard = _Guard(cluster, client or Client())
+    guard = _Guard(cluster, client or Client(interface="guard"), wait)
     if api_client is None:
         _guard_default_clients(guard)
     else:
@@ -154,7 +169,7 @@ def _guard_default_clients(guard: _Guard) -> None:
     # already built follow too, and the class is wrapped once
     shared = getattr(ApiClient, "_envlabel_default_guard", None)
     if isinstance(shared, _Guard):
-        shared.cluster, shared.envlabel = guard.cluster, guard.envlabel
+        shared.cluster, shared.envlabel, shared.wait = guard.cluster, guard.envlabel, guard.wait
         guard = shared
     else:
         setattr(ApiClient, "_envlabel_default_guard", guard)  # noqa: B010 - our mark on a class we do not own

@@ -8,8 +8,10 @@ import click
 from envlabel.config import redact_url
 from envlabel.service.cli import (
     agents,
+    approvals,
     audit,
     commands,
+    decisions,
     demo,
     export,
     history,
@@ -43,6 +45,7 @@ def validate() -> None:
 
 
 # a new command group: one module here
-for _module in (labels, overrides, history, audit, agents, commands, plans, demo, tokens, store, export):
+for _module in (labels, overrides, history, audit, agents, decisions, approvals, commands, plans, demo, tokens, store,
+                export):
     for _command in _module.ALL:
         main.add_command(_command)

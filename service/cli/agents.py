@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import getpass
+import json
 import sys
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from envlabel.config import Config
 from envlabel.records import CheckRecord
-from envlabel.service.cli.kit import config_option, emit_json, get_config, open_configured_store
+from envlabel.service.cli.kit import EXIT_USAGE, config_option, emit_json, fail, get_config, open_configured_store
 from envlabel.service.core.query import Query
+
+if TYPE_CHECKING:
+    from envlabel.service.core.authority import Caller
 
 #: exit codes of ``envlabel check`` per decision (DESIGN.md "Interfaces")
 CHECK_EXIT = {"allow": 0, "require_approval": 4, "deny": 5}
@@ -21,17 +28,62 @@ CHECK_EXIT = {"allow": 0, "require_approval": 4, "deny": 5}
 @click.option("--json", "as_json", is_flag=True, help="Print the check JSON.")
 @click.option("--contents", is_flag=True,
               help="Decide as the strictest of TARGET and everything stored below it (an account's resources).")
+@click.option("--principal", default=None,
+              help="Who acts (decides by its grant; approvals are bound to it). Default: $ENVLABEL_PRINCIPAL, "
+                   "else user:$USER.")
+@click.option("--parameters", "parameters_json", default=None, metavar="JSON",
+              help='The call\'s parameters as a JSON object ({"SkipFinalSnapshot": true}): an approval allows '
+                   "only the call with the same parameters.")
 @config_option
-def check_command(action: str, target: str, as_json: bool, contents: bool) -> None:
-    """May ACTION be done to TARGET? Exit 0 allow, 4 require approval, 5 deny (2 for a malformed target)."""
-    from envlabel.service.core.check import check
+def check_command(action: str, target: str, *, as_json: bool, contents: bool, principal: str | None,
+                  parameters_json: str | None) -> None:
+    """May ACTION be done to TARGET? Exit 0 allow, 4 require approval, 5 deny (2 for a malformed target).
 
-    body = check(Query(get_config(), open_configured_store()), target, action, contents=contents)
+    In audit mode (config mode: audit, or ENVLABEL_MODE=audit) the exit code is 0 whatever was decided, and
+    the answer says what enforcement would have done."""
+    from envlabel.service.core.authority import Authority
+    from envlabel.service.core.decision_log import DirectDecisionLog
+
+    config, store = get_config(), open_configured_store()
+    authority = Authority(Query(config, store), log=DirectDecisionLog(store) if config.decisions.enabled else None)
+    parameters = parameters_of(parameters_json)
+    body = authority.check(cli_caller(config, principal), target, action, contents=contents, parameters=parameters)
     if as_json:
         emit_json(body)
     else:
         click.echo(format_check(body))
+    if body.get("mode") == "audit":
+        sys.exit(0)
     sys.exit(CHECK_EXIT.get(body["decision"], CHECK_EXIT["deny"]))
+
+
+def cli_caller(config: Config, principal: str | None) -> Caller:
+    """Who runs the CLI: ``--principal``, else ENVLABEL_PRINCIPAL, else ``user:`` and the login name, with the
+    groups config ``principals`` gives that name, and the mode ENVLABEL_MODE asks for. Nothing authenticates a
+    CLI user: whoever can read the store can act as anyone, so the name is a record, not a proof."""
+    from envlabel.client import mode_from_env, principal_from_env
+    from envlabel.service.core.authority import Caller
+
+    name = (principal or "").strip() or principal_from_env() or f"user:{getpass.getuser()}"
+    if not name.isprintable() or any(c.isspace() for c in name):
+        fail(f"--principal {name!r} must be a name without spaces, such as ci-deployer or user:alice", EXIT_USAGE)
+    known = config.principals.get(name)
+    return Caller(principal=name, groups=tuple(known.groups) if known else (), interface="cli",
+                  mode=mode_from_env())
+
+
+def parameters_of(text: str | None) -> dict[str, Any] | None:
+    """``--parameters`` as a JSON object, or a usage error that shows one."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        fail(f"--parameters is not JSON ({exc}); pass an object such as '{{\"SkipFinalSnapshot\": true}}'",
+             EXIT_USAGE)
+    if not isinstance(value, dict):
+        fail("--parameters must be a JSON object, such as '{\"SkipFinalSnapshot\": true}'", EXIT_USAGE)
+    return value
 
 
 def format_check(body: CheckRecord) -> str:
@@ -42,8 +94,30 @@ def format_check(body: CheckRecord) -> str:
                f" [understood as {understood}]" if understood != body["action"] else "")
     lines = [f"{body['decision']}: {body['action']}{read_as} ({body['action_class']}) on {body['target']} as "
              f"{body['environment']}{approvers}"]
+    if "principal" in body:
+        claimed = f" (claimed: {body['claimed_principal']})" if "claimed_principal" in body else ""
+        lines.append(f"  principal: {body['principal']}{claimed}")
+    if body.get("rule"):
+        lines.append(f"  rule: {body['rule']}")
     lines += [f"  - {reason}" for reason in body["reasons"]]
+    lines += approval_lines(body)
+    lines += [f"  lookalike: {twin['note']}" for twin in body.get("lookalikes") or []]
+    if body.get("mode") == "audit" and body["decision"] != "allow":
+        lines.append(f"audit mode: would have been {body['decision']} (nothing is blocked in audit mode)")
     return "\n".join(lines)
+
+
+def approval_lines(body: CheckRecord) -> list[str]:
+    """The approval request of a require_approval answer (what to do), or the approval an allow spent."""
+    approval = body.get("approval")
+    if approval is None:
+        return []
+    if approval["status"] == "pending":
+        who = " or ".join(body["approvers"]) or "an approver"
+        page = f" (or open {approval['url']})" if approval.get("url") else ""
+        return [f"approval {approval['id']} pending: ask {who} to run `envlabel approvals approve "
+                f"{approval['id']} --by NAME`{page}, then retry the same command (expires {approval['expires_at']})"]
+    return [f"  approval: {approval['id']} ({approval['status']})"]
 
 
 @click.command()
