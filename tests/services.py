@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Start and stop the servers the test suite needs (PostgreSQL), outside pytest.
+"""Start and stop the servers the test suite needs (PostgreSQL), and install the browser it drives, outside pytest.
 
     python tests/services.py up ENV_FILE   # start them; write ENVLABEL_TEST_POSTGRES_URL=... into ENV_FILE
     python tests/services.py down          # stop what `up` started (by PID) and remove its data
@@ -13,6 +13,10 @@ When the machine has no PostgreSQL, ``up`` installs Debian's package if it runs 
 (CI runs on a fresh machine as root); otherwise it says what to install. Without PostgreSQL the
 ``postgres`` tests skip, except under ``CI=true``, where they fail: CI must really test PostgreSQL.
 If ``ENVLABEL_TEST_POSTGRES_URL`` is already set (a server of your own), ``up`` passes it through.
+
+The approval page's tests drive Debian's ``chromium`` (:data:`CHROMIUM`) through Playwright, never a browser
+``playwright install`` downloads: ``up`` installs the package the same way when it is missing. Without it those
+tests skip, except under ``CI=true``, where they fail.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ STATE_DIR = Path(tempfile.gettempdir())
 STATE = STATE_DIR / f"envlabel-test-services-{os.getppid()}.json"
 DATABASE = "envlabel_test"
 URL_VARIABLE = "ENVLABEL_TEST_POSTGRES_URL"
+#: the browser tests/test_approval_page.py drives (Debian's package ``chromium``)
+CHROMIUM = Path("/usr/bin/chromium")
 
 
 def say(message: str) -> None:
@@ -60,18 +66,40 @@ def find_bin() -> Path | None:
 
 def install() -> Path | None:
     """Debian's postgresql package, when we are root and have apt-get; None otherwise."""
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
+    if not can_apt_get():
         say("PostgreSQL is not installed and cannot be installed here (needs root and apt-get); "
             "install it (apt-get install postgresql, or brew install postgresql) or set "
             f"{URL_VARIABLE}=postgresql://USER@HOST:PORT/DB to a server of your own")
         return None
     say("PostgreSQL is not installed: apt-get install postgresql (once per machine) ...")
+    return find_bin() if apt_get_install("postgresql") else None
+
+
+def ensure_chromium() -> bool:
+    """Debian's chromium for the approval page's browser tests: installed when missing, if we are root with
+    apt-get. False (and the tests skip, or fail under CI=true) when it is not there."""
+    if CHROMIUM.exists():
+        return True
+    if not can_apt_get():
+        say(f"{CHROMIUM} is missing and cannot be installed here (needs root and apt-get); install it "
+            "(apt-get install chromium) or the browser tests will be skipped")
+        return False
+    say("chromium is not installed: apt-get install chromium (once per machine) ...")
+    return apt_get_install("chromium") and CHROMIUM.exists()
+
+
+def can_apt_get() -> bool:
+    return os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+def apt_get_install(package: str) -> bool:
+    """``apt-get update && apt-get install PACKAGE``, non-interactively; False (said why) when it failed."""
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "postgresql"]):
+    for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", package]):
         if subprocess.run(command, env=env, check=False).returncode != 0:
             say(f"{' '.join(command)} failed (see above)")
-            return None
-    return find_bin()
+            return False
+    return True
 
 
 def as_postgres(command: list[str]) -> list[str]:
@@ -116,6 +144,8 @@ def start(bin_dir: Path, *, durable: bool = False, state: Path | None = None) ->
 
 def up(env_file: Path) -> int:
     in_ci = os.environ.get("CI", "").lower() == "true"
+    if not ensure_chromium():
+        say("the browser tests will " + ("FAIL (CI=true)" if in_ci else "be skipped"))
     url = os.environ.get(URL_VARIABLE)
     if not url:
         clean_orphans()
