@@ -1,7 +1,7 @@
-"""GCP discovery: one organization, its folders (recursively) and projects, with labels and tags.
+"""GCP discovery: one organization, its folders (recursively), projects and the resources in them.
 
-Get -> transform -> return, through the real google-cloud-resource-manager
-client (REST transport). What it records, and why:
+Get -> transform -> return, through the real google-cloud-resource-manager and
+google-cloud-asset clients (REST transport). What it records, and why:
 
 - the organization (``gcp:organization``), every folder (``gcp:folder``, its
   display name counts like an AWS OU name: a folder called "Production"
@@ -17,15 +17,28 @@ client (REST transport). What it records, and why:
   conflict reported on the project, and the evidence names the node and key.
   Containers' bindings come from ``tagBindings.list``; projects use
   ``effectiveTags.list`` (``inherited: false`` entries are the project's own).
-- scopes are the containers listed (``organizations/N``, ``folders/N``); a
-  container whose listing or whose children's tags failed is left out of
+- every resource of the source's ``asset_types`` below the projects, from Cloud
+  Asset Inventory's ``searchAllResources`` on the organization (one paged search
+  per asset type, 500 a page): id = the full resource name
+  (``//compute.googleapis.com/projects/P/zones/Z/instances/I``), kind = the asset
+  type's short form (``compute.Instance`` from ``compute.googleapis.com/Instance``),
+  parent = its project's id, tags = its labels, then the tags bound to it
+  directly, as for a project. A GKE cluster is one of them, so a kubernetes
+  source whose ``parent`` is the cluster's full name inherits its project.
+- scopes are the containers listed (``organizations/N``, ``folders/N``) and, when
+  every asset search completed, each project's assets (``projects/PROJECT_ID``);
+  a container whose listing or whose children's tags failed is left out of
   ``ScanResult.scopes``, so only its part of the estate ages towards stale.
 
 Partial is not empty: a call that fails (after retrying 429/503 and rate-limit
 403s with backoff) becomes a :class:`ScanError` naming the resource and the IAM
 permission; a node whose tags could not be read is not recorded and its subtree
-is not walked (its children's labels depend on it), and the incomplete scan
-removes nothing.
+is not walked (its children's labels depend on it), an asset search that fails
+on any page records none of that type and no project's asset scope, and the
+incomplete scan removes nothing.
+
+:func:`lookup_gcp_asset` is the one bounded search by name the check makes for a
+resource no scan has seen.
 """
 
 from __future__ import annotations
@@ -35,6 +48,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from envlabel.config import GcpSource
@@ -52,9 +66,18 @@ PERMISSION_OF: Mapping[str, str] = {
     "list_effective_tags": "resourcemanager.hierarchyNodes.listEffectiveTags",
     "get_tag_key": "resourcemanager.tagKeys.get",
     "get_tag_value": "resourcemanager.tagValues.get",
+    "search_all_resources": "cloudasset.assets.searchAllResources",
 }
 #: every permission the scanner uses; discovery/gcp-role.yaml grants exactly these
 PERMISSIONS: tuple[str, ...] = tuple(sorted(set(PERMISSION_OF.values())))
+
+#: the ResourceSearchResult fields a scan reads (a smaller reply than the default mask's)
+ASSET_FIELDS = ("name", "asset_type", "project", "display_name", "location", "labels", "tags",
+                "parent_full_resource_name")
+#: Google's cap on one page of searchAllResources
+ASSET_PAGE_SIZE = 500
+_PROJECT_NUMBER_IN_NAME = re.compile(r"^//[^/]+/projects/(\d+)(?:/|$)")
+_PROJECT_IN_NAME = re.compile(r"^//[^/]+/projects/([a-z][a-z0-9-]{4,28}[a-z0-9])(?:/|$)")
 
 #: ErrorInfo reasons of a 403 that is a rate limit, not a refusal (older Google APIs answer 403 for these)
 _REQUEST_PREFIX = re.compile(r"^[A-Z]+ \S+: ")
@@ -87,10 +110,13 @@ class Clients:
     tag_bindings: Any
     tag_keys: Any
     tag_values: Any
+    #: the Cloud Asset Inventory client (None: assets are not searched)
+    assets: Any = None
 
 
 def make_clients(source: GcpSource) -> Clients:
     """REST clients; an ``http://`` api_endpoint (a local fake) is used with anonymous credentials."""
+    from google.cloud import asset_v1
     from google.cloud import resourcemanager_v3 as rm
 
     kwargs: dict[str, Any] = {"transport": "rest"}
@@ -101,7 +127,8 @@ def make_clients(source: GcpSource) -> Clients:
 
             kwargs["credentials"] = AnonymousCredentials()  # type: ignore[no-untyped-call]
     return Clients(rm.OrganizationsClient(**kwargs), rm.FoldersClient(**kwargs), rm.ProjectsClient(**kwargs),
-                   rm.TagBindingsClient(**kwargs), rm.TagKeysClient(**kwargs), rm.TagValuesClient(**kwargs))
+                   rm.TagBindingsClient(**kwargs), rm.TagKeysClient(**kwargs), rm.TagValuesClient(**kwargs),
+                   asset_v1.AssetServiceClient(**kwargs))
 
 
 def _call_errors() -> tuple[type[BaseException], ...]:
@@ -114,7 +141,7 @@ def _call_errors() -> tuple[type[BaseException], ...]:
 
 
 class CallFailed(Exception):
-    """One Resource Manager call failed for good (after retries)."""
+    """One Resource Manager or Cloud Asset call failed for good (after retries)."""
 
     def __init__(self, call: str, resource: str, cause: BaseException) -> None:
         super().__init__(f"{call} on {resource}: {cause}")
@@ -133,18 +160,21 @@ def describe_failure(failure: CallFailed, where: str) -> ScanError:
     message = _REQUEST_PREFIX.sub("", getattr(cause, "message", None) or str(cause))
     text = (f"{failure.call} on {failure.resource} ({where}; needs {permission}) failed: "
             + (f"{code} {message}" if code else message))
+    api = "Cloud Asset" if failure.call == "search_all_resources" else "Resource Manager"
     if isinstance(cause, exceptions.Unauthorized | GoogleAuthError):
         hint = ("the credentials were refused; check GOOGLE_APPLICATION_CREDENTIALS or workload identity; "
                 "nothing was removed")
     elif isinstance(cause, exceptions.Forbidden):
         hint = (f"grant {permission} on {failure.resource} to the scanner's identity (discovery/gcp-role.yaml is a "
-                "read-only role with every permission envlabel uses); nothing was removed")
+                "read-only role with every permission envlabel uses)"
+                + (" and enable cloudasset.googleapis.com in the project of its credentials" if api == "Cloud Asset"
+                   else "") + "; nothing was removed")
     elif isinstance(cause, exceptions.TooManyRequests) or isinstance(getattr(cause, "cause", None),
                                                                      exceptions.TooManyRequests):
-        hint = ("Resource Manager quota still exhausted after retrying; raise the read-requests quota or scan less "
+        hint = (f"{api} quota still exhausted after retrying; raise the read-requests quota or scan less "
                 "often (schedule.interval); nothing was removed")
     else:
-        hint = "the Resource Manager call failed; check api_endpoint and retry later; nothing was removed"
+        hint = f"the {api} call failed; check api_endpoint and retry later; nothing was removed"
     return ScanError(failure.resource, text, hint)
 
 
@@ -164,6 +194,54 @@ def transform_project(project: Any, tags: Mapping[str, str], parent_path: str) -
                     aliases=(GCP_CRM + project.name,), path=f"{parent_path}/{project.project_id}")
 
 
+def asset_kind(asset_type: str) -> str:
+    """The short form of a Cloud Asset type, the kind a resource below a project is recorded as.
+
+    >>> asset_kind("compute.googleapis.com/Instance"), asset_kind("sqladmin.googleapis.com/Instance")
+    ('compute.Instance', 'sqladmin.Instance')
+    """
+    service, _, type_name = asset_type.partition("/")
+    return f"{service.removesuffix('.googleapis.com')}.{type_name}"
+
+
+def project_id_of(result: Any, project_ids: Mapping[str, str]) -> str:
+    """The project id of a search result: ``result.project`` is ``projects/NUMBER``, so its number is looked up
+    among the projects the scan recorded, else read off the parent's or its own full name (a bucket's name says
+    ``projects/_``, a secret's the number); the number itself is the last resort (it is a project's alias)."""
+    number: str = result.project
+    if number in project_ids:
+        return project_ids[number]
+    for name in (result.parent_full_resource_name, result.name):
+        match = _PROJECT_IN_NAME.match(name)
+        if match and not match.group(1).isdigit():
+            return match.group(1)
+    return number.removeprefix("projects/")
+
+
+def transform_asset(result: Any, project_ids: Mapping[str, str]) -> Resource:
+    """A ResourceSearchResult as a resource in its project; its directly bound tags replace labels of their key."""
+    project = f"projects/{project_id_of(result, project_ids)}"
+    tags = {t.tag_key.rsplit("/", 1)[-1]: t.tag_value.rsplit("/", 1)[-1] for t in result.tags}
+    return Resource(result.name, PROVIDER, asset_kind(result.asset_type),
+                    result.display_name or result.name.rsplit("/", 1)[-1], GCP_CRM + project,
+                    merge_tags(result.labels, tags), project, region="" if result.location == "global" else
+                    result.location, aliases=project_id_alias(result.name, project))
+
+
+def project_id_alias(name: str, project: str) -> tuple[str, ...]:
+    """The name with the project's id where Cloud Asset wrote its number (secrets: ``projects/NUMBER/secrets/S``),
+    so a target named as gcloud names it (by project id) finds the stored resource and its own labels.
+
+    >>> project_id_alias("//secretmanager.googleapis.com/projects/123/secrets/db", "projects/payments-prod")
+    ('//secretmanager.googleapis.com/projects/payments-prod/secrets/db',)
+    """
+    match = _PROJECT_NUMBER_IN_NAME.match(name)
+    if match is None or project.removeprefix("projects/").isdigit():
+        return ()
+    start, end = match.span(1)
+    return (name[:start] + project.removeprefix("projects/") + name[end:],)
+
+
 def merge_tags(labels: Mapping[str, str], tags: Mapping[str, str]) -> dict[str, str]:
     """Labels, then tags: a tag binding replaces a label of the same key (tags are IAM-governed).
 
@@ -179,11 +257,13 @@ class GcpScanner:
     permissions = PERMISSIONS
 
     def __init__(self, source: GcpSource, *, clients: Clients | None = None, retry: Any = None,
-                 page_size: int = 300, timeout_s: float = 30.0, max_workers: int = 8) -> None:
+                 page_size: int = 300, timeout_s: float = 30.0, max_workers: int = 8,
+                 asset_page_size: int = ASSET_PAGE_SIZE) -> None:
         self.source = source
         self._clients = clients
         self.retry = retry if retry is not None else default_retry()
         self.page_size = page_size
+        self.asset_page_size = asset_page_size
         self.timeout_s = timeout_s
         self.max_workers = max_workers
         # held across the (few: one per distinct tag value) lookups so each name is fetched once
@@ -274,7 +354,9 @@ class GcpScanner:
                     if not failures:
                         scopes.add(container)
                 frontier = next_frontier
-        return ScanResult(self.source.name, resources, errors, frozenset(scopes))
+        assets, asset_errors, asset_scopes = self.scan_assets(project_ids(resources))
+        return ScanResult(self.source.name, resources + assets, errors + asset_errors,
+                          frozenset(scopes | asset_scopes))
 
     def scan_children(self, pool: ThreadPoolExecutor, container: str,
                       path: str) -> tuple[list[Resource], list[tuple[CallFailed, str]]]:
@@ -310,3 +392,89 @@ class GcpScanner:
             return transform_project(child, self.get_own_effective_tags(child.name), path)
         except CallFailed as failure:
             return failure
+
+    # -- assets below the projects ------------------------------------------------------------
+    def scan_assets(self, projects: Mapping[str, str]) -> tuple[list[Resource], list[ScanError], set[str]]:
+        """Every resource of the configured asset types, one paged search per type on a pool; and, when every
+        search completed, the asset scope of every project (a failed type might have held anything, anywhere)."""
+        types = list(dict.fromkeys(self.source.asset_types))
+        if not types:
+            return [], [], set()
+        with ThreadPoolExecutor(min(self.max_workers, len(types)), thread_name_prefix="envlabel-gcp-assets") as pool:
+            outcomes = list(pool.map(lambda t: self.search_assets(t, projects), types))
+        found: list[Resource] = []
+        errors: list[ScanError] = []
+        for asset_type, outcome in zip(types, outcomes, strict=True):
+            if isinstance(outcome, CallFailed):
+                errors.append(describe_failure(outcome, f"the search for {asset_type}"))
+            else:
+                found += outcome
+        if errors:
+            return found, errors, set()
+        return found, [], {f"projects/{p}" for p in projects.values()} | {r.scope for r in found}
+
+    def search_assets(self, asset_type: str, projects: Mapping[str, str]) -> list[Resource] | CallFailed:
+        """All resources of one type in the organization; a failure on any page fails the type (never a part)."""
+        from google.protobuf.field_mask_pb2 import FieldMask
+
+        org = self.source.organization_name
+        try:
+            pager = self._call("search_all_resources", org, self.clients.assets.search_all_resources, scope=org,
+                               asset_types=[asset_type], page_size=self.asset_page_size,
+                               read_mask=FieldMask(paths=list(ASSET_FIELDS)))
+            return [transform_asset(r, projects) for r in pager]
+        except CallFailed as failure:
+            return failure
+        except _call_errors() as exc:
+            return CallFailed("search_all_resources", org, exc)
+
+    def lookup_asset(self, full_name: str) -> Resource | None:
+        """The one resource named ``full_name``, by an exact-name search of the organization (None: none such)."""
+        from google.protobuf.field_mask_pb2 import FieldMask
+
+        org = self.source.organization_name
+        pager = self._call("search_all_resources", org, self.clients.assets.search_all_resources, scope=org,
+                           query=f'name="{full_name}"', page_size=2, read_mask=FieldMask(paths=list(ASSET_FIELDS)))
+        try:
+            page = next(iter(pager.pages))
+        except StopIteration:
+            return None
+        except _call_errors() as exc:
+            raise CallFailed("search_all_resources", org, exc) from exc
+        match = next((r for r in page.results if r.name == full_name), None)
+        return None if match is None else transform_asset(match, {})
+
+
+def project_ids(resources: Iterable[Resource]) -> dict[str, str]:
+    """``projects/NUMBER`` -> project id of the projects a walk recorded (their alias is the number form)."""
+    return {alias.removeprefix(GCP_CRM): r.name for r in resources if r.kind == "gcp:project" for alias in r.aliases}
+
+
+_FULL_NAME = re.compile(r"^//[a-z0-9.-]+\.googleapis\.com/[^\s\"]+$")
+
+
+def lookup_gcp_asset(source: GcpSource, full_name: str, timeout: float | timedelta) -> Resource | None:
+    """The record a scan would make of ``full_name`` (a ``//SERVICE.googleapis.com/...`` name), read with one
+    exact-name Cloud Asset search bounded by ``timeout`` (retries of 429s included); None: Cloud Asset knows no
+    such resource. Raises :class:`envlabel.discovery.lookup.LookupFailed` saying what failed and what to do.
+
+    Cloud Asset indexes a change within minutes, so a resource created just now may be None: the check fails
+    closed on None, which is the safe side of that lag."""
+    from envlabel.discovery.lookup import LookupFailed
+
+    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+    if not _FULL_NAME.match(full_name):
+        raise LookupFailed(f"{full_name!r} is not a full resource name",
+                           "pass //SERVICE.googleapis.com/projects/P/..., as Cloud Asset names it")
+    scanner = GcpScanner(source, retry=default_retry(seconds, initial_s=min(1.0, seconds / 8), maximum_s=seconds / 2),
+                         timeout_s=seconds)
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        return scanner.lookup_asset(full_name)
+    except DefaultCredentialsError as exc:
+        raise LookupFailed(f"no Google credentials: {exc}", "set GOOGLE_APPLICATION_CREDENTIALS or use workload "
+                           "identity (a local fake needs api_endpoint: http://...)") from exc
+    except CallFailed as failure:
+        error = describe_failure(failure, f"the lookup of {full_name}")
+        raise LookupFailed(error.message, error.hint.removesuffix("; nothing was removed")) from failure

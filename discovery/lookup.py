@@ -3,20 +3,22 @@
 The check calls it for a never-seen target inside a container a source has scanned, to label the target
 from its own tags instead of deciding it as production for want of them. It is one bounded, read-only
 read through the source's own credentials: AWS in :mod:`envlabel.discovery.aws.lookup`, Kubernetes a
-metadata-only get of the object. GCP targets are not looked up. The answer is the record a scan would
-make (None: the provider says there is no such object); anything else, a deadline passed included,
-raises :class:`LookupFailed`, and the check fails closed.
+metadata-only get of the object, a GCP resource below a project one Cloud Asset search for its name
+(``lookup_gcp_asset`` in :mod:`envlabel.discovery.gcp`; until that exists, :class:`LookupUnavailable`).
+The answer is the record a scan would make (None: the provider says there is no such object); anything
+else, a deadline passed included, raises :class:`LookupFailed`, and the check fails closed.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
 from typing import Any
 
-from envlabel.config import AwsSource, KubernetesSource, Source, format_duration
+from envlabel.config import AwsSource, GcpSource, KubernetesSource, Source, format_duration
 from envlabel.model import Resource
 
 #: lookups run here so the caller's deadline holds whatever a socket does; a lookup that overruns finishes
@@ -34,6 +36,23 @@ class LookupFailed(Exception):
         self.hint = hint
 
 
+class LookupUnavailable(LookupFailed):
+    """The source has no live lookup for this target: the check may fall back to the container's label when no
+    label can have been missed (docs/gcp.md, "Never-seen resources")."""
+
+
+def gcp_lookup_function() -> Callable[[GcpSource, str, float], Resource | None]:
+    """``discovery.gcp.lookup_gcp_asset(source, full_name, timeout_seconds) -> Resource | None``, or
+    :class:`LookupUnavailable` when this envlabel's scanner has none."""
+    from envlabel.discovery import gcp
+
+    found: Callable[[GcpSource, str, float], Resource | None] | None = getattr(gcp, "lookup_gcp_asset", None)
+    if found is None:
+        raise LookupUnavailable("GCP resources are not looked up by this envlabel",
+                                "run `envlabel scan` for the GCP source to label it")
+    return found
+
+
 def lookup(source: Source, target_id: str, timeout: timedelta) -> Resource | None:
     """The record of ``target_id`` (canonical) as ``source`` would scan it, within ``timeout``.
 
@@ -45,6 +64,8 @@ def lookup(source: Source, target_id: str, timeout: timedelta) -> Resource | Non
         future = _POOL.submit(lookup_aws, source, target_id, seconds)
     elif isinstance(source, KubernetesSource):
         future = _POOL.submit(lookup_kubernetes, source, target_id, seconds)
+    elif isinstance(source, GcpSource) and target_id.startswith("//") and "/projects/" in target_id:
+        future = _POOL.submit(gcp_lookup_function(), source, target_id, seconds)
     else:
         raise LookupFailed(f"{source.type} targets are not looked up",
                            f"run `envlabel scan --source {source.name}` to label it")

@@ -7,7 +7,9 @@ An action is classified ``read``, ``create``, ``modify`` or ``delete``. AWS acti
 declared data, never from the look of the name: ``envlabel/data/aws-actions.json.gz`` holds every IAM
 action with AWS's published access level and every botocore operation mapped to its IAM action, with
 the rules and the reviewed exceptions already applied (``scripts/aws_actions.py`` generates it; read that
-script for the rules and the exception table). Kubernetes verbs are classed here.
+script for the rules and the exception table). Kubernetes verbs are classed here. GCP IAM permissions get their
+class from their verb through the reviewed table ``envlabel/data/gcp-permissions.json`` (whole permissions that
+are exceptions, then exact verbs, then camelCase verb prefixes; docs/gcp.md, "Actions").
 
 The forms an agent may pass, and nothing else:
 
@@ -17,6 +19,7 @@ The forms an agent may pass, and nothing else:
 - boto3's ``snake_case`` and ``service.snake_case``: ``delete_bucket``, ``s3.delete_bucket``
 - the AWS CLI's ``service command``: ``rds delete-db-instance``, ``aws s3 rm``
 - a Kubernetes verb, alone or with a resource: ``delete``, ``delete pods``, ``create pods/exec``
+- a GCP IAM permission ``service.resource.verb``: ``compute.instances.delete``, ``storage.buckets.get``
 
 Anything else is unrecognized, and unrecognized is ``delete``: the irreversible class, so an unknown
 action is never waved through.
@@ -33,6 +36,8 @@ action is never waved through.
 'read'
 >>> classify("get-rid-of-orders-db").action_class
 'delete'
+>>> classify("storage.buckets.get").action_class, classify("iam.serviceAccounts.actAs").action_class
+('read', 'modify')
 """
 
 from __future__ import annotations
@@ -58,12 +63,13 @@ DELETE: Final = "delete"
 _STRICTNESS: dict[str, int] = {READ: 0, CREATE: 1, MODIFY: 2, DELETE: 3}
 
 DATA_FILE: Final = "data/aws-actions.zip"
+GCP_DATA_FILE: Final = "data/gcp-permissions.json"
 
 ACCEPTED_FORMS: Final = (
     "service:Action (rds:DeleteDBInstance, case-insensitive), a bare AWS operation (TerminateInstances), "
     "boto3 snake_case or service.snake_case (s3.delete_bucket), the AWS CLI's 'service command' "
-    "(rds delete-db-instance), or a Kubernetes verb alone or with a resource (delete, delete pods, "
-    "create pods/exec)"
+    "(rds delete-db-instance), a Kubernetes verb alone or with a resource (delete, delete pods, "
+    "create pods/exec), or a GCP IAM permission service.resource.verb (compute.instances.delete)"
 )
 
 #: Kubernetes API verbs (RBAC names), matched case-insensitively.
@@ -110,6 +116,7 @@ _S3_COMMANDS: dict[str, tuple[str, str]] = {
 _SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _SERVICE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_GCP_PERMISSION = re.compile(r"^([a-z][a-z0-9]*)\.([a-z][A-Za-z0-9]*)\.([a-z][A-Za-z0-9]*)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +296,8 @@ def classify(action: str) -> Classification:
         return _classify_two_words(raw, *words)
     if len(words) == 1 and raw.lower() in K8S_VERBS:
         return _kubernetes(raw, raw.lower(), "", "")
+    if len(words) == 1 and raw.count(".") == 2:
+        return _gcp(raw)
     return _aws(raw, _keys_of_one_word(raw) if len(words) == 1 else [])
 
 
@@ -371,8 +380,63 @@ def _aws(raw: str, keys: list[str]) -> Classification:
     return Classification(cast(ActionClass, cls), reason, True, canonical)
 
 
+class _GcpPermissions:
+    """The reviewed GCP table (``envlabel/data/gcp-permissions.json``), read once on first use."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        if data.get("format") != 1:
+            raise RuntimeError(f"{GCP_DATA_FILE} has format {data.get('format')}, this envlabel reads 1: "
+                               "reinstall envlabel")
+        self.permissions: dict[str, list[str]] = data["permissions"]
+        self.verbs: dict[str, ActionClass] = data["verbs"]
+        self.why: dict[str, str] = data["why"]
+        #: longest first, so batchDelete is not read as batch...
+        self.prefixes: list[tuple[str, ActionClass]] = sorted(data["prefixes"].items(), key=lambda p: -len(p[0]))
+        self.services = frozenset(data["services"])
+
+    def verb_class(self, verb: str) -> tuple[ActionClass, str] | None:
+        """The class of a permission's verb and the rule that gave it; None: no rule covers it."""
+        exact = self.verbs.get(verb)
+        if exact is not None:
+            return exact, self.why.get(verb, f"its verb {verb} is {exact}")
+        for prefix, cls in self.prefixes:  # camelCase: getIamPolicy starts with get, getaway does not
+            if verb == prefix or (verb.startswith(prefix) and verb[len(prefix):len(prefix) + 1].isupper()):
+                return cls, f"a {prefix}... verb is {cls}"
+        return None
+
+
+_gcp_loaded: list[_GcpPermissions] = []
+
+
+def _gcp_permissions() -> _GcpPermissions:
+    if not _gcp_loaded:
+        with _lock:
+            if not _gcp_loaded:
+                raw = files("envlabel").joinpath(GCP_DATA_FILE).read_bytes()
+                _gcp_loaded.append(_GcpPermissions(json.loads(raw)))
+    return _gcp_loaded[0]
+
+
+def _gcp(raw: str) -> Classification:
+    """A GCP IAM permission ``service.resource.verb``: the reviewed whole-permission exceptions, else its verb."""
+    match = _GCP_PERMISSION.match(raw)
+    table = _gcp_permissions()
+    if match is None or match.group(1) not in table.services:
+        return _unrecognized(raw)
+    exception = table.permissions.get(raw)
+    if exception is not None:
+        cls, why = cast(ActionClass, exception[0]), exception[1]
+        return Classification(cls, f"{raw} is the GCP permission {raw}, which {why}: {cls}", True, raw)
+    found = table.verb_class(match.group(3))
+    if found is None:
+        return _unrecognized(raw)
+    cls, why = found
+    return Classification(cls, f"{raw} is the GCP permission {raw}: {why}", True, raw)
+
+
 def _unrecognized(raw: str) -> Classification:
-    return Classification(DELETE, f"{raw!r} is not a recognized AWS operation or Kubernetes verb; treated as "
+    return Classification(DELETE, f"{raw!r} is not a recognized AWS operation, Kubernetes verb or GCP permission; "
+                                  "treated as "
                                   "delete, the irreversible class (fail closed). Pass one of: " + ACCEPTED_FORMS,
                           False)
 

@@ -64,17 +64,57 @@ def _tags_option(tags: tuple[tuple[str, str], ...]) -> str:
     return shlex.quote(",".join(f"{k}={v}" for k, v in tags))
 
 
+#: (service, collections of the full name after projects/P) -> the gcloud command that sets labels on it;
+#: {P} project, {N} name, {L} the location (zone or region) segment, {B} a bucket, {X} the parent's name
+_GCP_LABEL_COMMANDS: dict[tuple[str, tuple[str, ...]], str] = {
+    ("compute", ("zones", "instances")): "gcloud compute instances add-labels {N} --zone {L} --project {P} --labels",
+    ("compute", ("zones", "disks")): "gcloud compute disks add-labels {N} --zone {L} --project {P} --labels",
+    ("compute", ("regions", "disks")): "gcloud compute disks add-labels {N} --region {L} --project {P} --labels",
+    ("storage", ("buckets",)): "gcloud storage buckets update gs://{N} --update-labels",
+    ("cloudsql", ("instances",)): "gcloud sql instances patch {N} --project {P} --update-labels",
+    ("container", ("locations", "clusters")): "gcloud container clusters update {N} --location {L} --project {P} "
+                                              "--update-labels",
+    ("container", ("zones", "clusters")): "gcloud container clusters update {N} --location {L} --project {P} "
+                                          "--update-labels",
+    ("bigquery", ("datasets",)): "bq update --set_label {PAIRS} {P}:{N}",
+    ("pubsub", ("topics",)): "gcloud pubsub topics update {N} --project {P} --update-labels",
+    ("run", ("locations", "services")): "gcloud run services update {N} --region {L} --project {P} --update-labels",
+    ("spanner", ("instances",)): "gcloud spanner instances update {N} --project {P} --update-labels",
+    ("secretmanager", ("secrets",)): "gcloud secrets update {N} --project {P} --update-labels",
+}
+_GCP_NAME = re.compile(r"^//([a-z0-9-]+)\.googleapis\.com/projects/([^/]+)/(.+)$")
+
+
 def _gcp(resource: Observed, tags: Tags) -> str:
     name = resource.id
     if name.startswith(GCP_CRM + "projects/"):  # projects carry labels; keys are lower case in GCP
         labels = ",".join(f"{k.lower()}={v}" for k, v in tags)
         return f"gcloud projects update {shlex.quote(name.rsplit('/', 1)[-1])} --update-labels={shlex.quote(labels)}"
+    below = _gcp_label_command(name, ",".join(f"{k.lower()}={v.lower()}" for k, v in tags))  # GCP: lower case
+    if below is not None:
+        return below
     # folders, organizations and other resources take tags, bound by namespaced value ORG/KEY/VALUE
     org = _GCP_ORG.search(resource.scope) or _GCP_ORG.search(name) or _GCP_ORG.search(resource.parent or "")
     org_id = org.group(1) if org else "ORGANIZATION_ID"
     return " && ".join(
         f"gcloud resource-manager tags bindings create --tag-value={shlex.quote(f'{org_id}/{k}/{v}')} "
         f"--parent={shlex.quote(name)}" for k, v in tags)
+
+
+def _gcp_label_command(name: str, labels: str) -> str | None:
+    """The gcloud (or bq) command that sets ``labels`` on a resource below a project, when envlabel knows it."""
+    match = _GCP_NAME.match(name)
+    if match is None:
+        return None
+    service, project, rest = match.groups()
+    parts = rest.split("/")
+    collections = tuple(parts[0::2])
+    template = _GCP_LABEL_COMMANDS.get((service, collections))
+    if template is None or len(parts) % 2:
+        return None
+    fields = {"P": project, "N": parts[-1], "L": parts[1] if len(parts) > 2 else "", "PAIRS": labels.replace("=", ":")}
+    command = template.format(**{k: shlex.quote(v) for k, v in fields.items()})
+    return command if "{PAIRS}" in template else f"{command} {shlex.quote(labels)}"
 
 
 def _kubernetes(resource: Observed, tags: Tags) -> str | None:

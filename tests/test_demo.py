@@ -139,11 +139,15 @@ def test_printed_checks_deny_require_approval_and_allow(demo_run: tuple[Path, st
         decision = proc.stdout.split(":")[0]
         assert comment.endswith(f"{decision} (exit {proc.returncode})"), (comment, proc.stdout, proc.stderr)
         decided.append((argv[-1], decision, proc.returncode))
-    prod_db, staging_db, sandbox_api, k8s = decided
+    prod_db, staging_db, sandbox_api, k8s, sandbox_vm, prod_vm = decided
     assert prod_db[0].endswith(":db:orders-db") and prod_db[1:] == ("deny", 5)
     assert staging_db[0].endswith(":db:orders-db") and staging_db[1:] == ("require_approval", 4)
     assert sandbox_api[0].endswith(":function:orders-api") and sandbox_api[1:] == ("allow", 0)
     assert k8s == ("k8s://orders-eks/orders/deployments/orders-api", "deny", 5)
+    # below a sandbox GCP project: the unlabeled VM inherits sandbox, the one labeled env=prod is production
+    vm = "//compute.googleapis.com/projects/ml-playground/zones/us-central1-a/instances/"
+    assert sandbox_vm == (vm + "vm1", "allow", 0)
+    assert prod_vm == (vm + "trainer", "deny", 5)
 
 
 def test_printed_audit_reports_the_conflicts_of_every_provider(demo_run: tuple[Path, str]) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from google.api_core import exceptions
 from google.auth.credentials import AnonymousCredentials
+from google.cloud import asset_v1
 from google.cloud import resourcemanager_v3 as rm
 from google.protobuf import json_format
 
@@ -127,3 +128,51 @@ def test_grant_only_refuses_permissions_outside_the_grant(gcp_crm: FakeCrm, gcp_
         list(client(rm.FoldersClient, gcp_url).list_folders(parent=ORG))
     assert [(r.permission, r.status) for r in gcp_crm.requests] == [
         ("resourcemanager.organizations.get", 200), ("resourcemanager.folders.list", 403)]
+
+
+# -- Cloud Asset Inventory ----------------------------------------------------------------------------
+SEARCH = f"/v1/{ORG}:searchAllResources"
+
+
+def test_asset_search_replies_parse_strictly_and_page_through_the_client(gcp_crm: FakeCrm, gcp_url: str) -> None:
+    status, body = get(gcp_url, SEARCH + "?assetTypes=compute.googleapis.com/Instance&pageSize=1")
+    assert status == 200 and body["nextPageToken"]
+    page = strict(asset_v1.SearchAllResourcesResponse, body)
+    trainer = page.results[0]
+    assert (trainer.asset_type, dict(trainer.labels), trainer.parent_full_resource_name) == (
+        "compute.googleapis.com/Instance", {"env": "prod"}, CRM + "projects/ml-playground")
+    assert trainer.project == gcp_crm.project_number("ml-playground") and trainer.organization == ORG
+    assert list(trainer.folders) == [gcp_crm.folder_named("Sandbox")]
+    assets = client(asset_v1.AssetServiceClient, gcp_url)
+    found = list(assets.search_all_resources(request={"scope": ORG, "page_size": 1000}))
+    assert len(found) == len(gcp_crm.assets.assets)
+    sizes = [r.params["pageSize"] for r in gcp_crm.requests if r.path == SEARCH]
+    assert sizes[-1] == "1000"  # asked for; the fake caps a page at 500 as Google does
+    in_folder = assets.search_all_resources(request={"scope": gcp_crm.folder_named("Sandbox"),
+                                                     "asset_types": ["compute.googleapis.com.*"]})
+    assert {r.name.rsplit("/", 1)[-1] for r in in_folder} == {"trainer", "vm1"}  # instances and their disks
+    masked = get(gcp_url, SEARCH + "?readMask=name,labels&pageSize=1")[1]["results"][0]
+    assert set(masked) <= {"name", "labels"}
+
+
+def test_asset_search_faults_come_back_as_the_client_library_exceptions(gcp_crm: FakeCrm, gcp_url: str) -> None:
+    assets = client(asset_v1.AssetServiceClient, gcp_url)
+    gcp_crm.deny(ORG, "cloudasset.assets.searchAllResources")
+    with pytest.raises(exceptions.Forbidden) as denied:
+        list(assets.search_all_resources(scope=ORG, retry=None))
+    assert denied.value.reason == "IAM_PERMISSION_DENIED" and "cloudasset.assets.searchAllResources" in str(
+        denied.value)
+    gcp_crm.clear_faults()
+    gcp_crm.throttle(1, path_contains=":searchAllResources")
+    with pytest.raises(exceptions.TooManyRequests):
+        list(assets.search_all_resources(scope=ORG, retry=None))
+    gcp_crm.assets.fail_after(1)
+    pager = assets.search_all_resources(request={"scope": ORG, "page_size": 2}, retry=None)
+    with pytest.raises(exceptions.InternalServerError):
+        list(pager)  # the first page came back, the second did not
+    for path, code in ((SEARCH + "?pageToken=garbage", 400), (SEARCH + "?query=owner:alice", 400),
+                       ("/v1/organizations/999:searchAllResources", 403), ("/v1/assets", 404)):
+        status, body = get(gcp_url, path)
+        assert (status, body["error"]["code"]) == (code, code), path
+    gcp_crm.grant_only(["resourcemanager.organizations.get"])
+    assert get(gcp_url, SEARCH)[0] == 403

@@ -26,6 +26,8 @@ from envlabel.store.sql import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 ORG = f"organizations/{ORG_ID}"
+#: what the example estate holds: the organization, 5 folders and 5 live projects; 15 resources below them
+HIERARCHY, ASSETS = 11, 15
 
 
 @pytest.fixture
@@ -73,8 +75,9 @@ def test_scan_records_the_tree_with_labels_and_tags(gcp_crm: FakeCrm, config: Co
     assert project.tags == {"env": "prod", "team": "payments"}
     assert found["ml-playground"].tags == {"environment": "Development"}
     assert "old-experiment" not in found  # DELETE_REQUESTED: gone
-    assert len(result.resources) == 11
-    assert result.scopes == {ORG} | {n for n in gcp_crm.nodes if n.startswith("folders/")}
+    assert len(result.resources) == HIERARCHY + ASSETS
+    live = {f"projects/{n.project_id}" for n in gcp_crm.nodes.values() if n.project_id and n.state == "ACTIVE"}
+    assert result.scopes == {ORG} | {n for n in gcp_crm.nodes if n.startswith("folders/")} | live
     # every listing paged (two items a page) and each tag key/value was looked up once
     assert any(r.params.get("pageToken") for r in gcp_crm.requests if r.path == "/v3/folders")
     gets = [r.path for r in gcp_crm.requests if r.path.startswith(("/v3/tagKeys/", "/v3/tagValues/"))]
@@ -90,7 +93,7 @@ def test_throttled_calls_are_retried_then_succeed(gcp_crm: FakeCrm, config: Conf
     gcp_crm.throttle(3)
     gcp_crm.throttle(3, path_contains="/v3/effectiveTags")
     result = scan(config)
-    assert result.complete and len(result.resources) == 11
+    assert result.complete and len(result.resources) == HIERARCHY + ASSETS
     assert [r.status for r in gcp_crm.requests][:4] == [429, 429, 429, 200]  # the organization, fourth time
     assert [r.status for r in gcp_crm.requests if r.path == "/v3/effectiveTags"][:4] == [429, 429, 429, 200]
 
@@ -121,7 +124,7 @@ def commit(store: Store, config: Config, result: ScanResult) -> Any:
 def test_a_failing_folder_makes_the_scan_incomplete_and_removes_nothing(
         gcp_crm: FakeCrm, config: Config, store: Store, fault: str) -> None:
     first = commit(store, config, scan(config))
-    assert first.complete and first.resources == 11
+    assert first.complete and first.resources == HIERARCHY + ASSETS
     production = gcp_crm.folder_named("Production")
     if fault == "deny-listing":
         gcp_crm.deny(production, "resourcemanager.folders.list")
@@ -153,7 +156,7 @@ def test_a_failing_folder_makes_the_scan_incomplete_and_removes_nothing(
 def test_project_labeled_dev_under_a_production_folder_is_production_with_conflict(
         gcp_crm: FakeCrm, config: Config, store: Store) -> None:
     summary = run_source(config, store, config.sources[0])  # the registered scanner, as `envlabel scan` runs it
-    assert summary.complete and summary.resources == 11
+    assert summary.complete and summary.resources == HIERARCHY + ASSETS
     query = Query(config, store)
     body = query.label("projects/orders-prod")
     assert (body["environment"], body["conflict"], body["decided_by"]) == ("production", True, "inherited")
@@ -191,7 +194,8 @@ def test_envlabel_scan_cli_against_the_fake(gcp_crm: FakeCrm, gcp_url: str, tmp_
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     [summary] = json.loads(done.stdout)
-    assert (summary["source"], summary["complete"], summary["resources"]) == ("gcp-prod", True, 11)
+    assert (summary["source"], summary["complete"], summary["resources"]) == ("gcp-prod", True,
+                                                                                     HIERARCHY + ASSETS)
     got = subprocess.run([envlabel, "get", "projects/orders-prod", "--json", "--config", str(config_file)],
                          capture_output=True, text=True, timeout=60, check=False)
     assert got.returncode == 0, got.stderr

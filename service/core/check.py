@@ -17,15 +17,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from envlabel.config import Config, Source
-from envlabel.discovery.lookup import LookupFailed, lookup
+from envlabel.config import Config, GcpSource, Source
+from envlabel.discovery.lookup import LookupFailed, LookupUnavailable, lookup
 from envlabel.labelers.decision import decide
 from envlabel.model import UNKNOWN, Resource
 from envlabel.records import CheckRecord, LabelRecord
 from envlabel.service.core.clock import utcnow
 from envlabel.service.core.pipeline import commit_changes
 from envlabel.service.core.query import Query
-from envlabel.targets import parse_target
+from envlabel.targets import GCP_CRM, gcp_asset_type, gcp_project_of, parse_target
 
 
 def check(query: Query, target: str, action: str, *, contents: bool = False) -> CheckRecord:
@@ -35,12 +35,14 @@ def check(query: Query, target: str, action: str, *, contents: bool = False) -> 
     is looked up first when a scanned container covers it."""
     label = query.label(target)
     notes: list[str] = []
+    decided_as: str | None = None
     if never_seen(label):
-        label, notes = look_up(query, target, label)
+        label, notes, decided_as = look_up(query, target, label)
     base = decide(query.config, action, label)
     if contents:
-        return decide_contents(query, base, notes)
-    return redecide(query.config, base, base["environment"], notes) if notes else base
+        return decide_contents(query, base if decided_as is None else redecide(query.config, base, decided_as, []),
+                               notes)
+    return redecide(query.config, base, decided_as or base["environment"], notes) if notes else base
 
 
 def check_seen(query: Query, target: str, action: str) -> CheckRecord | None:
@@ -99,28 +101,63 @@ def redecide(config: Config, base: CheckRecord, environment: str, notes: list[st
 
 
 # -- lookups of never-seen targets ----------------------------------------------------------------
-def look_up(query: Query, raw: str, label: LabelRecord) -> tuple[LabelRecord, list[str]]:
-    """The label of a never-seen target after one lookup through the source of its container, and what
-    happened; on any failure the label is the never-seen one it was (decided as production)."""
+def look_up(query: Query, raw: str, label: LabelRecord) -> tuple[LabelRecord, list[str], str | None]:
+    """The label of a never-seen target after one lookup through the source of its container, what happened, and
+    the environment to decide as when that is not the label's (a GCP resource decided by its project's label);
+    on any failure the label is the never-seen one it was (decided as production)."""
     config = query.config
-    if config.lookup_timeout <= timedelta(0):
-        return label, [f"{raw} was not looked up: lookups are off (lookup_timeout 0s)"]
     target_id = parse_target(raw).id
+    if config.lookup_timeout <= timedelta(0):
+        why = f"{raw} was not looked up: lookups are off (lookup_timeout 0s)"
+        return by_project(query, raw, target_id, label, LookupUnavailable(why, "set lookup_timeout to look it up"))
     try:
         source = covering_source(query, target_id)
+    except LookupFailed as failure:
+        return label, [f"the lookup of {raw} failed: {failure.message}; {failure.hint}"], None
+    try:
         resource = lookup(source, target_id, config.lookup_timeout)
         if resource is None:
             raise LookupFailed(f"source {source.name} answered that there is no such object",
                                "check the target id; a target that does not exist is decided as production")
         require_parent(query, resource)
+    except LookupUnavailable as failure:
+        return by_project(query, raw, target_id, label, failure)
     except LookupFailed as failure:
-        return label, [f"the lookup of {raw} failed: {failure.message}; {failure.hint}"]
+        return label, [f"the lookup of {raw} failed: {failure.message}; {failure.hint}"], None
     commit_changes(query.store, query.taxonomy, source.name, [resource])
     own = [f"{key}={value}" for key, value, match in query.taxonomy.environment_tags(resource.tags)
            if match.environment is not None]
     tags = f"its environment tags {', '.join(own)}" if own else "no environment tag of its own"
     return query.label(raw), [f"{raw} was not in the last scan: looked up through source {source.name} ({tags}), "
-                              "labeled and stored"]
+                              "labeled and stored"], None
+
+
+def by_project(query: Query, raw: str, target_id: str, label: LabelRecord,
+               unavailable: LookupFailed) -> tuple[LabelRecord, list[str], str | None]:
+    """A never-seen GCP resource that cannot be looked up, decided by its project's label when no label of its own
+    can have been missed: its project is known, authoritative and fresh, and the GCP source's last scan was
+    complete and searched its asset type (it did not exist then, labeled or not). Else fail closed."""
+    failed = [f"{unavailable.message}; {unavailable.hint}"]
+    project, asset_type = gcp_project_of(target_id), gcp_asset_type(target_id)
+    if project is None or asset_type is None:
+        return label, failed, None
+    try:
+        source = covering_source(query, target_id)
+    except LookupFailed as failure:
+        return label, [*failed, f"it is not decided by its project: {failure.message}; {failure.hint}"], None
+    if not isinstance(source, GcpSource) or asset_type not in source.asset_types:
+        return label, [*failed, f"it is not decided by its project: source {source.name} does not search "
+                                f"{asset_type}, so a label of its own could have been missed; add it to the "
+                                "source's asset_types and scan"], None
+    scan = next((s for s in query.store.last_scans() if s["source"] == source.name), None)
+    if scan is None or not scan["complete"]:
+        return label, [*failed, f"it is not decided by its project: the last scan of source {source.name} was not "
+                                "complete, so a label of its own could have been missed; make the scan succeed"], None
+    project_label = query.label(project)
+    environment = project_label["environment"]
+    return label, [*failed, f"it is decided by its project {project.removeprefix(GCP_CRM)}, labeled {environment}: "
+                            f"the last complete scan of source {source.name} (finished {scan['finished_at']}) "
+                            f"searched {asset_type} and did not find it"], environment
 
 
 def container_of(target_id: str) -> str:
@@ -140,7 +177,14 @@ def container_of(target_id: str) -> str:
         raise LookupFailed("a cluster is found only by configuring a source for it", "add a kubernetes source")
     if target_id.isdigit():
         raise LookupFailed("an account is found only by a scan of its organization", "scan the AWS source")
-    raise LookupFailed("GCP targets are not looked up", "scan the GCP source that holds it, then check again")
+    project = gcp_project_of(target_id)
+    if project is not None:  # a GCP resource below a project
+        return project
+    if target_id.startswith("//storage.googleapis.com/projects/_/buckets/"):
+        raise LookupFailed("a bucket's name does not say which project it is in",
+                           "scan the GCP source that holds it (storage.googleapis.com/Bucket in its asset_types)")
+    raise LookupFailed("GCP organizations, folders and projects are found only by a scan of their organization",
+                       "scan the GCP source that holds it, then check again")
 
 
 def covering_source(query: Query, target_id: str) -> Source:

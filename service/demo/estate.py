@@ -9,7 +9,9 @@ resources have identical names (RDS ``orders-db`` and Lambda ``orders-api`` in b
 situation envlabel exists for. The Kubernetes part is that EKS cluster (a fake API server)
 with a namespace labeled staging inside it; the GCP part a fake Resource Manager holding an
 organization with Production/Staging/Sandbox folders and a project whose label contradicts
-its folder.
+its folder, and a fake Cloud Asset Inventory holding the resources below those projects (VMs,
+disks, buckets, Cloud SQL, a GKE cluster...), among them a VM labeled ``env: prod`` inside the
+sandbox project ``ml-playground``.
 """
 
 from __future__ import annotations
@@ -319,13 +321,21 @@ def start_kubernetes(context: DemoContext) -> DemoPart:
 
 # -- GCP ------------------------------------------------------------------------------------------
 def start_gcp(_context: DemoContext) -> DemoPart:
-    """A fake Cloud Resource Manager on a free loopback port, holding the example organization."""
+    """A fake Cloud Resource Manager and Cloud Asset Inventory on a free loopback port, holding the example
+    organization and the resources in its projects."""
+    from envlabel.service.demo.fakes.gcp_assets import EXAMPLE_ASSET_HIGHLIGHTS
     from envlabel.service.demo.fakes.gcp_crm import EXAMPLE_HIGHLIGHTS, ORG_ID, start_fake_gcp
 
     url, server = start_fake_gcp()
     source = {"name": "demo-gcp", "type": "gcp", "organization": ORG_ID, "api_endpoint": url}
-    highlights = [Highlight(what, target, expected) for what, target, expected in EXAMPLE_HIGHLIGHTS]
-    return DemoPart("gcp", [source], highlights, stop=server.stop)
+    highlights = [Highlight(what, target, expected)
+                  for what, target, expected in EXAMPLE_HIGHLIGHTS + EXAMPLE_ASSET_HIGHLIGHTS]
+    vm1, trainer = (next(target for what, target, expected in EXAMPLE_ASSET_HIGHLIGHTS
+                         if expected == env and what.startswith("a VM")) for env in ("sandbox", "production"))
+    checks = [CheckExample("may an agent delete the unlabeled VM in the sandbox project?", vm1,
+                           "compute.instances.delete", "allow"),
+              CheckExample("and the VM labeled env: prod beside it?", trainer, "compute.instances.delete", "deny")]
+    return DemoPart("gcp", [source], highlights, checks, stop=server.stop)
 
 
 #: one builder per provider, started in this order (Kubernetes hangs its cluster under AWS's EKS cluster).

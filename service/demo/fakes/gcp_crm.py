@@ -9,6 +9,8 @@ the read paths that client uses (``/v3/organizations/N``, ``/v3/folders``,
 (``pageSize``/``pageToken``/``nextPageToken``), ``showDeleted`` and the error
 bodies (``{"error": {"code", "message", "status", "details"}}``) Google sends,
 including Google's habit of answering 403 for a resource that does not exist.
+The same server answers the Cloud Asset API's ``/v1/{scope}:searchAllResources``
+for the resources below the projects (:mod:`.gcp_assets`, ``FakeCrm.assets``).
 
 Every route knows the IAM permission Google checks for it, so a test can hold
 a scanner's declared permissions against what it actually called
@@ -30,8 +32,11 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
+
+if TYPE_CHECKING:
+    from envlabel.service.demo.fakes.gcp_assets import FakeAssets
 
 CRM = "//cloudresourcemanager.googleapis.com/"
 CREATED = "2024-01-15T10:00:00.000Z"
@@ -114,8 +119,13 @@ class FakeCrm:
         self._denied: dict[str, str | None] = {}
         self._broken: dict[str, int] = {}
         self._throttles: list[list[Any]] = []  # [calls left, path substring, status]
-        self._lock = threading.Lock()
+        #: one lock for the estate and the request log, shared with :attr:`assets`
+        self.lock = threading.Lock()
         self._serial = 0
+        from envlabel.service.demo.fakes.gcp_assets import FakeAssets
+
+        #: the Cloud Asset API's view of the resources below these projects (``/v1/...:searchAllResources``)
+        self.assets: FakeAssets = FakeAssets(self)
 
     # -- seeding ------------------------------------------------------------------------------
     def _next(self, base: int) -> str:
@@ -176,7 +186,7 @@ class FakeCrm:
     def throttle(self, times: int, path_contains: str = "", status: int = 429) -> None:
         """Answer the next ``times`` calls (whose path contains ``path_contains``) with a rate-limit error:
         429 RESOURCE_EXHAUSTED, or the 403 rateLimitExceeded some Google APIs send. Rules add up."""
-        with self._lock:
+        with self.lock:
             self._throttles.append([times, path_contains, status])
 
     def deny(self, resource: str, permission: str | None = None) -> None:
@@ -186,35 +196,47 @@ class FakeCrm:
     def break_resource(self, resource: str, status: int = 500) -> None:
         self._broken[self._node(resource).name] = status
 
+    def clear_faults(self) -> None:
+        """Lift every throttle, denial and breakage (of the Cloud Asset searches too): the estate recovers."""
+        with self.lock:
+            self._throttles.clear()
+            self._denied.clear()
+            self._broken.clear()
+            self.assets.clear_faults()
+
     def grant_only(self, permissions: Iterable[str] | None) -> None:
         self.granted = None if permissions is None else frozenset(permissions)
 
     # -- requests -----------------------------------------------------------------------------
     def handle(self, method: str, raw_path: str) -> tuple[int, dict[str, Any]]:
         url = urlsplit(raw_path)
+        if url.path.startswith("/v1/"):
+            return self.assets.handle(method, raw_path)
         params = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         permission, resource = "", ""
-        with self._lock:
+        with self.lock:
             try:
                 if method != "GET":
                     raise ApiError(501, f"{method} {url.path}: the fake Resource Manager is read-only")
                 route, permission, resource = self._route(url.path, params)
-                self._check(url.path, permission, resource)
+                self.check(url.path, permission, resource)
                 status, body = 200, route()
             except ApiError as exc:
                 status, body = exc.code, exc.body()
             self.requests.append(LoggedRequest(method, url.path, params, permission, resource, status))
         return status, body
 
-    def _check(self, path: str, permission: str, resource: str) -> None:
+    def check(self, path: str, permission: str, resource: str,
+              service: str = "cloudresourcemanager.googleapis.com") -> None:
+        """Raise the ApiError Google would answer a call of ``service`` needing ``permission`` on ``resource``."""
         rule = next((r for r in self._throttles if r[0] > 0 and r[1] in path), None)
         if rule is not None:
             rule[0] -= 1
             raise ApiError(rule[2], "Quota exceeded for quota metric 'Read requests' and limit 'Read requests per "
-                           "minute' of service 'cloudresourcemanager.googleapis.com'.", [{
+                           f"minute' of service '{service}'.", [{
                                "@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMIT_EXCEEDED",
                                "domain": "googleapis.com",
-                               "metadata": {"service": "cloudresourcemanager.googleapis.com"}}])
+                               "metadata": {"service": service}}])
         if resource in self._broken:
             status = self._broken[resource]
             raise ApiError(status, _FAULT_MESSAGES.get(status, "Internal error encountered."))
@@ -224,7 +246,7 @@ class FakeCrm:
             full = CRM + resource if not resource.startswith("tag") else resource
             raise ApiError(403, f"Permission '{permission}' denied on resource '{full}' (or it may not exist).", [{
                 "@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "IAM_PERMISSION_DENIED",
-                "domain": "cloudresourcemanager.googleapis.com",
+                "domain": service,
                 "metadata": {"permission": permission, "resource": resource}}])
 
     def _route(self, path: str, params: dict[str, str]) -> tuple[Callable[[], dict[str, Any]], str, str]:
@@ -237,7 +259,7 @@ class FakeCrm:
                        "projects": "resourcemanager.projects.get", "tagKeys": "resourcemanager.tagKeys.get",
                        "tagValues": "resourcemanager.tagValues.get"}
             if collection in getters:
-                target = self._resolve(name)
+                target = self.resolve(name)
                 return (lambda: self._json(target)), getters[collection], target
         if len(parts) == 2 and collection in ("tagKeys", "tagValues"):
             wanted = self._param(params, "name")
@@ -258,7 +280,7 @@ class FakeCrm:
             }
             if collection in listers:
                 field_name, permission, lister = listers[collection]
-                parent = self._resolve(self._param(params, "parent").removeprefix(CRM))
+                parent = self.resolve(self._param(params, "parent").removeprefix(CRM))
                 return (lambda: self._page(field_name, lister(parent), params)), permission, parent
         if collection == "projects:search":
             return (lambda: self._page("projects", self._search(params.get("query", "")), params)), \
@@ -272,12 +294,12 @@ class FakeCrm:
         return params[name]
 
     def _node(self, name: str) -> Node:
-        resolved = self._resolve(name.removeprefix(CRM))
+        resolved = self.resolve(name.removeprefix(CRM))
         if resolved not in self.nodes:
             raise KeyError(f"no organization, folder or project {name!r} in the fake")
         return self.nodes[resolved]
 
-    def _resolve(self, name: str) -> str:
+    def resolve(self, name: str) -> str:
         """projects/ID -> projects/NUMBER; anything else unchanged."""
         if name.startswith("projects/") and name not in self.nodes:
             pid = name.split("/", 1)[1]
@@ -469,6 +491,9 @@ def seed_example(crm: FakeCrm | None = None) -> FakeCrm:
     crm.bind(sbx, env["Development"])
     crm.add_project(shared, "shared-logging", "Shared logging")  # no signal at all: unknown, fail closed
     crm.add_project(sandbox, "old-experiment", "Old experiment", state="DELETE_REQUESTED")
+    from envlabel.service.demo.fakes.gcp_assets import seed_example_assets
+
+    seed_example_assets(crm)
     return crm
 
 
