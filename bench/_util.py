@@ -254,7 +254,11 @@ def start_moto() -> tuple[str, subprocess.Popen[bytes]]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     exe = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
+    # without moto's catalogue of public AMIs, whose snapshots it files under the caller's account (see
+    # tests/conftest.py moto_environment): real AWS lists only the account's own for DescribeSnapshots OwnerIds=self
+    amis = Path(__file__).resolve().parents[1] / "tests" / "moto-no-amis.json"
     process = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
+                               env={**os.environ, "MOTO_AMIS_PATH": str(amis)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -74,6 +74,12 @@ PERMISSIONS: tuple[str, ...] = tuple(sorted(set(PERMISSION_OF.values())))
 #: the ResourceSearchResult fields a scan reads (a smaller reply than the default mask's)
 ASSET_FIELDS = ("name", "asset_type", "project", "display_name", "location", "labels", "tags",
                 "parent_full_resource_name")
+#: asset types whose recovery facts a scan reads from the search result's ``versionedResources`` (the resource as
+#: its own service's v1 API returns it: Cloud SQL Admin's DatabaseInstance, Cloud Storage's JSON API Bucket).
+#: Asked for these types only: the field is large and not in the default mask. Where Cloud Asset returns no
+#: versioned resource, the facts stay unknown (missing), never read as recoverable. ``additionalAttributes`` are not
+#: read: Google documents them as searchable text that must not be consumed programmatically
+FACT_ASSET_TYPES = frozenset({"sqladmin.googleapis.com/Instance", "storage.googleapis.com/Bucket"})
 #: Google's cap on one page of searchAllResources
 ASSET_PAGE_SIZE = 500
 _PROJECT_NUMBER_IN_NAME = re.compile(r"^//[^/]+/projects/(\d+)(?:/|$)")
@@ -225,7 +231,46 @@ def transform_asset(result: Any, project_ids: Mapping[str, str]) -> Resource:
     return Resource(result.name, PROVIDER, asset_kind(result.asset_type),
                     result.display_name or result.name.rsplit("/", 1)[-1], GCP_CRM + project,
                     merge_tags(result.labels, tags), project, region="" if result.location == "global" else
-                    result.location, aliases=project_id_alias(result.name, project))
+                    result.location, aliases=project_id_alias(result.name, project),
+                    facts=asset_facts(result.asset_type, _versioned_v1(result)))
+
+
+def _versioned_v1(result: Any) -> Mapping[str, Any] | None:
+    """The v1 representation among a search result's versioned resources (None when Cloud Asset sent none)."""
+    for versioned in getattr(result, "versioned_resources", ()):
+        if versioned.version == "v1":
+            return versioned.resource  # type: ignore[no-any-return]
+    return None
+
+
+def asset_facts(asset_type: str, resource: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Recovery facts from a resource's own v1 representation; only the keys it holds (missing: not known).
+
+    >>> asset_facts("sqladmin.googleapis.com/Instance",
+    ...             {"settings": {"deletionProtectionEnabled": False, "backupConfiguration": {"enabled": True}}})
+    {'deletion_protection': False, 'backups_enabled': True}
+    >>> asset_facts("storage.googleapis.com/Bucket", {"softDeletePolicy": {"retentionDurationSeconds": "604800"}})
+    {'versioning': False, 'soft_delete_days': 7}
+    >>> asset_facts("storage.googleapis.com/Bucket", None)
+    {}
+    """
+    if resource is None:
+        return {}
+    facts: dict[str, Any] = {}
+    if asset_type == "sqladmin.googleapis.com/Instance":
+        settings = resource.get("settings") or {}
+        if "deletionProtectionEnabled" in settings:
+            facts["deletion_protection"] = bool(settings["deletionProtectionEnabled"])
+        backups = settings.get("backupConfiguration") or {}
+        if "enabled" in backups:
+            facts["backups_enabled"] = bool(backups["enabled"])
+    elif asset_type == "storage.googleapis.com/Bucket":
+        # the JSON API omits ``versioning`` on a bucket where it was never enabled
+        facts["versioning"] = bool((resource.get("versioning") or {}).get("enabled", False))
+        seconds = (resource.get("softDeletePolicy") or {}).get("retentionDurationSeconds")
+        if seconds is not None:
+            facts["soft_delete_days"] = int(seconds) // 86400
+    return facts
 
 
 def project_id_alias(name: str, project: str) -> tuple[str, ...]:
@@ -249,6 +294,11 @@ def merge_tags(labels: Mapping[str, str], tags: Mapping[str, str]) -> dict[str, 
     {'env': 'dev', 'team': 'b', 'environment': 'Production'}
     """
     return {**dict(labels), **dict(tags)}
+
+
+def fields_for(asset_type: str) -> list[str]:
+    """The read mask of one type's search: the record's fields, and the versioned resource of a type with facts."""
+    return [*ASSET_FIELDS, "versioned_resources"] if asset_type in FACT_ASSET_TYPES else list(ASSET_FIELDS)
 
 
 class GcpScanner:
@@ -421,7 +471,7 @@ class GcpScanner:
         try:
             pager = self._call("search_all_resources", org, self.clients.assets.search_all_resources, scope=org,
                                asset_types=[asset_type], page_size=self.asset_page_size,
-                               read_mask=FieldMask(paths=list(ASSET_FIELDS)))
+                               read_mask=FieldMask(paths=fields_for(asset_type)))
             return [transform_asset(r, projects) for r in pager]
         except CallFailed as failure:
             return failure

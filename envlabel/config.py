@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
@@ -91,6 +91,11 @@ def format_duration(value: timedelta) -> str:
 
 
 ACTION_CLASSES: tuple[ActionClass, ...] = ("read", "create", "modify", "delete")
+#: the policy row key deciding a delete-class action (a data-destroying modify included) whose recovery is not
+#: ``true`` (irreversible, or not known to be recoverable); a row without it decides every delete alike
+IRREVERSIBLE: Final = "irreversible"
+#: what a policy row may decide: each action class, and irreversible deletes
+PolicyKey = Literal["read", "create", "modify", "delete", "irreversible"]
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
 
 
@@ -144,7 +149,7 @@ DEFAULT_SYNONYMS: dict[str, list[str]] = {
     "staging": ["staging", "stage", "stg", "preprod", "pre-prod", "uat"],
     "sandbox": ["sandbox", "sbx", "dev", "development", "test", "testing", "qa", "playground"],
 }
-DEFAULT_POLICY: dict[str, dict[ActionClass, Decision]] = {
+DEFAULT_POLICY: dict[str, dict[PolicyKey, Decision]] = {
     "production": {"read": "allow", "create": "require_approval", "modify": "require_approval",
                    "delete": "deny"},
     "staging": {"read": "allow", "create": "allow", "modify": "allow", "delete": "require_approval"},
@@ -262,6 +267,9 @@ class AwsSource(SourceBase):
     profile: str | None = None
     ou_environments: dict[str, str] = {}
     account_environments: dict[Annotated[str, Field(pattern=r"^\d{12}$")], str] = {}
+    #: read what decides whether a destructive change can be undone (snapshots, versioning, deletion and
+    #: termination protection...) and list EBS volumes and KMS keys; false: the scan of labels alone, fewer calls
+    recovery_facts: bool = True
 
 
 class KubernetesResource(Model):
@@ -418,7 +426,7 @@ class Config(Model):
     lookup_timeout: Annotated[Duration, _bounded(timedelta(milliseconds=100), timedelta(minutes=1), off=True,
                                                  why=" (a check waits for the lookup)")] = timedelta(seconds=2)
     schedule: Schedule = Schedule()
-    policy: dict[str, dict[ActionClass, Decision]] = Field(
+    policy: dict[str, dict[PolicyKey, Decision]] = Field(
         default_factory=lambda: {env: dict(row) for env, row in DEFAULT_POLICY.items()})
     approvers: dict[str, list[str]] = {}
     #: enforce, or audit (shadow mode: nothing blocked, every decision logged with what would have happened)

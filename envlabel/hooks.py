@@ -174,7 +174,8 @@ def decide_with_server(plan: Any, environ: Mapping[str, str], url: str | None) -
         client = Client(url or environ.get("ENVLABEL_URL") or None, environ.get("ENVLABEL_TOKEN") or None,
                         principal=principal_from_env(environ), interface="hook", mode=mode_from_env(environ))
         with client, client.deadline():  # one deadline for every check of the command
-            answer = decide_command(plan, lambda op: client.check(op.target, op.action, op.contents))
+            answer = decide_command(plan, lambda op: client.check(op.target, op.action, op.contents,
+                                                                        parameters=op.parameters))
     except UnreachableError as exc:
         if environ.get("ENVLABEL_FAIL_OPEN", "").strip().lower() in _TRUE:
             return Verdict("none", warning=f"envlabel is unreachable and ENVLABEL_FAIL_OPEN is set, so this "

@@ -6,7 +6,7 @@ a field added here is added everywhere at once; none is ever removed or renamed.
 
 from __future__ import annotations
 
-from typing import Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 #: what the check answers (its ``decision``), per environment and action class in the policy
 Decision = Literal["allow", "require_approval", "deny"]
@@ -51,6 +51,26 @@ class ApprovalRef(TypedDict):
     url: str | None
 
 
+class PathNodeRecord(TypedDict):
+    """One container on a label's evidence chain (``get --json``, ``GET /v1/label?explain=true``): the target
+    first, then each parent up to the root, with the signals that node carries itself."""
+
+    id: str
+    kind: str | None
+    name: str | None
+    #: False: a parent no scan has observed (only an override can speak for it)
+    found: bool
+    #: the strictest environment its own signals name (overrides, tags, configured environment, declaring name);
+    #: None: no signal of its own (``name`` evidence never decides)
+    environment: str | None
+    #: its own signals, as the label's ``evidence`` entries are written (names included, as evidence only)
+    signals: list[EvidenceRecord]
+    #: environment tags it carries whose value names no environment (``Environment=nonprod``): seen, not read
+    unread: list[str]
+    #: True above the nearest override: an override hides everything above it
+    hidden: bool
+
+
 class LabelRecord(TypedDict):
     """The label JSON. ``found: false`` (never seen, or gone: then ``gone_at``) means treat it as production."""
 
@@ -75,6 +95,12 @@ class LabelRecord(TypedDict):
     at: NotRequired[str]
     #: same-named resources in other environments (the current label only, not ``get --at``)
     lookalikes: NotRequired[list[LookalikeRecord]]
+    #: what decides whether a destructive change can be undone, as the last scan read it (deletion protection,
+    #: backups, versioning, reclaim policy...; keys by kind in docs/recovery.md; ``unreadable``: keys it could not
+    #: read). Always present in this release's answers (``{}``: none known); NotRequired for older servers' labels
+    facts: NotRequired[dict[str, Any]]
+    #: the evidence chain, target first (``get --json`` and ``GET /v1/label?explain=true`` only)
+    path: NotRequired[list[PathNodeRecord]]
 
 
 class RecoveryRecord(TypedDict):

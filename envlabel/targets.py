@@ -64,6 +64,7 @@ _K8S_KINDS: dict[str, tuple[str, ...]] = {
     "ingresses": ("ingress", "ing"),
     "persistentvolumeclaims": ("persistentvolumeclaim", "pvc"),
     "persistentvolumes": ("persistentvolume", "pv"),
+    "storageclasses": ("storageclass", "sc"),
     "configmaps": ("configmap", "cm"),
     "secrets": ("secret",),
     "pods": ("pod", "po"),
@@ -73,7 +74,7 @@ K8S_KIND_ALIASES: dict[str, str] = {
     alias: plural for plural, aliases in _K8S_KINDS.items() for alias in (plural, *aliases)
 }
 #: kinds that are never inside a namespace
-K8S_CLUSTER_SCOPED = frozenset({"namespaces", "nodes", "persistentvolumes"})
+K8S_CLUSTER_SCOPED = frozenset({"namespaces", "nodes", "persistentvolumes", "storageclasses"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,30 +5,47 @@ environment decided *as* is the label's, except that a target with no
 authoritative label (never seen, gone, ``unknown``, stale) is decided as the
 most restrictive environment (``config.environments[0]``, production by
 default). Every decision carries its reasons, citing the evidence.
+
+What the action would cost on this target (``recovery``, :mod:`envlabel.labelers.recovery`) comes from the
+label's facts and the call's parameters. A modify that destroys data (backups to zero, versioning suspended, a
+lifecycle expiration) is decided as the delete class (``action_class`` says ``delete``), with that reason; a
+delete-class action whose recovery is not ``true`` is decided by the row's ``irreversible`` key where the
+policy has one (rule ``policy.ENV.irreversible``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
 
 from envlabel.actions import classify
-from envlabel.config import Config, format_duration
+from envlabel.config import IRREVERSIBLE, Config, format_duration
+from envlabel.labelers.recovery import recovery
 from envlabel.model import UNKNOWN
-from envlabel.records import ActionClass, CheckRecord, Decision, LabelRecord
+from envlabel.records import ActionClass, CheckRecord, Decision, LabelRecord, RecoveryRecord
 
 
 def decide(config: Config, action: str, label: LabelRecord, *, decided_as: str | None = None,
-           notes: Sequence[str] = ()) -> CheckRecord:
+           notes: Sequence[str] = (), parameters: Mapping[str, Any] | None = None,
+           now: datetime | None = None, recovered: RecoveryRecord | None = None) -> CheckRecord:
     """The check JSON for ``action`` on the target described by ``label`` (the label JSON).
 
     ``decided_as`` replaces the environment the label gives (the caller found a stricter one, such as a
-    production resource inside the target); ``notes`` say why, before the policy's reason."""
+    production resource inside the target); ``notes`` say why, before the policy's reason. ``parameters`` are
+    the call's (None: not given), which the recovery rules read (``SkipFinalSnapshot``, ``BackupRetentionPeriod``,
+    ``propagationPolicy``...); ``now`` only words a snapshot's age. ``recovered``: the recovery decided already
+    (a check decided again as another environment keeps the one its parameters gave)."""
     classification = classify(action)
+    cost = recovered or recovery(classification.action_class, classification.understood_as, parameters,
+                                 label.get("kind"), label.get("facts") or {}, now=now)
+    action_class: ActionClass = "delete" if cost["destroys_data"] else classification.action_class
     environment, label_reasons = environment_for_decision(config, label)
     environment = decided_as or environment
-    decision, policy_reason = policy_decision(config, environment, classification.action_class)
+    decision, policy_reason, rule = policy_decision(config, environment, action_class, cost)
     approvers = list(config.approvers.get(environment, [])) if decision == "require_approval" else []
-    reasons = [classification.reason, *label_reasons, *notes, policy_reason]
+    reasons = [classification.reason, *label_reasons, *notes, *recovery_reasons(classification.action_class, cost),
+               policy_reason]
     if decision == "require_approval":
         reasons.append(f"ask {', '.join(approvers)} to approve" if approvers else
                        f"no approvers are configured for {environment} (config approvers.{environment}); "
@@ -36,16 +53,32 @@ def decide(config: Config, action: str, label: LabelRecord, *, decided_as: str |
     return {
         "target": label["target"],
         "action": action,
-        "action_class": classification.action_class,
+        "action_class": action_class,
         "environment": environment,
         "decision": decision,
-        "reversible": classification.reversible,
+        "reversible": cost["reversible"] is True,
         "reasons": reasons,
         "approvers": approvers,
         "label": label,
         "understood_as": classification.understood_as,
-        "rule": f"policy.{environment}.{classification.action_class}",
+        "rule": rule,
+        "recovery": cost,
     }
+
+
+def recovery_reasons(action_class: ActionClass, cost: RecoveryRecord) -> list[str]:
+    """What the reasons say of the recovery: for the delete class and a data-destroying modify only (a read,
+    create or settings change is undone by itself, and its reasons stay as they were)."""
+    if action_class != "delete" and not cost["destroys_data"]:
+        return []
+    why = "; ".join(cost["why"])
+    if cost["destroys_data"] and action_class != "delete":
+        return [f"it destroys data, so it is decided as a delete: {why}"]
+    if cost["reversible"] is True:
+        return [f"recoverable: {why}; how: {cost['how']}"]
+    verdict = "irreversible" if cost["reversible"] is False else "recovery unknown (decided as irreversible)"
+    loses = f"; loses {cost['loses']}" if cost["loses"] else ""
+    return [f"{verdict}: {why}{loses}"]
 
 
 def environment_for_decision(config: Config, label: LabelRecord) -> tuple[str, list[str]]:
@@ -86,9 +119,18 @@ def describe_label(label: LabelRecord) -> str:
     return text
 
 
-def policy_decision(config: Config, environment: str, action_class: ActionClass) -> tuple[Decision, str]:
+def policy_decision(config: Config, environment: str, action_class: ActionClass,
+                    cost: RecoveryRecord | None = None) -> tuple[Decision, str, str]:
+    """(decision, the policy's reason, the rule's name). A delete whose recovery is not ``true`` is decided by the
+    row's ``irreversible`` key when it has one; a row without it decides every delete alike."""
     row = config.policy.get(environment, {})
+    irreversible = row.get(IRREVERSIBLE)
+    if action_class == "delete" and irreversible is not None and cost is not None and cost["reversible"] is not True:
+        what = "irreversible" if cost["reversible"] is False else "not known to be recoverable"
+        return (irreversible, f"policy: an irreversible delete in {environment} is {irreversible} (this one is "
+                              f"{what})", f"policy.{environment}.{IRREVERSIBLE}")
     decision: Decision | None = row.get(action_class)
+    rule = f"policy.{environment}.{action_class}"
     if decision is None:
-        return "deny", (f"policy.{environment} has no entry for {action_class}; denied (fail closed)")
-    return decision, f"policy: {action_class} in {environment} is {decision}"
+        return "deny", (f"policy.{environment} has no entry for {action_class}; denied (fail closed)"), rule
+    return decision, f"policy: {action_class} in {environment} is {decision}", rule

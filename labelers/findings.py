@@ -10,6 +10,9 @@ relabel would store.
 
 Where a finding is reported is the point of the audit: on the resource
 whose tag must change, not on everything that inherits the consequence.
+One kind is about the resource rather than its label: ``unrecoverable``, a
+production resource whose scanned recovery facts say a delete today could
+not be undone (:func:`unrecoverable_because`).
 
 >>> from envlabel.model import Resource
 >>> from labelers.taxonomy import Taxonomy
@@ -28,7 +31,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from envlabel.config import DEFAULT_TAG_KEYS
 from envlabel.labelers.resolve import Labeler
@@ -42,8 +45,9 @@ NON_CANONICAL = "non-canonical"
 UNRECOGNIZED = "unrecognized"
 NAME_MISMATCH = "name-mismatch"
 STALE = "stale"
-#: report order within a severity: what leaves a target wrong or unknown first
-KINDS = (CONFLICT, AMBIGUOUS, UNLABELED, UNRECOGNIZED, STALE, NAME_MISMATCH, NON_CANONICAL)
+UNRECOVERABLE = "unrecoverable"
+#: report order within a severity: what leaves a target wrong or unknown first, then what a mistake would cost
+KINDS = (CONFLICT, AMBIGUOUS, UNLABELED, UNRECOGNIZED, STALE, UNRECOVERABLE, NAME_MISMATCH, NON_CANONICAL)
 SEVERITIES = ("high", "medium", "low")
 #: kinds whose fix is real work even away from production; the others are hygiene
 _MEDIUM_KINDS = frozenset({CONFLICT, AMBIGUOUS, UNLABELED, UNRECOGNIZED, STALE})
@@ -77,6 +81,8 @@ class Observed(Protocol):
     def declared(self) -> str | None: ...
     @property
     def path(self) -> str: ...
+    @property
+    def facts(self) -> Mapping[str, Any]: ...
 
 
 def describe(resource: Observed) -> str:
@@ -195,6 +201,9 @@ class Auditor:
                     self._names[name] = said
             if said and environment not in said:
                 self._name_mismatch(resource, environment, said)
+        facts = resource.facts
+        if facts and environment in self._alarming:
+            self._unrecoverable(resource, facts, environment)
         if observed and self.stale_before is not None and observed < self.stale_before:
             stale = self._stale[(source, resource.scope)]
             stale.count += 1
@@ -385,6 +394,16 @@ class Auditor:
         self._emit(resource, NAME_MISMATCH, expected, environment, message=message, advice=advice,
                    tags=((key, expected),) if expected == hinted else ())
 
+    def _unrecoverable(self, resource: Observed, facts: Mapping[str, Any], environment: str) -> None:
+        why = unrecoverable_because(resource.kind, facts)
+        if not why:
+            return
+        treated = environment if environment != UNKNOWN else f"{self._top} (it is unlabeled)"
+        message = (f"{describe(resource)} is {treated} and could not be recovered if it were deleted today: "
+                   f"{'; '.join(why)}")
+        self._found.append(Finding(resource.id, UNRECOVERABLE, "high", environment if environment != UNKNOWN
+                                   else self._top, message, _RECOVERY_ADVICE[resource.kind], (), resource))
+
     def expected_unknown(self, resource: Observed) -> str:
         """What an unlabeled resource should probably be: its name's hint, else the most restrictive."""
         hinted = self.taxonomy.name_environments(resource.name) if resource.name else set()
@@ -456,3 +475,96 @@ class Auditor:
             buckets[(_SEVERITY_ORDER[finding.severity], _KIND_ORDER[finding.kind])].append(finding)
         by_target = itemgetter(0)
         return [f for key in sorted(buckets) for f in sorted(buckets[key], key=by_target)]
+
+
+# -- unrecoverable: what a delete today would lose for good ---------------------------------------
+#: per kind, in words, what makes a deletion recoverable (the command is labelers.remediation.recovery_command)
+_RECOVERY_ADVICE = {
+    "rds:db": "turn on deletion protection and automated backups (7 days, or what your policy says); until then a "
+              "delete with SkipFinalSnapshot loses the database for good",
+    "rds:cluster": "turn on deletion protection and automated backups (7 days, or what your policy says) on the "
+                   "cluster",
+    "s3:bucket": "turn on versioning, so a deleted or overwritten object can be restored from its previous version",
+    "dynamodb:table": "turn on point-in-time recovery and deletion protection",
+    "k8s:persistentvolumeclaims": "set the bound volume's reclaim policy to Retain, so deleting the claim keeps "
+                                  "the disk; for new claims use a StorageClass with reclaimPolicy: Retain",
+    "sqladmin.Instance": "turn on deletion protection and automated backups",
+    "storage.Bucket": "turn on object versioning (and keep soft delete), so deleted objects can be restored",
+}
+
+
+def _off(facts: Mapping[str, Any], key: str, what: str) -> str | None:
+    """``what`` when the fact ``key`` is known to be false (or 0, or no snapshot); None when on or not known."""
+    if key not in facts:
+        return None
+    value = facts[key]
+    return what if value is False or value == 0 or value is None else None
+
+
+def _all_off(facts: Mapping[str, Any], checks: tuple[tuple[str, str], ...]) -> list[str]:
+    """The reasons, when every one of ``checks`` is known to be off: one fact on (or unknown) is a way back."""
+    unreadable = set(facts.get("unreadable") or ())
+    reasons = [None if key in unreadable else _off(facts, key, what) for key, what in checks]
+    return [r for r in reasons if r is not None] if all(reasons) else []
+
+
+_CHECKS: dict[str, tuple[tuple[str, str], ...]] = {
+    "rds:db": (("deletion_protection", "deletion protection is off"),
+               ("backup_retention_days", "automated backups are off (retention 0 days)"),
+               ("latest_snapshot", "it has no snapshot")),
+    "rds:cluster": (("deletion_protection", "deletion protection is off"),
+                    ("backup_retention_days", "automated backups are off (retention 0 days)"),
+                    ("latest_snapshot", "it has no snapshot")),
+    "dynamodb:table": (("deletion_protection", "deletion protection is off"),
+                       ("point_in_time_recovery", "point-in-time recovery is off"),
+                       ("latest_backup", "it has no backup")),
+    "sqladmin.Instance": (("deletion_protection", "deletion protection is off"),
+                          ("backups_enabled", "automated backups are off")),
+    "storage.Bucket": (("versioning", "object versioning is off"),
+                       ("soft_delete_days", "soft delete is off")),
+}
+
+
+def unrecoverable_because(kind: str, facts: Mapping[str, Any]) -> list[str]:
+    """Why deleting this resource today could not be undone, from its scanned facts; ``[]`` when it could, or
+    when a fact that decides it is not known (the audit reports what it knows; the check treats the unknown as
+    irreversible on its own).
+
+    >>> unrecoverable_because("rds:db", {"deletion_protection": False, "backup_retention_days": 0,
+    ...                                  "latest_snapshot": None, "read_replica_of": None, "cluster": None})
+    ['deletion protection is off', 'automated backups are off (retention 0 days)', 'it has no snapshot']
+    >>> unrecoverable_because("rds:db", {"deletion_protection": False, "backup_retention_days": 0,
+    ...     "latest_snapshot": {"id": "orders-manual", "at": "2026-12-01T03:00:00Z", "kind": "manual"}})
+    []
+    >>> unrecoverable_because("rds:db", {"deletion_protection": False, "backup_retention_days": 0,
+    ...                                  "latest_snapshot": None, "read_replica_of": "orders-db"})
+    []
+    >>> unrecoverable_because("s3:bucket", {"versioning": "Suspended", "object_lock": False, "replication": False})
+    ['versioning is Suspended', 'no object lock', 'no replication']
+    >>> unrecoverable_because("k8s:persistentvolumeclaims", {"reclaim_policy": "Delete", "volume": "pvc-1"})
+    ['its volume pvc-1 is deleted with it (reclaim policy Delete)']
+    >>> unrecoverable_because("dynamodb:table", {"deletion_protection": False, "latest_backup": None,
+    ...                                          "unreadable": ["point_in_time_recovery"]})
+    []
+    """
+    if kind == "rds:db" and (facts.get("read_replica_of") or facts.get("cluster")):
+        return []  # a replica's data lives on in its source; a cluster member's in the cluster (audited itself)
+    if kind == "s3:bucket":
+        return _bucket_because(facts)
+    if kind == "k8s:persistentvolumeclaims":
+        policy = facts.get("reclaim_policy")
+        if policy in ("Delete", "Recycle"):
+            volume = f" {facts['volume']}" if facts.get("volume") else ""
+            fate = "deleted" if policy == "Delete" else "scrubbed"
+            return [f"its volume{volume} is {fate} with it (reclaim policy {policy})"]
+        return []
+    checks = _CHECKS.get(kind)
+    return _all_off(facts, checks) if checks else []
+
+
+def _bucket_because(facts: Mapping[str, Any]) -> list[str]:
+    versioning = facts.get("versioning")
+    if versioning not in ("Suspended", "Disabled") or facts.get("object_lock") is not False \
+            or facts.get("replication") is not False:
+        return []
+    return [f"versioning is {versioning}", "no object lock", "no replication"]

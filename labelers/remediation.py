@@ -1,6 +1,7 @@
 """The command that applies a finding's fix, per provider, built from the target id and kind.
 
-Each command only sets the environment tag/label the finding names; a person
+Each command only sets the environment tag/label the finding names (or, for an
+``unrecoverable`` finding, turns on what makes a delete recoverable); a person
 runs it (or pastes it into a ticket). Values are shell-quoted.
 
 >>> from envlabel.model import Resource
@@ -10,13 +11,16 @@ runs it (or pastes it into a ticket). Values are shell-quoted.
 >>> ns = Resource("k8s://prod-eu/namespaces/payments", "kubernetes", "k8s:namespaces", "payments")
 >>> tag_command(ns, (("environment", "production"),))
 'kubectl --context prod-eu label namespace payments environment=production --overwrite'
+>>> recovery_command(db)
+'aws rds modify-db-instance --region eu-west-1 --db-instance-identifier orders --deletion-protection \
+--backup-retention-period 7 --apply-immediately'
 """
 
 from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 from envlabel.labelers.findings import Observed
@@ -26,6 +30,8 @@ Tags = Sequence[tuple[str, str]]
 
 _ORG_ID = re.compile(r"^(\d{12}|ou-[a-z0-9]+-[a-z0-9]+|r-[a-z0-9]+)$")
 _GCP_ORG = re.compile(r"organizations/(\d+)")
+#: the separator after an ARN's resource type: ``db:orders``, ``table/orders``
+_ARN_TYPE = re.compile(r"[:/]")
 
 
 def tag_command(resource: Observed, tags: Tags) -> str | None:
@@ -133,3 +139,73 @@ def _kubernetes(resource: Observed, tags: Tags) -> str | None:
 
 def rescan_command(source: str) -> str:
     return f"envlabel scan --source {shlex.quote(source)}"
+
+
+def recovery_command(resource: Observed) -> str | None:
+    """The command that makes deleting ``resource`` recoverable (an ``unrecoverable`` finding's fix), or None
+    when envlabel knows none for its kind."""
+    build = _RECOVERY_COMMANDS.get(resource.kind)
+    return build(resource) if build is not None else None
+
+
+def _arn_name(resource: Observed) -> tuple[str, str]:
+    """(region option, the name after the resource type) of an AWS ARN: ``...:db:orders``, ``...:table/orders``."""
+    parts = resource.id.split(":", 5)
+    region = parts[3] if len(parts) > 3 else resource.region
+    tail = _ARN_TYPE.split(parts[-1], maxsplit=1)
+    return _region_option(region), shlex.quote(tail[-1])
+
+
+def _rds_db(resource: Observed) -> str:
+    region, name = _arn_name(resource)
+    return (f"aws rds modify-db-instance {region}--db-instance-identifier {name} --deletion-protection "
+            "--backup-retention-period 7 --apply-immediately")
+
+
+def _rds_cluster(resource: Observed) -> str:
+    region, name = _arn_name(resource)
+    return (f"aws rds modify-db-cluster {region}--db-cluster-identifier {name} --deletion-protection "
+            "--backup-retention-period 7 --apply-immediately")
+
+
+def _s3_bucket(resource: Observed) -> str:
+    bucket = resource.id.rsplit(":", 1)[-1]
+    return f"aws s3api put-bucket-versioning --bucket {shlex.quote(bucket)} --versioning-configuration Status=Enabled"
+
+
+def _dynamodb_table(resource: Observed) -> str:
+    region, name = _arn_name(resource)
+    return (f"aws dynamodb update-continuous-backups {region}--table-name {name} "
+            "--point-in-time-recovery-specification PointInTimeRecoveryEnabled=true && "
+            f"aws dynamodb update-table {region}--table-name {name} --deletion-protection-enabled")
+
+
+def _kubernetes_claim(resource: Observed) -> str | None:
+    volume = resource.facts.get("volume")
+    if not volume:  # not bound yet: nothing to patch; the advice names the StorageClass
+        return None
+    cluster = shlex.quote(resource.id.removeprefix("k8s://").split("/", 1)[0])
+    patch = shlex.quote('{"spec":{"persistentVolumeReclaimPolicy":"Retain"}}')
+    return f"kubectl --context {cluster} patch pv {shlex.quote(str(volume))} -p {patch}"
+
+
+def _cloud_sql(resource: Observed) -> str:
+    match = _GCP_NAME.match(resource.id)
+    project = f" --project {shlex.quote(match.group(2))}" if match else ""
+    name = shlex.quote(resource.id.rsplit("/", 1)[-1])
+    return f"gcloud sql instances patch {name}{project} --deletion-protection --backup-start-time=03:00"
+
+
+def _gcs_bucket(resource: Observed) -> str:
+    return f"gcloud storage buckets update {shlex.quote('gs://' + resource.id.rsplit('/', 1)[-1])} --versioning"
+
+
+_RECOVERY_COMMANDS: dict[str, Callable[[Observed], str | None]] = {
+    "rds:db": _rds_db,
+    "rds:cluster": _rds_cluster,
+    "s3:bucket": _s3_bucket,
+    "dynamodb:table": _dynamodb_table,
+    "k8s:persistentvolumeclaims": _kubernetes_claim,
+    "sqladmin.Instance": _cloud_sql,
+    "storage.Bucket": _gcs_bucket,
+}

@@ -1,4 +1,5 @@
-"""How values are written in the store: times as ISO text, evidence, tags and aliases as compact JSON, the digest.
+"""How values are written in the store: times as ISO text, evidence, tags, aliases and facts as compact JSON, the
+digest.
 
 Encoders are built once: ``json.dumps`` with options builds a new encoder per call, which the scan path
 (a few encodes per resource, a million resources) cannot afford.
@@ -11,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from envlabel.model import Evidence, Resource
 
@@ -64,14 +66,35 @@ def decode_tags(text: str) -> dict[str, str]:
     return tags
 
 
-def digest(resource: Resource, tags_json: str | None = None) -> str:
-    """A fingerprint of everything labeling reads, so an unchanged resource is not rewritten.
+def encode_facts(facts: Mapping[str, Any]) -> str:
+    """A resource's recovery facts as stored: compact JSON, keys sorted, so equal facts are equal text."""
+    if not facts:
+        return "{}"
+    try:
+        return _sorted_compact(facts if type(facts) is dict else dict(facts))
+    except (TypeError, ValueError) as exc:  # a scanner's bug: say which key cannot be stored
+        raise ValueError(f"recovery facts must be JSON (str, number, bool, null, lists and objects): {exc}; "
+                         f"got {dict(facts)!r}") from None
 
-    ``tags_json`` is the resource's tags as stored (:func:`encode_tags`), when the caller has it already.
+
+def decode_facts(text: str | None) -> dict[str, Any]:
+    facts: dict[str, Any] = {} if not text or text == "{}" else json.loads(text)
+    return facts
+
+
+def digest(resource: Resource, tags_json: str | None = None, facts_json: str | None = None) -> str:
+    """A fingerprint of everything stored of a resource (what labeling reads and its recovery facts), so an
+    unchanged resource is not rewritten and a changed fact is.
+
+    ``tags_json`` and ``facts_json`` are the resource's tags and facts as stored (:func:`encode_tags`,
+    :func:`encode_facts`), when the caller has them already. A resource without facts has the digest it had
+    before facts were stored, so an upgrade does not rewrite every such resource.
     """
     # repr of a tuple of str/None/bool is unambiguous and self-delimiting, and cheaper than JSON
     head = repr((resource.provider, resource.kind, resource.name, resource.parent, resource.scope,
                  resource.region, resource.path, resource.name_signal, resource.declared, resource.aliases))
     body = head + (tags_json if tags_json is not None else encode_tags(resource.tags))
+    if resource.facts:  # tags JSON is self-delimiting: the facts' text after it is unambiguous
+        body += facts_json if facts_json is not None else encode_facts(resource.facts)
     return hashlib.blake2b(body.encode(), digest_size=12).hexdigest()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -27,6 +28,8 @@ class AuditRow(NamedTuple):
     name_signal: bool
     declared: str | None
     path: str
+    #: the recovery facts (decoded; ``{}`` when none): the audit's ``unrecoverable`` finding reads them
+    facts: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,8 @@ class LabelView(NamedTuple):
     evidence: list[EvidenceRecord]
     valid_until: datetime | None
     observed_at: str
+    #: the recovery facts as stored (decoded; ``{}`` when none)
+    facts: Mapping[str, Any]
 
 
 class EncodedLabel(NamedTuple):
@@ -104,6 +109,8 @@ class PastLabel(NamedTuple):
     kind: str
     name: str
     parent: str | None
+    #: the recovery facts that stood at that moment (``{}``: none recorded by then)
+    facts: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)

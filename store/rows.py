@@ -13,16 +13,17 @@ from envlabel.store.codec import decode_evidence, decode_tags, parse_ts
 from envlabel.store.records import EncodedLabel, HistoryEntry, LabelView
 
 RESOURCE_COLUMNS = ("id, source, provider, kind, name, parent, scope, region, path, tags, name_signal, "
-                     "declared, aliases, digest, first_seen, updated_at, tombstoned_at")
+                     "declared, aliases, digest, first_seen, updated_at, tombstoned_at, facts")
 RESOURCE = ("r.id, r.provider, r.kind, r.name, r.parent, r.tags, r.scope, r.region, r.name_signal, r.declared, "
       "r.aliases, r.path")
 LABEL = "l.environment, l.decided_by, l.conflict, l.evidence, l.valid_until, l.labeled_at"
-#: a resource with its label and the last good scan of its scope (:meth:`Store._stored` reads the row)
-STORED = (f"SELECT {RESOURCE}, {LABEL}, r.source, r.updated_at, r.tombstoned_at, s.last_ok FROM resources r "
+#: a resource with its label, the last good scan of its scope and its facts (:meth:`Store._stored` reads the row;
+#: ``RESOURCE`` leaves the facts out: labeling, which reads it a million times a pass, never needs them)
+STORED = (f"SELECT {RESOURCE}, {LABEL}, r.source, r.updated_at, r.tombstoned_at, s.last_ok, r.facts FROM resources r "
            "LEFT JOIN labels l ON l.target = r.id LEFT JOIN scopes s ON s.source = r.source AND s.scope = r.scope")
 #: what the label JSON shows, without the columns labeling needs (the hot lookup: :meth:`Store.label_view`)
 VIEW = ("SELECT r.id, r.provider, r.kind, r.name, r.parent, r.tombstoned_at, l.environment, l.decided_by, l.conflict, "
-         "l.evidence, l.valid_until, COALESCE(s.last_ok, r.updated_at) FROM resources r "
+         "l.evidence, l.valid_until, COALESCE(s.last_ok, r.updated_at), r.facts FROM resources r "
          "LEFT JOIN labels l ON l.target = r.id LEFT JOIN scopes s ON s.source = r.source AND s.scope = r.scope")
 VIEW_ONE = f"{VIEW} WHERE r.id = ?"  # a constant text: SQLite reuses the prepared statement
 CONTAINERS = (f"SELECT {RESOURCE} FROM resources r WHERE r.id IN "
@@ -37,22 +38,26 @@ scan_json = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 def label_view_of(r: Sequence[Any]) -> LabelView:
     evidence: list[EvidenceRecord] = [{"signal": e[0], "environment": e[1], "source": e[2], "detail": e[3]}
                                       for e in scan_json(r[9], 0)[0]] if r[9] else []
+    facts = {} if r[12] == "{}" else scan_json(r[12], 0)[0]
     return LabelView(r[0], r[1], r[2], r[3], r[4], r[5] is not None, r[6], r[7], bool(r[8]), evidence,
-                     parse_ts(r[10]), r[11])
+                     parse_ts(r[10]), r[11], facts)
 
 
-def resource_of(row: Sequence[Any], tags: Mapping[str, str] | None = None) -> Resource:
-    # positional, in field order: a million of these per full relabel
+def resource_of(row: Sequence[Any], tags: Mapping[str, str] | None = None,
+                facts: Mapping[str, Any] | None = None) -> Resource:
+    # positional, in field order: a million of these per full relabel (which reads no facts)
     return Resource(row[0], row[1], row[2], row[3], row[4], decode_tags(row[5]) if tags is None else tags,
                     row[6], row[7], bool(row[8]), row[9], () if row[10] == "[]" else tuple(json.loads(row[10])),
-                    row[11])
+                    row[11], {} if facts is None else facts)
 
 
 HISTORY = "target, at, scan_id, event, before, environment, decided_by, conflict, evidence, valid_until"
 #: a target's last history entry at or before a moment, with the resource as the label JSON shows it
 #: (a constant text: SQLite reuses its prepared statement)
-PAST = (f"SELECT {', '.join('h.' + c for c in HISTORY.split(', '))}, h.id, r.provider, r.kind, r.name, r.parent "
-         "FROM label_history h JOIN resources r ON r.id = h.target WHERE h.target = ? AND h.at <= ? "
+#: and the facts that stood then (the last fact_history row at or before it; parameters: at, target, at)
+PAST = (f"SELECT {', '.join('h.' + c for c in HISTORY.split(', '))}, h.id, r.provider, r.kind, r.name, r.parent, "
+         "(SELECT f.facts FROM fact_history f WHERE f.target = h.target AND f.at <= ? ORDER BY f.at DESC, f.id DESC "
+         "LIMIT 1) FROM label_history h JOIN resources r ON r.id = h.target WHERE h.target = ? AND h.at <= ? "
          "ORDER BY h.at DESC, h.id DESC LIMIT 1")
 
 

@@ -165,6 +165,20 @@ MIGRATIONS: list[str] = [
     CREATE INDEX approvals_request ON approvals (principal, action, target_id, digest, status);
     CREATE INDEX approvals_status ON approvals (status, created_at)
     """,
+    # 6: recovery facts. What decides whether a destructive change can be undone (deletion protection, backups,
+    # versioning, reclaim policy...), as the last scan read them, and their history: one row whenever a commit
+    # changes a resource's facts, so what could have been recovered at a past moment can be read back
+    """
+    ALTER TABLE resources ADD COLUMN facts TEXT NOT NULL DEFAULT '{{}}';
+    CREATE TABLE fact_history (
+        id {serial},
+        target TEXT NOT NULL,
+        at TEXT NOT NULL,
+        scan_id INTEGER,
+        facts TEXT NOT NULL
+    );
+    CREATE INDEX fact_history_target ON fact_history (target, at)
+    """,
 ]
 
 #: the schema's version table, which marks a database as an envlabel store

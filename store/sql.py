@@ -24,7 +24,7 @@ from typing import Any, Literal, NoReturn, TypeVar
 from envlabel.errors import StoreError
 from envlabel.model import Override, Resource
 from envlabel.store.approvals import ApprovalsRows
-from envlabel.store.codec import parse_ts, ts
+from envlabel.store.codec import decode_facts, parse_ts, ts
 from envlabel.store.decisions import DecisionsRows
 from envlabel.store.dialect import Dialect
 from envlabel.store.failures import CorruptStore, corrupt, not_a_store
@@ -32,7 +32,6 @@ from envlabel.store.lookalikes import LookalikesRows
 from envlabel.store.records import AuditRow, HistoryEntry, LabelView, PastLabel, StoredLabel
 from envlabel.store.rows import (
     HISTORY,
-    LABEL,
     PAST,
     RESOURCE,
     STORED,
@@ -321,8 +320,8 @@ class Store(DecisionsRows, ApprovalsRows, LookalikesRows):
     def _stored(self, row: Sequence[Any]) -> StoredLabel:
         observed = parse_ts(row[21]) or parse_ts(row[19])
         assert observed is not None
-        return StoredLabel(resource_of(row), row[18], resolution_of(row[12:18]), parse_ts(row[17]), observed,
-                           parse_ts(row[20]))
+        return StoredLabel(resource_of(row, facts=decode_facts(row[22])), row[18], resolution_of(row[12:18]),
+                           parse_ts(row[17]), observed, parse_ts(row[20]))
 
     def list_labels(self, environment: str | None = None, provider: str | None = None, after: str = "",
              limit: int | None = None, include_gone: bool = False) -> list[StoredLabel]:
@@ -341,9 +340,7 @@ class Store(DecisionsRows, ApprovalsRows, LookalikesRows):
             limit_sql = " LIMIT ?"
             params.append(limit)
         rows = self._query(
-            f"SELECT {RESOURCE}, {LABEL}, r.source, r.updated_at, r.tombstoned_at, s.last_ok FROM resources r "
-            "LEFT JOIN labels l ON l.target = r.id LEFT JOIN scopes s ON s.source = r.source AND s.scope = r.scope "
-            f"WHERE {' AND '.join(clauses)} ORDER BY r.id{limit_sql}", params)
+            f"{STORED} WHERE {' AND '.join(clauses)} ORDER BY r.id{limit_sql}", params)
         return [self._stored(row) for row in rows]
 
     def history(self, target: str) -> list[HistoryEntry]:
@@ -351,6 +348,12 @@ class Store(DecisionsRows, ApprovalsRows, LookalikesRows):
         rows = self._query(f"SELECT {HISTORY} FROM label_history WHERE target = ? ORDER BY at, id",
                            (self.resolve_id(target),))
         return [history_entry_of(r) for r in rows]
+
+    def fact_history(self, target: str) -> list[tuple[datetime, int | None, dict[str, Any]]]:
+        """Every change of ``target``'s recovery facts as ``(at, scan id, facts)``, oldest first."""
+        rows = self._query("SELECT at, scan_id, facts FROM fact_history WHERE target = ? ORDER BY at, id",
+                           (self.resolve_id(target),))
+        return [(at, r[1], decode_facts(r[2])) for r in rows if (at := parse_ts(r[0])) is not None]
 
     def label_at(self, target: str, at: datetime) -> HistoryEntry | None:
         """The last history entry of ``target`` at or before ``at``."""
@@ -360,12 +363,13 @@ class Store(DecisionsRows, ApprovalsRows, LookalikesRows):
     def past_label(self, target: str, at: datetime) -> PastLabel | None:
         """The last history entry of ``target`` at or before ``at`` with what the label JSON shows of the
         resource, in one indexed read (aliases resolved only when the id itself has no entry)."""
-        rows = self._lookup(PAST, (target, ts(at)))
+        moment = ts(at)
+        rows = self._lookup(PAST, (moment, target, moment))
         if not rows:
             alias = self.resolve_id(target)
             return None if alias == target else self.past_label(alias, at)
         r = rows[0]
-        return PastLabel(history_entry_of(r), r[10], r[11], r[12], r[13], r[14])
+        return PastLabel(history_entry_of(r), r[10], r[11], r[12], r[13], r[14], decode_facts(r[15]))
 
     def next_history(self, past: PastLabel) -> HistoryEntry | None:
         """The history entry of the same target right after ``past`` (None: it is the last)."""
@@ -444,14 +448,16 @@ class Store(DecisionsRows, ApprovalsRows, LookalikesRows):
             cur = conn.cursor()
             cur.execute(self.dialect.sql(
                 "SELECT r.id, r.provider, r.kind, r.name, r.parent, r.tags, r.scope, r.region, r.name_signal, "
-                "r.declared, r.path, r.source, r.updated_at FROM resources r WHERE r.tombstoned_at IS NULL"))
+                "r.declared, r.path, r.source, r.updated_at, r.facts FROM resources r WHERE r.tombstoned_at IS NULL"))
             # a million rows: unpacked in the loop header, rows built by tuple.__new__ (the named tuple's own
             # __new__ is a Python function), name_signal compared rather than bool()-called: ~0.5 s of 4
             new_row = tuple.__new__
+            no_facts: dict[str, Any] = {}  # shared by every row without facts (the audit only reads them)
             while rows := cur.fetchmany(batch):
                 out: list[tuple[AuditRow, str, str]] = []
                 append = out.append
-                for rid, provider, kind, name, parent, text, scope, region, signal, declared, path, source, at in rows:
+                for (rid, provider, kind, name, parent, text, scope, region, signal, declared, path, source, at,
+                     facts) in rows:
                     tags = parsed.get(text)
                     if tags is None:
                         lowered = text.lower()
@@ -461,7 +467,8 @@ class Store(DecisionsRows, ApprovalsRows, LookalikesRows):
                             parsed.clear()
                         parsed[text] = tags
                     append((new_row(AuditRow, (rid, provider, kind, name, parent, tags, scope, region, signal == 1,
-                                               declared, path)), source, last_ok.get((source, scope)) or at))
+                                               declared, path, no_facts if facts == "{}" or not facts
+                                               else decode_facts(facts))), source, last_ok.get((source, scope)) or at))
                 yield out
 
     def counts(self) -> dict[tuple[str, str], int]:

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from envlabel.model import Override, Resolution, Resource, ScanError
-from envlabel.store.codec import decode_tags, digest, encode_aliases, encode_tags, parse_ts, ts
+from envlabel.store.codec import decode_tags, digest, encode_aliases, encode_facts, encode_tags, parse_ts, ts
 from envlabel.store.dialect import Dialect
 from envlabel.store.lookalikes import StemFunction
 from envlabel.store.records import EncodedLabel, Fence, FencedOut, LabelChange
@@ -49,9 +49,10 @@ class Transaction:
         return {o.target: o for o in overrides if o.active(now)}
 
     def upsert_resources(self, source: str, resources: Iterable[Resource], now: datetime,
-                         batch: int = 5000, *, stem: StemFunction) -> tuple[set[str], int]:
+                         batch: int = 5000, *, stem: StemFunction, scan_id: int | None = None) -> tuple[set[str], int]:
         """Insert new and changed resources, each with its lookalike ``stem`` (of its name: the pipeline passes
         the taxonomy's, having made the stored stems its own with :func:`envlabel.store.lookalikes.restem`).
+        A resource whose recovery facts differ from the stored ones gets a ``fact_history`` row (of ``scan_id``).
         Returns (ids seen, rows written)."""
         stamp = ts(now)
         seen: set[str] = set()
@@ -68,18 +69,22 @@ class Transaction:
                 f"({', '.join('?' * len(few))})", (source, *(r.id for r in few))).fetchall()) if few else {}
 
         def flush() -> None:
+            before = self.stored_facts([row[0] for row in pending])
             # a resource coming back after a tombstone starts unlabeled, so its return is a history event
-            revived = self.tombstoned_among([row[0] for row in pending if row[0] not in existing])
+            revived = [t for t, (gone, _) in before.items() if gone and t not in existing]
             if revived:
                 self.executemany("DELETE FROM labels WHERE target = ?", [(t,) for t in revived])
+            self.executemany("INSERT INTO fact_history (target, at, scan_id, facts) VALUES (?, ?, ?, ?)",
+                             [(row[0], stamp, scan_id, row[17]) for row in pending
+                              if before.get(row[0], (False, "{}"))[1] != row[17]])
             self.executemany(
-                f"INSERT INTO resources ({RESOURCE_COLUMNS}, stem) VALUES ({', '.join('?' * 18)}) "
+                f"INSERT INTO resources ({RESOURCE_COLUMNS}, stem) VALUES ({', '.join('?' * 19)}) "
                 "ON CONFLICT (id) DO UPDATE SET source = excluded.source, provider = excluded.provider, "
                 "kind = excluded.kind, name = excluded.name, parent = excluded.parent, scope = excluded.scope, "
                 "region = excluded.region, path = excluded.path, tags = excluded.tags, "
                 "name_signal = excluded.name_signal, declared = excluded.declared, aliases = excluded.aliases, "
                 "digest = excluded.digest, updated_at = excluded.updated_at, tombstoned_at = NULL, "
-                "stem = excluded.stem",
+                "facts = excluded.facts, stem = excluded.stem",
                 pending)
             if aliases:
                 self.executemany("INSERT INTO aliases (alias, target) VALUES (?, ?) "
@@ -92,12 +97,13 @@ class Transaction:
                 continue
             seen.add(r.id)
             tags = encode_tags(r.tags)
-            fingerprint = digest(r, tags)
+            facts = encode_facts(r.facts)
+            fingerprint = digest(r, tags, facts)
             if existing.get(r.id) == fingerprint:
                 continue
             pending.append((r.id, source, r.provider, r.kind, r.name, r.parent, r.scope, r.region, r.path,
                             tags, int(r.name_signal), r.declared, encode_aliases(r.aliases), fingerprint,
-                            stamp, stamp, None, stem(r.name)))
+                            stamp, stamp, None, facts, stem(r.name)))
             if r.aliases:
                 aliases += [(a, r.id) for a in r.aliases]
             written += 1
@@ -106,15 +112,16 @@ class Transaction:
         flush()
         return seen, written
 
-    def tombstoned_among(self, ids: Sequence[str]) -> list[str]:
-        """Those of ``ids`` that are stored and gone (tombstoned), whatever their source."""
-        gone: list[str] = []
+    def stored_facts(self, ids: Sequence[str]) -> dict[str, tuple[bool, str]]:
+        """``(tombstoned, facts as stored)`` of each of ``ids`` that is stored, whatever its source: what an
+        upsert compares new facts against (the rows it is about to write; one read per 500)."""
+        found: dict[str, tuple[bool, str]] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
-            rows = self.execute(f"SELECT id FROM resources WHERE id IN ({', '.join('?' * len(chunk))}) "
-                                "AND tombstoned_at IS NOT NULL", chunk).fetchall()
-            gone += [r[0] for r in rows]
-        return gone
+            rows = self.execute(f"SELECT id, tombstoned_at, facts FROM resources WHERE id IN "
+                                f"({', '.join('?' * len(chunk))})", chunk).fetchall()
+            found.update((r[0], (r[1] is not None, r[2])) for r in rows)
+        return found
 
     def live_digests(self, ids: Sequence[str]) -> dict[str, str]:
         """The stored digest of each of ``ids`` that is live: what a watch event compares against."""

@@ -46,12 +46,19 @@ def wait_for_http(url: str, process: subprocess.Popen[bytes], deadline_s: float 
     raise RuntimeError(f"{url} did not answer within {deadline_s}s")
 
 
+def moto_environment() -> dict[str, str]:
+    """moto without its catalogue of Amazon's public AMIs: moto files their 1,300 snapshots under the caller's own
+    account, so `DescribeSnapshots OwnerIds=self` (the recovery facts) would list them, and take seconds, where real
+    AWS lists only the account's own."""
+    return {**os.environ, "MOTO_AMIS_PATH": str(Path(__file__).with_name("moto-no-amis.json"))}
+
+
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
     """A real moto server over HTTP for the whole session."""
     port = free_port()
     exe = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
-    process = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
+    process = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], env=moto_environment(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -187,7 +187,11 @@ def test_check(api: httpx.Client, target: str, action: str, decision: str, envir
                action_class: str) -> None:
     body = api.post("/v1/check", json={"target": target, "action": action}).json()
     assert (body["decision"], body["environment"], body["action_class"]) == (decision, environment, action_class)
-    assert body["reversible"] is (action_class != "delete")
+    # reversible is the target's recovery: a ModifyDBInstance without its parameters could set
+    # BackupRetentionPeriod=0 (not known to be reversible); a deployment's delete keeps its volumes; a database
+    # with no facts scanned is not known to be recoverable
+    assert body["reversible"] is (action_class in ("read", "create") or (target, action) == (PROD_POD, "delete"))
+    assert body["reversible"] is (body["recovery"]["reversible"] is True)
     assert body["label"]["target"] == target and body["reasons"]
     expected = {"production": ["sre-oncall", "dba-lead"], "staging": ["team-lead"]}.get(environment, [])
     assert body["approvers"] == (expected if decision == "require_approval" else [])

@@ -333,7 +333,8 @@ def test_the_notification_says_the_environment_in_capitals_and_renders_in_slack_
     text = message["text"]
     assert text.startswith("*PRODUCTION* — agent-7 asks to rds:ModifyDBInstance orders")
     assert f"`{PROD_DB}`" in text and "*Principal:* `agent-7`" in text
-    assert "*Reversible:* yes" in text
+    # no parameters were sent, so whether the modify sets BackupRetentionPeriod=0 is not known (docs/recovery.md)
+    assert "*Reversible:* *unknown* — treated as irreversible" in text
     assert "Approve: `envlabel approvals approve apr-" in text and "Deny: `envlabel approvals deny apr-" in text
     assert "*Why it is PRODUCTION*" in text and "Production" in text  # the OU in the evidence chain
     blocks = message["blocks"]
@@ -359,7 +360,7 @@ def test_the_notification_shows_lookalikes_irreversibility_and_escapes_hostile_n
     assert "<!channel>" not in text and "<https://evil" not in text
     assert "\n*Approved* by sre-oncall" not in text  # a line break in a value cannot start a line of its own
     assert f"orders also exists in *PRODUCTION*: `{PROD_DB}`" in text
-    assert "*Reversible:* *no* — it cannot be undone" in text
+    assert "*Reversible:* *unknown* — treated as irreversible" in text  # the twin's facts were never scanned
     assert f"Or open the approval page: {BASE_URL}/approvals/{record['id']}\n" in text  # no key: no ?key=
     huge = copy.deepcopy(record)
     huge["principal"] = "p" * 5000

@@ -88,7 +88,7 @@ def test_default_policy_table(environment: str, action: str, decision: str) -> N
     assert body["decision"] == decision
     assert body["environment"] == environment
     assert set(body) == {"target", "action", "action_class", "environment", "decision", "reversible", "reasons",
-                         "approvers", "label", "understood_as", "rule"}
+                         "approvers", "label", "understood_as", "rule", "recovery"}
     assert body["rule"] == f"policy.{environment}.{body['action_class']}"
     assert body["approvers"] == (CONFIG.approvers.get(environment, []) if decision == "require_approval" else [])
     assert f"label {environment} decided by inherited: OU /Root/X (ou-1)" in body["reasons"]

@@ -335,10 +335,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield running.url
 
 
-def decided(line: str, home: Path, url: str, **environ: str) -> dict[str, Any]:
+def decided(line: str, home: Path, url: str, *, parameters: bool = False, **environ: str) -> dict[str, Any]:
     plan = plan_command(line, context(home, **environ))
     with Client(url) as client:
-        return decide_command(plan, lambda op: client.check(op.target, op.action, op.contents))
+        return decide_command(plan, lambda op: client.check(op.target, op.action, op.contents,
+                                                            parameters=op.parameters if parameters else None))
 
 
 def test_the_incident_through_the_shell_is_denied_with_the_evidence(home: Path, server: str) -> None:
@@ -354,6 +355,20 @@ def test_the_incident_through_the_shell_is_denied_with_the_evidence(home: Path, 
     staging = decided("aws --profile staging rds delete-db-instance --db-instance-identifier orders-db", home,
                       server)
     assert staging["decision"] == "require_approval"
+
+
+def test_the_commands_parameters_reach_the_check(home: Path, server: str) -> None:
+    """--skip-final-snapshot travels with the check (as the hooks send it): recovery reads it, and an approval of
+    one call is not an approval of the same call with other flags."""
+    line = "aws --profile staging rds delete-db-instance --db-instance-identifier orders-db"
+    plan = plan_command(f"{line} --skip-final-snapshot", context(home))
+    (operation,) = plan.operations
+    assert operation.parameters == {"DBInstanceIdentifier": "orders-db", "SkipFinalSnapshot": True}
+    skipped = decided(f"{line} --skip-final-snapshot", home, server, parameters=True)["operations"][0]
+    assert skipped["recovery"]["reversible"] == "unknown"  # this store holds no recovery facts of the database
+    assert any("SkipFinalSnapshot" in why for why in skipped["recovery"]["why"])
+    kept = decided(f"{line} --final-db-snapshot-identifier last", home, server, parameters=True)["operations"][0]
+    assert kept["approval"]["id"] != skipped["approval"]["id"]  # other parameters: another request
 
 
 def test_the_strictest_decision_of_every_operation_wins(home: Path, server: str) -> None:

@@ -19,10 +19,10 @@ import pytest
 from envlabel.client import Client
 from envlabel.config import config_from_dict
 from envlabel.errors import ActionDenied, ApprovalRequired
-from envlabel.guard import jsonable
 from envlabel.guard.boto3 import protect
 from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import Resource
+from envlabel.parameters import jsonable
 from envlabel.service.core.clock import utcnow
 from envlabel.service.core.pipeline import commit_scan
 from envlabel.service.daemon.server import BackgroundServer

@@ -8,11 +8,12 @@ into the member accounts), and a test holds the two together.
 
 from __future__ import annotations
 
-from envlabel.discovery.aws import organization, scanner, services
+from envlabel.discovery.aws import facts, organization, scanner, services
 from envlabel.discovery.aws.calls import Credentials, SessionFactory, make_sessions
 from envlabel.discovery.aws.scanner import AwsScanner
 
 #: every IAM action the scanner may call
-PERMISSIONS: tuple[str, ...] = (*scanner.PERMISSIONS, *organization.PERMISSIONS, *services.PERMISSIONS)
+PERMISSIONS: tuple[str, ...] = (*scanner.PERMISSIONS, *organization.PERMISSIONS, *services.PERMISSIONS,
+                                   *facts.PERMISSIONS)
 
 __all__ = ["PERMISSIONS", "AwsScanner", "Credentials", "SessionFactory", "make_sessions"]

@@ -35,7 +35,10 @@ THROTTLED = frozenset({
 #: botocore service name -> IAM action prefix, where they differ
 _IAM_PREFIX = {"resourcegroupstaggingapi": "tag"}
 #: operations whose IAM action has another name
-_IAM_NAME = {("s3", "ListBuckets"): "ListAllMyBuckets"}
+_IAM_NAME = {("s3", "ListBuckets"): "ListAllMyBuckets",
+             ("s3", "GetObjectLockConfiguration"): "GetBucketObjectLockConfiguration",
+             ("s3", "GetBucketReplication"): "GetReplicationConfiguration",
+             ("s3", "GetBucketLifecycleConfiguration"): "GetLifecycleConfiguration"}
 
 
 def iam_action(service: str, operation: str) -> str:
@@ -43,6 +46,8 @@ def iam_action(service: str, operation: str) -> str:
 
     >>> iam_action("resourcegroupstaggingapi", "GetResources"), iam_action("s3", "ListBuckets")
     ('tag:GetResources', 's3:ListAllMyBuckets')
+    >>> iam_action("s3", "GetBucketLifecycleConfiguration")
+    's3:GetLifecycleConfiguration'
     """
     return f"{_IAM_PREFIX.get(service, service)}:{_IAM_NAME.get((service, operation), operation)}"
 

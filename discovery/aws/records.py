@@ -6,12 +6,15 @@
 'arn:aws:ec2:us-east-1:222222222222:vpc/vpc-1'
 >>> kind_of_arn("arn:aws:rds:us-east-1:222222222222:db:orders-db"), kind_of_arn("arn:aws:sqs:eu-west-1:2:jobs")
 ('rds:db', 'sqs:queue')
+>>> merge_facts({"versioning": "Enabled", "unreadable": ["replication"]}, {"unreadable": ["object_lock"]})
+{'versioning': 'Enabled', 'unreadable': ['object_lock', 'replication']}
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 PROVIDER = "aws"
@@ -76,3 +79,34 @@ def kind_of_arn(arn: str) -> str:
 def identifier_of_arn(arn: str) -> str:
     """The last segment of an ARN's resource part, a readable name when nothing better is known."""
     return _RESOURCE_SPLIT.split(arn_parts(arn)[3])[-1]
+
+
+def iso(moment: datetime | str | None) -> str | None:
+    """An AWS timestamp as ISO-8601 UTC to the second (``2026-12-01T03:00:00Z``), the form facts are stored in."""
+    if moment is None or isinstance(moment, str):
+        return moment
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def snapshot_ref(snapshot_id: str, at: datetime | str | None, kind: str) -> dict[str, Any]:
+    """A snapshot or backup as facts name it: ``{"id", "at", "kind": "automated"|"manual"}``."""
+    return {"id": snapshot_id, "at": iso(at), "kind": kind}
+
+
+def latest(refs: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The newest snapshot ref (ISO strings sort by time), None when there is none."""
+    newest = max(refs, key=lambda ref: ref["at"] or "", default=None)
+    return dict(newest) if newest is not None else None
+
+
+def merge_facts(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra``'s keys; ``unreadable`` is the union, less any key that was read after all."""
+    merged = {**base, **extra}
+    unreadable = set(base.get("unreadable", ())) | set(extra.get("unreadable", ()))
+    merged.pop("unreadable", None)
+    unreadable -= set(merged)
+    if unreadable:
+        merged["unreadable"] = sorted(unreadable)
+    return merged

@@ -6,16 +6,23 @@ credentials; every other account through the configured role. Each unit of
 work, a *scope* (``organization``, ``ACCOUNT/REGION``, ``ACCOUNT/global``),
 succeeds whole or becomes a ScanError with a hint; the others still return.
 Sessions are not thread-safe, so each unit gets its own from the factory.
+
+Recovery facts EC2 has no batch call for (termination protection: one
+DescribeInstanceAttribute per instance) are left by a region's unit as
+follow-up tasks on the same pool, in batches, so they run alongside the other
+scopes instead of serially inside one; their failures only mark facts unreadable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import partial
 
 from envlabel.config import AwsSource
 from envlabel.discovery.aws.calls import Clients, Credentials, ScopeFailed, SessionFactory, make_sessions
+from envlabel.discovery.aws.facts import Facts, termination_protection, with_facts
 from envlabel.discovery.aws.organization import SCOPE as ORG_SCOPE
 from envlabel.discovery.aws.organization import walk_organization
 from envlabel.discovery.aws.records import PROVIDER, partition_of
@@ -26,6 +33,9 @@ PERMISSIONS = (
     "sts:GetCallerIdentity",
     "sts:AssumeRole",
 )
+
+#: instances per termination-protection task: a region's 200 instances spread over 8 tasks of the pool
+PROTECTION_BATCH = 25
 
 _ORG_HINTS = {
     "AWSOrganizationsNotInUseException": "this account is not in an organization; set organization: false",
@@ -48,6 +58,8 @@ class Outcome:
     scope: str
     resources: list[Resource] = field(default_factory=list)
     errors: list[ScanError] = field(default_factory=list)
+    #: fact reads left to pool tasks of their own; each returns resource id -> facts to merge
+    followups: list[Callable[[], dict[str, Facts]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +129,13 @@ class AwsScanner:
                     order.append(account)
                     continue
                 pending += self.submit_account(pool, caller, credentials_or_failure, order)
-            for scope_future in pending:
+            followups: list[tuple[str, Future[dict[str, Facts]]]] = []
+            for scope_future in as_completed(pending):
                 outcome = scope_future.result()
                 outcomes[outcome.scope] = outcome
+                followups += [(outcome.scope, pool.submit(job)) for job in outcome.followups]
+            for scope, followup in followups:
+                outcomes[scope].resources = with_facts(outcomes[scope].resources, followup.result())
         return self.assemble(outcomes, order)
 
     def assemble(self, outcomes: dict[str, Outcome], order: list[str]) -> ScanResult:
@@ -149,16 +165,30 @@ class AwsScanner:
             scope = f"{access.account}/global"
             try:
                 s3 = self.clients(access.credentials, self.global_region, access.principal).api("s3")
-                buckets, failures = scan_buckets(s3, caller.partition, access.account)
+                buckets, failures = scan_buckets(s3, caller.partition, access.account, self.source.recovery_facts)
             except ScopeFailed as failure:
                 return Outcome(scope, errors=[ScanError(scope, failure.message, failure.hint)])
             return Outcome(scope, buckets, [ScanError(scope, f.message, f.hint) for f in failures])
-        where = Where(caller.partition, access.account, region)
+        where = Where(caller.partition, access.account, region, self.source.recovery_facts)
         try:
             clients = self.clients(access.credentials, region, access.principal)
-            return Outcome(where.scope, scan_region(clients, where))
+            resources = scan_region(clients, where)
         except ScopeFailed as failure:
             return Outcome(where.scope, errors=[ScanError(where.scope, failure.message, failure.hint)])
+        return Outcome(where.scope, resources, followups=self.protection_tasks(access, region, resources))
+
+    def protection_tasks(self, access: Access, region: str,
+                         resources: list[Resource]) -> list[Callable[[], dict[str, Facts]]]:
+        """Termination protection of the region's instances, ``PROTECTION_BATCH`` to a task."""
+        if not self.source.recovery_facts:
+            return []
+        arns = [r.id for r in resources if r.kind == "ec2:instance"]
+        return [partial(self.read_protection, access, region, arns[i:i + PROTECTION_BATCH])
+                for i in range(0, len(arns), PROTECTION_BATCH)]
+
+    def read_protection(self, access: Access, region: str, arns: list[str]) -> dict[str, Facts]:
+        ec2 = self.clients(access.credentials, region, access.principal).api("ec2")
+        return termination_protection(ec2, arns)
 
     def scan_organization(self, caller: Caller) -> tuple[Outcome, list[str]]:
         """The org tree and the member accounts to scan (active ones other than the caller's)."""

@@ -11,6 +11,12 @@ Topology: account -> VPC -> instances, subnets, security groups, RDS
 instances (DBSubnetGroup.VpcId) and Lambda functions in a VPC; everything
 else hangs off the account. A VPC shared into this account (RAM) belongs to
 its owner's scan; resources here still point at it by the owner's ARN.
+
+With ``recovery_facts`` (the default) EBS volumes and KMS keys are listed
+too: a volume attached to an instance hangs off that instance (its data is
+the instance's: it inherits the instance's environment), a detached one and
+every key off the account. Their facts, and every other kind's, come from
+discovery/aws/facts.py.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from envlabel.discovery.aws import facts
 from envlabel.discovery.aws.calls import Api, Clients, ScopeFailed
 from envlabel.discovery.aws.records import (
     LISTED_KINDS,
@@ -62,14 +69,17 @@ class Where:
     partition: str
     account: str
     region: str
+    #: read recovery facts (the source's ``recovery_facts``): without, records carry none
+    recovery_facts: bool = True
 
     @property
     def scope(self) -> str:
         return f"{self.account}/{self.region}"
 
-    def record(self, arn: str, kind: str, identifier: str, tags: dict[str, str], parent: str | None = None) -> Resource:
+    def record(self, arn: str, kind: str, identifier: str, tags: dict[str, str], parent: str | None = None,
+               *, facts: Mapping[str, Any] | None = None) -> Resource:
         return Resource(arn, PROVIDER, kind, name_of(tags, identifier), parent or self.account, tags, self.scope,
-                        self.region)
+                        self.region, facts=dict(facts or {}) if self.recovery_facts else {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +122,65 @@ def scan_region(clients: Clients, where: Where) -> list[Resource]:
         *transform_functions(clients.api("lambda").items("ListFunctions", "Functions"), where, net),
         *transform_tables(clients.api("dynamodb").items("ListTables", "TableNames"), where),
     ]
+    listed_kinds = LISTED_KINDS
+    if where.recovery_facts:
+        more, kinds = list_recovery_kinds(clients, where, listed)
+        listed, listed_kinds = facts.add_region_facts(clients.api, where.account, [*listed, *more]), kinds
     tagged = get_tagged(clients.api("resourcegroupstaggingapi"))
-    return merge_tagged(listed, tagged, where)
+    return merge_tagged(listed, tagged, where, listed_kinds)
+
+
+def list_recovery_kinds(clients: Clients, where: Where,
+                        listed: list[Resource]) -> tuple[list[Resource], frozenset[str]]:
+    """EBS volumes and KMS keys, and the kinds the listing now owns.
+
+    A listing that fails (a policy that predates it) leaves its kind to the tagging API, as before, instead
+    of failing the region: these kinds are listed for their facts, and facts are not labels.
+    """
+    instances = {r.id for r in listed if r.kind == "ec2:instance"}
+    found: list[Resource] = []
+    kinds = set(LISTED_KINDS)
+    for kind in ("ec2:volume", "kms:key"):
+        try:
+            found += (get_volumes(clients.api("ec2"), where, instances) if kind == "ec2:volume"
+                      else get_keys(clients.api("kms"), where))
+        except ScopeFailed:
+            continue
+        kinds.add(kind)
+    return found, frozenset(kinds)
+
+
+def get_volumes(ec2: Api, where: Where, instances: set[str]) -> list[Resource]:
+    return transform_volumes(ec2.items("DescribeVolumes", "Volumes"), where, instances)
+
+
+def transform_volumes(volumes: Iterable[Mapping[str, Any]], where: Where, instances: set[str]) -> list[Resource]:
+    """An attached volume's parent is its instance (when this scan lists it: never an unseen parent)."""
+    records = []
+    for v in volumes:
+        attached = next((ec2_arn(where.partition, where.region, where.account, "instance", a["InstanceId"])
+                         for a in v.get("Attachments") or () if a.get("InstanceId")
+                         and a.get("State") in ("attaching", "attached")), None)
+        records.append(where.record(ec2_arn(where.partition, where.region, where.account, "volume", v["VolumeId"]),
+                                    "ec2:volume", v["VolumeId"], tag_dict(v.get("Tags")),
+                                    attached if attached in instances else None, facts={"attached_to": attached}))
+    return records
+
+
+def get_keys(kms: Api, where: Where) -> list[Resource]:
+    """Customer-managed keys (AWS-managed ones cannot be deleted or disabled by anyone). Tags come from the
+    tagging API. A key DescribeKey cannot read is kept, its facts unreadable."""
+    reader = facts.Reader(kms)
+    records = []
+    for key in kms.items("ListKeys", "Keys"):
+        metadata = reader.call("DescribeKey", KeyId=key["KeyId"])
+        if metadata is None:
+            records.append(where.record(key["KeyArn"], "kms:key", key["KeyId"], {}, facts=facts.unreadable(
+                "state", "pending_deletion_days", "deletion_date")))
+        elif metadata.get("KeyMetadata", {}).get("KeyManager") != "AWS":
+            records.append(where.record(key["KeyArn"], "kms:key", key["KeyId"], {},
+                                        facts=facts.key_facts(metadata["KeyMetadata"])))
+    return records
 
 
 def _own(item: Mapping[str, Any], where: Where) -> bool:
@@ -147,7 +214,7 @@ def transform_instances(instances: Iterable[Mapping[str, Any]], where: Where,
                         net: Network) -> list[Resource]:
     return [where.record(ec2_arn(where.partition, where.region, where.account, "instance", i["InstanceId"]),
                          "ec2:instance", i["InstanceId"], tag_dict(i.get("Tags")),
-                         net.parent(where, i.get("VpcId"), [i.get("SubnetId") or ""]))
+                         net.parent(where, i.get("VpcId"), [i.get("SubnetId") or ""]), facts=facts.instance_facts(i))
             for i in instances]
 
 
@@ -163,12 +230,14 @@ def transform_db_instances(dbs: Iterable[Mapping[str, Any]], where: Where,
         group = db.get("DBSubnetGroup") or {}
         subnets = [s.get("SubnetIdentifier", "") for s in group.get("Subnets", ())]
         records.append(where.record(db["DBInstanceArn"], "rds:db", db["DBInstanceIdentifier"],
-                                    tag_dict(db.get("TagList")), net.parent(where, group.get("VpcId"), subnets)))
+                                    tag_dict(db.get("TagList")), net.parent(where, group.get("VpcId"), subnets),
+                                    facts=facts.db_instance_facts(db)))
     return records
 
 
 def transform_db_clusters(clusters: Iterable[Mapping[str, Any]], where: Where) -> list[Resource]:
-    return [where.record(c["DBClusterArn"], "rds:cluster", c["DBClusterIdentifier"], tag_dict(c.get("TagList")))
+    return [where.record(c["DBClusterArn"], "rds:cluster", c["DBClusterIdentifier"], tag_dict(c.get("TagList")),
+                         facts=facts.db_cluster_facts(c))
             for c in clusters]
 
 
@@ -185,7 +254,8 @@ def get_eks(eks: Api, where: Where) -> list[Resource]:
 
 
 def transform_clusters(clusters: Iterable[Mapping[str, Any]], where: Where) -> list[Resource]:
-    return [where.record(c["arn"], "eks:cluster", c["name"], tag_dict(c.get("tags"))) for c in clusters]
+    return [where.record(c["arn"], "eks:cluster", c["name"], tag_dict(c.get("tags")), facts=facts.eks_facts(c))
+            for c in clusters]
 
 
 def transform_functions(functions: Iterable[Mapping[str, Any]], where: Where,
@@ -210,7 +280,8 @@ def get_tagged(tagging: Api) -> dict[str, dict[str, str]]:
             for m in tagging.items("GetResources", "ResourceTagMappingList", ResourcesPerPage=100)}
 
 
-def merge_tagged(listed: list[Resource], tagged: Mapping[str, dict[str, str]], where: Where) -> list[Resource]:
+def merge_tagged(listed: list[Resource], tagged: Mapping[str, dict[str, str]], where: Where,
+                 listed_kinds: frozenset[str] = LISTED_KINDS) -> list[Resource]:
     """Listed resources with the tagging API's tags added; other tagged resources parented on the account.
 
     A tagged ARN of a listed kind that the listing did not return is gone (a
@@ -226,16 +297,19 @@ def merge_tagged(listed: list[Resource], tagged: Mapping[str, dict[str, str]], w
     for arn, tags in tagged.items():
         kind = kind_of_arn(arn)
         _, region, _, _ = arn_parts(arn)
-        if arn in seen or kind in LISTED_KINDS or region not in ("", where.region):
+        if arn in seen or kind in listed_kinds or region not in ("", where.region):
             continue
         merged.append(where.record(arn, kind, identifier_of_arn(arn), tags))
     return merged
 
 
-def scan_buckets(s3: Api, partition: str, account: str) -> tuple[list[Resource], list[ScopeFailed]]:
-    """S3 buckets of the account (global). A bucket whose tags cannot be read is skipped, not emitted tagless."""
+def scan_buckets(s3: Api, partition: str, account: str,
+                 recovery_facts: bool = True) -> tuple[list[Resource], list[ScopeFailed]]:
+    """S3 buckets of the account (global). A bucket whose tags cannot be read is skipped, not emitted tagless;
+    one whose facts cannot be read is emitted with them unreadable."""
     buckets: list[Resource] = []
     failures: list[ScopeFailed] = []
+    reader = facts.s3_reader(s3)
     for bucket in s3.items("ListBuckets", "Buckets"):
         name = bucket["Name"]
         try:
@@ -246,7 +320,8 @@ def scan_buckets(s3: Api, partition: str, account: str) -> tuple[list[Resource],
                 failures.append(ScopeFailed(f"bucket {name}: {failure.message}", failure.hint))
             continue
         buckets.append(Resource(s3_arn(partition, name), PROVIDER, "s3:bucket", name_of(tags, name), account, tags,
-                                f"{account}/global", region))
+                                f"{account}/global", region,
+                                facts=facts.bucket_facts(reader, name) if recovery_facts else {}))
     return buckets, failures
 
 

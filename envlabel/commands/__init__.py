@@ -59,6 +59,9 @@ class Operation:
     #: when envlabel never saw ``target``, decide by the strictest label inside this container instead (an
     #: account: the boto3 guard's fallback for kinds the scanner does not list completely)
     fallback: str = ""
+    #: the call's parameters as the guard would send them (:func:`envlabel.parameters.jsonable`): they bind an
+    #: approval to this very call and let recovery read ``SkipFinalSnapshot``; not part of the operation's identity
+    parameters: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
 
 
 @dataclass(frozen=True, slots=True)

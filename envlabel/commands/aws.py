@@ -32,6 +32,7 @@ from envlabel.commands import CommandContext, Operation, Unparsed, is_known, sho
 from envlabel.commands.aws_account import CannotTell, account_of, profile_name, region_of
 from envlabel.commands.aws_params import CannotRead, params_of
 from envlabel.guard.arns import EXEMPT_SERVICES, action_name, is_checked, targets_of
+from envlabel.parameters import jsonable
 
 GLOBAL_VALUES = frozenset({"region", "profile", "endpoint-url", "output", "query", "color", "ca-bundle",
                            "cli-read-timeout", "cli-connect-timeout", "cli-binary-format"})
@@ -225,7 +226,9 @@ def _operations(command: _Command, service: str, operation: str, params: dict[st
     if any(_PENDING in t.id or _PENDING in (t.fallback or "") for t in targets):
         targets = targets_of(service, operation, params, region, command.account())
     action = action_name(service, operation)
-    return [Operation("aws", t.id, action, contents=t.contents, fallback=t.fallback or "") for t in targets]
+    sent = jsonable({k: v for k, v in params.items() if k != "targets"})
+    return [Operation("aws", t.id, action, contents=t.contents, fallback=t.fallback or "", parameters=sent)
+            for t in targets]
 
 
 # -- botocore's models -----------------------------------------------------------------------------

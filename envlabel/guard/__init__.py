@@ -19,7 +19,7 @@ under one deadline (``ENVLABEL_TIMEOUT``, default 5 s; see
 hold the agent's call longer, and past the deadline the call fails closed as
 unreachable (or goes through with a warning under ``ENVLABEL_FAIL_OPEN``).
 
-Each check sends the call's parameters (JSON-able, see :func:`jsonable`): an
+Each check sends the call's parameters (JSON-able, see :func:`envlabel.parameters.jsonable`): an
 approval is bound to their digest, so it allows the very call that was
 approved, once. With ``wait=SECONDS`` a guard that meets ``require_approval``
 waits (outside the check's deadline: a person is not a server) for the
@@ -31,14 +31,10 @@ logging what would have been blocked.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime
-from datetime import time as daytime
 from typing import Any
 
 from envlabel.client import Client
@@ -54,11 +50,6 @@ def fail_open() -> bool:
     return os.environ.get("ENVLABEL_FAIL_OPEN", "").strip().lower() in _TRUE
 
 
-#: parameter names whose values are never sent: secrets, and idempotency tokens the SDK generates afresh for
-#: every call (they would make a retry of the approved call look like another call)
-_OMITTED = re.compile(r"password|secret|token|credential|private.?key", re.IGNORECASE)
-#: how deep parameters are walked; deeper values are summarized
-_MAX_DEPTH = 32
 
 
 def enforce(client: Client, targets: Sequence[str], action: str, contents: bool = False, *,
@@ -121,26 +112,6 @@ def await_approval(client: Client, refused: ApprovalRequired, wait: float) -> No
 def _explained(refusal: Blocked, note: str) -> Blocked:
     refusal.args = (f"{refusal}; {note}",)
     return refusal
-
-
-def jsonable(value: Any, depth: int = 0) -> Any:
-    """``value`` (a call's parameters) as JSON whose digest is the same for the same call: bytes by their
-    length and hash, streams and other objects by their type, times in ISO form, secrets and generated
-    idempotency tokens left out (the server sees only the digest, but the parameters travel to it)."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, Mapping) and depth < _MAX_DEPTH:
-        return {str(key): "<omitted>" if _OMITTED.search(str(key)) else jsonable(item, depth + 1)
-                for key, item in value.items()}
-    if isinstance(value, list | tuple | set | frozenset) and depth < _MAX_DEPTH:
-        items = [jsonable(item, depth + 1) for item in value]
-        return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
-    if isinstance(value, bytes | bytearray | memoryview):
-        data = bytes(value)
-        return f"<{len(data)} bytes sha256:{hashlib.sha256(data).hexdigest()[:16]}>"
-    if isinstance(value, datetime | date | daytime):
-        return value.isoformat()
-    return f"<{type(value).__name__}>"  # a stream, a file: reading it would consume what the call sends
 
 
 def decide_within_deadline(client: Client, decide: Callable[[], dict[str, Any]], action: str,

@@ -30,7 +30,7 @@ the caller's own, learned once per access key with ``sts:GetCallerIdentity``
 (against the client's custom endpoint when it has one, as with moto or
 LocalStack). All the checks of one call share one deadline
 (``ENVLABEL_TIMEOUT``). The call's parameters go with each check (made
-JSON-able by :func:`envlabel.guard.jsonable`), so an approval allows that very
+JSON-able by :func:`envlabel.parameters.jsonable`), so an approval allows that very
 call once; ``protect(..., wait=SECONDS)`` waits that long for an approval
 request to be decided, then checks again and lets the approved call through. Clients created from a session *before*
 ``protect(session)`` keep their own copy of the session's hooks: protect them
@@ -46,8 +46,9 @@ from typing import Any
 
 from envlabel.client import Client, raise_for_decision, strictest
 from envlabel.errors import EnvlabelError
-from envlabel.guard import decide_waiting, jsonable
+from envlabel.guard import decide_waiting
 from envlabel.guard.arns import Target, action_name, is_checked, targets_of
+from envlabel.parameters import jsonable
 
 log = logging.getLogger("envlabel.guard.boto3")
 

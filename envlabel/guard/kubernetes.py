@@ -62,7 +62,8 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from envlabel.client import Client
-from envlabel.guard import enforce, jsonable
+from envlabel.guard import enforce
+from envlabel.parameters import jsonable
 from envlabel.targets import k8s_target
 
 log = logging.getLogger("envlabel.guard.kubernetes")

@@ -99,12 +99,39 @@ def format_check(body: CheckRecord) -> str:
         lines.append(f"  principal: {body['principal']}{claimed}")
     if body.get("rule"):
         lines.append(f"  rule: {body['rule']}")
+    lines += recovery_lines(body)
     lines += [f"  - {reason}" for reason in body["reasons"]]
     lines += approval_lines(body)
     lines += [f"  lookalike: {twin['note']}" for twin in body.get("lookalikes") or []]
     if body.get("mode") == "audit" and body["decision"] != "allow":
         lines.append(f"audit mode: would have been {body['decision']} (nothing is blocked in audit mode)")
     return "\n".join(lines)
+
+
+#: how each verdict of ``recovery.reversible`` reads on the terminal
+_VERDICTS = {True: "recoverable", False: "IRREVERSIBLE", "unknown": "unknown (treated as irreversible)"}
+
+
+def recovery_lines(body: CheckRecord) -> list[str]:
+    """What the action would cost on this target: whether it can be undone, why, how, and what is lost.
+
+    >>> recovery_lines({"recovery": {"reversible": False, "why": ["deletion protection is off", "no snapshot"],
+    ...                              "how": None, "loses": "every row", "destroys_data": False}})
+    ['  recovery: IRREVERSIBLE: deletion protection is off; no snapshot', '    loses: every row']
+    """
+    recovery = body.get("recovery")
+    if recovery is None:
+        return []
+    verdict = _VERDICTS.get(recovery["reversible"], str(recovery["reversible"]))
+    why = f": {'; '.join(recovery['why'])}" if recovery["why"] else ""
+    lines = [f"  recovery: {verdict}{why}"]
+    if recovery.get("how"):
+        lines.append(f"    how: {recovery['how']}")
+    if recovery.get("loses"):
+        lines.append(f"    loses: {recovery['loses']}")
+    if recovery.get("destroys_data"):
+        lines.append("    this change destroys data: it is decided as a delete")
+    return lines
 
 
 def approval_lines(body: CheckRecord) -> list[str]:

@@ -22,7 +22,7 @@ from envlabel.service.core.query import Query
               help="Exit 1 when a reported finding is at or above this severity (a CI gate).")
 @config_option
 def audit(output: str, kind: str | None, severity: str | None, provider: str | None, fail_on: str | None) -> None:
-    """Mislabeled, unlabeled, conflicting and stale resources, each with the command that fixes it."""
+    """Mislabeled, unlabeled, conflicting, stale and unrecoverable resources, each with the command that fixes it."""
     now = utcnow()
     rows = findings(Query(get_config(), open_configured_store()), kind=kind, severity=severity, provider=provider,
                     now=now)

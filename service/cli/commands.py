@@ -63,7 +63,8 @@ def decide(command: str | list[str]) -> dict[str, Any]:
 
         plan = plan_command(command, context)
         with Client() as client, client.deadline():  # one deadline for every check of the command
-            return decide_command(plan, lambda op: client.check(op.target, op.action, op.contents))
+            return decide_command(plan, lambda op: client.check(op.target, op.action, op.contents,
+                                                                        parameters=op.parameters))
     from envlabel.service.core.query import Query
 
     return check_command(Query(config or get_config(), open_configured_store()), command, context)

@@ -28,7 +28,8 @@ from envlabel.commands import CommandContext, Operation
 from envlabel.commands.terraform import PlanError, PlannedChange, PlanReading, load_plan, read_plan
 from envlabel.config import Config
 from envlabel.labelers.decision import policy_decision
-from envlabel.records import CheckRecord
+from envlabel.labelers.recovery import recovery
+from envlabel.records import ActionClass, CheckRecord
 from envlabel.service.cli.agents import CHECK_EXIT
 from envlabel.service.cli.kit import EXIT_USAGE, config_option, emit_json, fail, get_config, open_configured_store
 from envlabel.service.core.audit import SARIF_SCHEMA
@@ -142,19 +143,21 @@ def decide_unnamed(config: Config, change: PlannedChange) -> CheckRecord:
     by the policy, the reason saying why there is no target and what would name one."""
     environment = config.environments[0]
     classification = classify(change.action)
-    decision, policy_reason = policy_decision(config, environment, classification.action_class)
+    # nothing is known of a target no one named: its recovery has no facts (a delete is decided as irreversible)
+    cost = recovery(classification.action_class, classification.understood_as, None, None, {})
+    action_class: ActionClass = "delete" if cost["destroys_data"] else classification.action_class
+    decision, policy_reason, rule = policy_decision(config, environment, action_class, cost)
     approvers = list(config.approvers.get(environment, [])) if decision == "require_approval" else []
     reasons = [classification.reason, f"{change.address}: {change.note} (fail closed)", policy_reason]
     if decision == "require_approval":
         reasons.append(f"ask {', '.join(approvers)} to approve" if approvers else
                        f"no approvers are configured for {environment} (config approvers.{environment}); "
                        "ask the owner of the target")
-    return {"target": change.address, "action": change.action, "action_class": classification.action_class,
-            "environment": environment, "decision": decision, "reversible": classification.reversible,
+    return {"target": change.address, "action": change.action, "action_class": action_class,
+            "environment": environment, "decision": decision, "reversible": cost["reversible"] is True,
             "reasons": reasons, "approvers": approvers,
             "label": not_found(change.address, _PROVIDERS.get(change.provider, change.provider)),
-            "understood_as": classification.understood_as,
-            "rule": f"policy.{environment}.{classification.action_class}"}
+            "understood_as": classification.understood_as, "rule": rule, "recovery": cost}
 
 
 # -- renderings ---------------------------------------------------------------------------------------------

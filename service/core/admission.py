@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,8 @@ class Request:
     groups: tuple[str, ...]
     dry_run: bool
     labels: Mapping[str, str]
+    #: the operation's options (a DELETE's DeleteOptions: ``propagationPolicy``), which recovery reads
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def caller(self) -> Caller:
@@ -164,7 +166,7 @@ def check_request(query: Query, request: Request, cluster: str) -> CheckRecord:
         target = k8s_target(cluster, "namespaces", request.name)
     else:
         target = k8s_target(cluster, request.resource, request.name, request.namespace or None)
-    answer = check(query, target, action)
+    answer = check(query, target, action, parameters=request.options or None)
     if request.operation != "CREATE" or not never_seen(answer["label"]) or container == target:
         return answer
     answer = check(query, container, action, contents=True)
@@ -292,7 +294,8 @@ def parse_review(body: Any) -> Request:
     return Request(uid=uid, operation=operation, resource=text(resource, "resource"), group=text(resource, "group"),
                    subresource=text(request, "subResource"), namespace=text(request, "namespace"),
                    name=text(request, "name"), username=text(user, "username"), groups=tuple(groups),
-                   dry_run=dry_run, labels=object_labels(request, operation))
+                   dry_run=dry_run, labels=object_labels(request, operation),
+                   options=options if isinstance(options := request.get("options"), dict) else {})
 
 
 def text(mapping: Mapping[str, Any], key: str) -> str:

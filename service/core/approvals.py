@@ -367,8 +367,6 @@ def _name_of(approval: ApprovalRecord) -> str:
 
 
 def _facts(approval: ApprovalRecord, check: CheckRecord) -> str:
-    reversible = check.get("reversible")
-    undo = ("yes" if reversible else "*no* — it cannot be undone") if reversible is not None else "unknown"
     claimed = check.get("claimed_principal")
     who = f"`{_code(approval['principal'])}`" + (f" (claiming `{_code(claimed)}`)" if claimed else "")
     return "\n".join([
@@ -376,8 +374,33 @@ def _facts(approval: ApprovalRecord, check: CheckRecord) -> str:
         f"*Target:* `{_code(approval['target_id'])}`",
         f"*Principal:* {who}",
         f"*Action:* `{_code(approval['action'])}` ({_esc(str(check.get('action_class', 'unknown')))})",
-        f"*Reversible:* {undo}",
+        *_recovery_lines(check),
     ])
+
+
+def _recovery_lines(check: CheckRecord) -> list[str]:
+    """Whether the action can be undone on this target, and how, or what makes it final: the approver's first
+    question, answered from the target's scanned facts (``recovery``), else from the action's class."""
+    recovery = check.get("recovery")
+    if recovery is None:
+        reversible = check.get("reversible")
+        undo = ("yes" if reversible else "*no* — it cannot be undone") if reversible is not None else "unknown"
+        return [f"*Reversible:* {undo}"]
+    why = "; ".join(_esc(w) for w in recovery["why"][:6])
+    verdict = recovery["reversible"]
+    if verdict is True:
+        lines = ["*Reversible:* yes" + (f" — {_esc(recovery['how'])}" if recovery["how"] else "")]
+    elif verdict is False:
+        lines = ["*Reversible:* *no* — it cannot be undone" + (f": {why}" if why else "")]
+    else:
+        lines = ["*Reversible:* *unknown* — treated as irreversible" + (f": {why}" if why else "")]
+    if verdict is True and why:
+        lines.append(f"*Why:* {why}")
+    if recovery["loses"]:
+        lines.append(f"*Would lose:* {_esc(recovery['loses'])}")
+    if recovery["destroys_data"]:
+        lines.append("*Destroys data:* this change is decided as a delete")
+    return lines
 
 
 def _status_line(approval: ApprovalRecord) -> str:

@@ -1,4 +1,4 @@
-"""The audit: mislabeled, unlabeled, conflicting and stale resources, one finding per fix.
+"""The audit: mislabeled, unlabeled, conflicting, stale and unrecoverable resources, one finding per fix.
 
 ``findings(query, ...)`` is what the CLI, the HTTP API (``GET /v1/findings``)
 and the MCP tool ``list_findings`` return. The rules live in
@@ -18,8 +18,8 @@ from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from envlabel.labelers.findings import KINDS, SEVERITIES, Auditor, Finding
-from envlabel.labelers.remediation import rescan_command, tag_command
+from envlabel.labelers.findings import KINDS, SEVERITIES, UNRECOVERABLE, Auditor, Finding
+from envlabel.labelers.remediation import recovery_command, rescan_command, tag_command
 from envlabel.service.core.clock import utcnow
 from envlabel.service.core.gc_pause import gc_paused_if_large
 from envlabel.service.core.query import Query
@@ -37,6 +37,8 @@ _RULES = {
     "unrecognized": "An environment tag value names no environment.",
     "name-mismatch": "The name says another environment than the label.",
     "stale": "Labels older than stale_after: the scan of their scope has not succeeded since.",
+    "unrecoverable": "A production resource that could not be recovered if it were deleted today (no deletion "
+                     "protection and no backups, versioning or retained volume).",
 }
 
 
@@ -98,7 +100,8 @@ def finding_json(finding: Finding) -> dict[str, Any]:
     # unpacked once: half a million findings in a messy estate
     target, kind, severity, environment, message, advice, tags, resource, _, source = finding
     if resource is not None:
-        command = tag_command(resource, tags) if tags else None
+        command = tag_command(resource, tags) if tags else recovery_command(resource) if kind == UNRECOVERABLE \
+            else None
     else:
         command = rescan_command(source) if source else None
     return {

@@ -80,13 +80,15 @@ class Authority:
               parameters: Mapping[str, Any] | None = None) -> CheckRecord:
         """The check JSON for ``caller`` (raises TargetError if the target is malformed). May look a never-seen
         target up and write an approval request: call it off the event loop."""
-        return self.finish(caller, check_target(self.query, target, action, contents=contents), parameters)
+        return self.finish(caller, check_target(self.query, target, action, contents=contents,
+                                                parameters=parameters), parameters)
 
     def check_seen(self, caller: Caller, target: str, action: str,
                    parameters: Mapping[str, Any] | None = None) -> CheckRecord | None:
         """The check from one indexed read, or None when it needs more: a never-seen target (a lookup), or a
-        ``require_approval`` under the grant (an approval to spend or to write)."""
-        base = check_seen_target(self.query, target, action)
+        ``require_approval`` under the grant (an approval to spend or to write). ``parameters`` decide the
+        recovery (with the facts the same read brings) and bind an approval."""
+        base = check_seen_target(self.query, target, action, parameters)
         if base is None:
             return None
         granted = self.granted(caller, base)

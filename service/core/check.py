@@ -15,7 +15,9 @@ beyond the one read, and only when asked for or needed:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from envlabel.config import Config, GcpSource, Source
 from envlabel.discovery.lookup import LookupFailed, LookupUnavailable, lookup
@@ -28,28 +30,32 @@ from envlabel.service.core.query import Query
 from envlabel.targets import GCP_CRM, gcp_asset_type, gcp_project_of, parse_target
 
 
-def check(query: Query, target: str, action: str, *, contents: bool = False) -> CheckRecord:
+def check(query: Query, target: str, action: str, *, contents: bool = False,
+          parameters: Mapping[str, Any] | None = None) -> CheckRecord:
     """The check JSON for ``action`` on ``target`` (raises TargetError if the target is malformed).
 
     ``contents``: decide as the strictest of the target and everything stored below it. A never-seen target
-    is looked up first when a scanned container covers it."""
+    is looked up first when a scanned container covers it. ``parameters`` (the call's, None: not given) decide
+    its recovery with the target's facts (a final snapshot, a retention set to 0, a propagation policy)."""
     label = query.label(target)
     notes: list[str] = []
     decided_as: str | None = None
     if never_seen(label):
         label, notes, decided_as = look_up(query, target, label)
-    base = decide(query.config, action, label)
+    base = decide(query.config, action, label, parameters=parameters, now=utcnow())
     if contents:
         return decide_contents(query, base if decided_as is None else redecide(query.config, base, decided_as, []),
                                notes)
     return redecide(query.config, base, decided_as or base["environment"], notes) if notes else base
 
 
-def check_seen(query: Query, target: str, action: str) -> CheckRecord | None:
+def check_seen(query: Query, target: str, action: str,
+               parameters: Mapping[str, Any] | None = None) -> CheckRecord | None:
     """The check from the one indexed read, or None when the target was never seen (call :func:`check`,
-    which may look it up: that waits on the network, so the caller may want it off its event loop)."""
+    which may look it up: that waits on the network, so the caller may want it off its event loop). The facts
+    its recovery needs come with the label, in that same read."""
     label = query.label(target)
-    return None if never_seen(label) else decide(query.config, action, label)
+    return None if never_seen(label) else decide(query.config, action, label, parameters=parameters, now=utcnow())
 
 
 def never_seen(label: LabelRecord) -> bool:
@@ -96,8 +102,9 @@ def cite(query: Query, target: str, environment: str) -> str:
 
 def redecide(config: Config, base: CheckRecord, environment: str, notes: list[str]) -> CheckRecord:
     """``base`` decided as ``environment`` by the same rule, ``notes`` added to its reasons before the
-    policy's (which stays last, with the approvers to ask)."""
-    return decide(config, base["action"], base["label"], decided_as=environment, notes=notes)
+    policy's (which stays last, with the approvers to ask); its recovery stays the one ``base`` was decided with."""
+    return decide(config, base["action"], base["label"], decided_as=environment, notes=notes,
+                  recovered=base.get("recovery"))
 
 
 # -- lookups of never-seen targets ----------------------------------------------------------------

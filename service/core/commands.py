@@ -65,7 +65,8 @@ def check_command(authority: Authority | Query, command: str | Sequence[str], co
                                         f"{max_operations} are checked per request (api.max_batch): split it")
 
     def decide(operation: Operation) -> CheckRecord:
-        return authority.check(who, operation.target, operation.action, contents=operation.contents)
+        return authority.check(who, operation.target, operation.action, contents=operation.contents,
+                               parameters=operation.parameters)
 
     return decide_command(plan, decide)
 

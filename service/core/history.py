@@ -59,4 +59,4 @@ def label_at(query: Query, raw_target: str, at: datetime) -> LabelRecord:
     return view_json(raw_target, LabelView(
         entry.target, past.provider, past.kind, past.name, past.parent, False, resolution.environment,
         resolution.decided_by, resolution.conflict, [e.as_dict() for e in resolution.evidence],
-        resolution.valid_until, ts(since)), stale=False) | {"at": ts(at)}
+        resolution.valid_until, ts(since), past.facts), stale=False) | {"at": ts(at)}

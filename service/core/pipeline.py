@@ -47,9 +47,17 @@ class ScanSummary:
     label_changes: int
     environments: Counter[str] = field(default_factory=Counter)
     errors: list[ScanError] = field(default_factory=list)
+    #: the commit's seconds (what ``commit_scan`` timed)
     seconds: float = 0.0
     #: label changes this (incomplete) scan did not write: of resources it could not see, not making them stricter
     held: int = 0
+    #: the discovery's seconds before the commit (set by :func:`run_source`; 0 for a commit of a given result)
+    discovery_seconds: float = 0.0
+
+    @property
+    def total_seconds(self) -> float:
+        """The pass's real duration: discovery (listing the provider, by far the longer part) plus the commit."""
+        return self.discovery_seconds + self.seconds
 
 
 #: which resources' labels a commit may only tighten (their own observation is not current)
@@ -147,7 +155,8 @@ def commit_scan(store: Store, taxonomy: Taxonomy, result: ScanResult, started_at
         if fence is not None:
             tx.hold_fence(fence)
         scan_id = tx.record_scan(result.source, started_at, now, result.complete, result.errors)
-        seen, written = tx.upsert_resources(result.source, result.resources, now, stem=stems_of(tx, taxonomy))
+        seen, written = tx.upsert_resources(result.source, result.resources, now, stem=stems_of(tx, taxonomy),
+                                             scan_id=scan_id)
         # An incomplete scan removes nothing: what it did not see may only be out of reach.
         removed = tx.tombstone(result.source, seen, now, scan_id) if result.complete else []
         # A complete scan listed every scope its live resources sit in, declared or not; a failed scope is not
@@ -205,6 +214,10 @@ def scan_source(source: Source, scan: Callable[[Source], ScanResult] | None = No
 
 def run_source(config: Config, store: Store, source: Source,
                scan: Callable[[Source], ScanResult] | None = None) -> ScanSummary:
-    """Scan one source and commit what it saw."""
-    started = utcnow()
-    return commit_scan(store, Taxonomy.from_config(config), scan_source(source, scan), started)
+    """Scan one source and commit what it saw; the summary times both (the scan's real duration)."""
+    started, clock = utcnow(), time.perf_counter()
+    result = scan_source(source, scan)
+    discovery = time.perf_counter() - clock
+    summary = commit_scan(store, Taxonomy.from_config(config), result, started)
+    summary.discovery_seconds = discovery
+    return summary

@@ -170,7 +170,7 @@ def not_found(raw_target: str, provider: str, stored: StoredLabel | None = None)
     body: LabelRecord = {
         "target": raw_target, "found": False, "environment": UNKNOWN, "authoritative": False,
         "decided_by": "none", "conflict": False, "stale": False, "observed_at": None,
-        "provider": provider, "kind": None, "name": None, "parent": None, "evidence": [],
+        "provider": provider, "kind": None, "name": None, "parent": None, "evidence": [], "facts": {},
     }
     if stored is not None and stored.tombstoned_at is not None:
         body["kind"], body["name"], body["parent"] = stored.resource.kind, stored.resource.name, stored.resource.parent
@@ -185,7 +185,7 @@ def label_json(raw_target: str, stored: StoredLabel, resolution: Resolution | No
         resolution.environment if resolution else None, resolution.decided_by if resolution else None,
         resolution.conflict if resolution else False,
         [e.as_dict() for e in resolution.evidence] if resolution else [],
-        resolution.valid_until if resolution else None, ts(stored.observed_at)), stale)
+        resolution.valid_until if resolution else None, ts(stored.observed_at), r.facts), stale)
 
 
 def view_json(raw_target: str, view: LabelView, stale: bool) -> LabelRecord:
@@ -205,4 +205,5 @@ def view_json(raw_target: str, view: LabelView, stale: bool) -> LabelRecord:
         "parent": view.parent,
         "id": view.id,
         "evidence": view.evidence,
+        "facts": dict(view.facts),
     }

@@ -12,6 +12,14 @@ retried with backoff; it never removes anything. While a kind is not listed
 and watched (before its first list, or failing), its objects' labels only
 tighten when their parents change (``held_kinds``), as in an incomplete scan.
 
+Recovery facts stay current too: claims, volumes and storage classes are
+watched as full objects, and an event on a volume or class carries the claims
+whose ``reclaim_policy`` it changed (``WatchEvent.related``), committed with it.
+Their commits are serialised and each claim's facts derived again from the
+scanner's volume index at commit time (:meth:`KubernetesWatcher._commit`), so a
+claim's stored policy is never older than the last volume event applied (a
+volume patched from Retain to Delete must not leave the claim saying Retain).
+
 ``stop()`` is prompt: it shuts the open watch connections down instead of
 waiting for the server's timeout.
 """
@@ -21,10 +29,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from envlabel.config import Config, KubernetesSource
 from envlabel.discovery.kubernetes import (
+    VOLUME_KINDS,
     KindSpec,
     KubernetesScanFailure,
     KubernetesScanner,
@@ -34,7 +44,7 @@ from envlabel.discovery.kubernetes import (
     cluster_resource,
 )
 from envlabel.labelers.taxonomy import Taxonomy
-from envlabel.model import ScanError
+from envlabel.model import Resource, ScanError
 from envlabel.service.core.pipeline import commit_changes
 from envlabel.store.sql import Store
 
@@ -66,6 +76,8 @@ class KubernetesWatcher:
         self.stats = WatchStats()
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        #: held over each commit of claims, volumes and classes (see _commit)
+        self._volume_lock = threading.Lock()
         self._streams: set[WatchStream] = set()
         self._threads: list[threading.Thread] = []
         self._synced: dict[KindSpec, threading.Event] = {k: threading.Event() for k in self.scanner.kinds}
@@ -155,8 +167,9 @@ class KubernetesWatcher:
         resources = listed.resources
         if kind.resource == "namespaces" and not kind.group:  # the cluster record travels with its namespaces
             resources = [cluster_resource(self.source), *resources]
-        changes = commit_changes(self.store, self.taxonomy, self.source.name, resources, kind=f"k8s:{kind.resource}",
-                                 held_kinds=self._held_kinds())
+        changes = self._commit(kind, resources, relisted=f"k8s:{kind.resource}", held_kinds=self._held_kinds())
+        if listed.related:  # claims whose volume or class this list changed
+            changes += self._commit(kind, listed.related, held_kinds=self._held_kinds())
         with self._lock:
             self.stats.label_changes += changes
             self.stats.relists[kind.label] += 1
@@ -172,15 +185,26 @@ class KubernetesWatcher:
         if event.resource is not None:
             held = self._held_kinds()
             if event.type == "DELETED":
-                changes = commit_changes(self.store, self.taxonomy, self.source.name, [], gone=[event.resource.id],
-                                         held_kinds=held)
+                changes = self._commit(kind, event.related, gone=[event.resource.id], held_kinds=held)
             else:
-                changes = commit_changes(self.store, self.taxonomy, self.source.name, [event.resource],
-                                         held_kinds=held)
+                changes = self._commit(kind, [event.resource, *event.related], held_kinds=held)
             with self._lock:
                 self.stats.events[kind.label] += 1
                 self.stats.label_changes += changes
         return event.resource_version
+
+    def _commit(self, kind: KindSpec, resources: Sequence[Resource], *, gone: Sequence[str] = (),
+                relisted: str | None = None, held_kinds: frozenset[str] = frozenset()) -> int:
+        """Commit what a list (of kind ``relisted``) or an event saw. For claims, volumes and classes: one at a
+        time, each claim's facts derived from the volume index as it is at commit time, so the last commit
+        has the newest policy."""
+        if (kind.group, kind.resource) not in VOLUME_KINDS:
+            return commit_changes(self.store, self.taxonomy, self.source.name, resources, gone=gone, kind=relisted,
+                                  held_kinds=held_kinds)
+        with self._volume_lock:
+            return commit_changes(self.store, self.taxonomy, self.source.name,
+                                  self.scanner.volumes.current(resources), gone=gone, kind=relisted,
+                                  held_kinds=held_kinds)
 
     def _failed(self, kind: KindSpec, error: ScanError) -> None:
         with self._lock:  # until its watch is open again, its objects' own labels are as last seen

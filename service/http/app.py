@@ -259,7 +259,8 @@ def _add_query_routes(app: FastAPI, authority: Authority) -> None:
     @app.get("/v1/findings", tags=["audit"], responses={422: {"model": ErrorDoc}})
     async def get_findings(request: Request, kind: str | None = None, severity: str | None = None,
                            provider: str | None = None) -> Response:
-        """Audit findings: conflicting, ambiguous, unlabeled, non-canonical, unrecognized, name-mismatch, stale.
+        """Audit findings: conflicting, ambiguous, unlabeled, non-canonical, unrecognized, name-mismatch, stale,
+        unrecoverable (production without deletion protection nor backups).
         An answer is served again for a few seconds while no label, scan or override changed; a large one is
         sent gzip-compressed to a client that accepts it."""
         gzip_ok = accepts_gzip(request.headers.get("accept-encoding"))

@@ -8,7 +8,7 @@ pays for validating its own response.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -96,6 +96,20 @@ class LabelDoc(BaseModel):
     name: str | None
     parent: str | None
     evidence: list[EvidenceDoc]
+    facts: dict[str, Any] = Field(default_factory=dict, description="What decides whether a destructive change "
+                                  "can be undone (deletion protection, backups, versioning, reclaim policy...), as "
+                                  "the last scan read it; unreadable lists keys it could not read. {}: none known.")
+
+
+class RecoveryDoc(BaseModel):
+    reversible: bool | Literal["unknown"] = Field(description="true: recoverable (how says how); false: it cannot "
+                                                              "be undone; unknown: facts are missing (decided as "
+                                                              "irreversible).")
+    why: list[str]
+    how: str | None
+    loses: str | None
+    destroys_data: bool = Field(description="A modify that destroys data (backups to 0, versioning suspended, an "
+                                            "expiration): decided as a delete.")
 
 
 class LookalikeDoc(BaseModel):
@@ -123,7 +137,7 @@ class CheckDoc(BaseModel):
     action_class: str = Field(description="read, create, modify or delete (unrecognized actions: delete).")
     environment: str = Field(description="The environment decided as (production if unknown or stale).")
     decision: str = Field(description="allow, require_approval or deny.")
-    reversible: bool
+    reversible: bool = Field(description="recovery.reversible is true.")
     reasons: list[str]
     approvers: list[str]
     label: LabelDoc
@@ -137,6 +151,8 @@ class CheckDoc(BaseModel):
     lookalikes: list[LookalikeDoc] | None = Field(None, description="Same-named resources in other environments.")
     approval: ApprovalRefDoc | None = Field(None, description="require_approval: the request to approve; allow "
                                                               "by approval: the one spent.")
+    recovery: RecoveryDoc | None = Field(None, description="What the action would cost on this target, from its "
+                                                           "scanned facts and the call's parameters.")
 
 
 class UnparsedDoc(BaseModel):

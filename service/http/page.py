@@ -367,7 +367,6 @@ def render_evidence(record: ApprovalRecord) -> str:
 
 def render_detail(record: ApprovalRecord, viewer: Viewer, note: str, *, problem: str | None = None) -> str:
     check: Mapping[str, Any] = record["check"]
-    reversible = check.get("reversible", False)
     reasons = "".join(f"<li>{escape(r)}</li>" for r in check.get("reasons", []))
     parts = [
         f"<p class=note>{escape(note)}</p>" if note else "",
@@ -377,7 +376,7 @@ def render_detail(record: ApprovalRecord, viewer: Viewer, note: str, *, problem:
         "<table>",
         row("Principal", escape(record["principal"])),
         row("Action", f"{escape(record['action'])} ({escape(str(check.get('action_class', '')))})"),
-        row("Reversible", "yes" if reversible else "<span class=irreversible>NO: this cannot be undone</span>"),
+        *recovery_rows(check),
         row("Status", f"<b class=status>{escape(record['status'])}</b>"
                       + (f" by {escape(record['decided_by'] or '')}: {escape(record['decision_reason'] or '')}"
                          if record.get("decided_by") else "")),
@@ -391,6 +390,32 @@ def render_detail(record: ApprovalRecord, viewer: Viewer, note: str, *, problem:
         render_form(record, viewer) if record["status"] == "pending" else "",
     ]
     return "".join(parts)
+
+
+def recovery_rows(check: Mapping[str, Any]) -> list[str]:
+    """Can the action be undone on this target, how, and what it would lose: from ``recovery`` (the target's
+    scanned facts), else from the action's class. An unknown is shown, and treated, as irreversible."""
+    recovery: Mapping[str, Any] | None = check.get("recovery")
+    if recovery is None:
+        undo = "yes" if check.get("reversible", False) else "<span class=irreversible>NO: this cannot be undone</span>"
+        return [row("Reversible", undo)]
+    verdict = recovery.get("reversible")
+    why = "; ".join(escape(str(w)) for w in recovery.get("why") or [])
+    if verdict is True:
+        rows = [row("Reversible", "yes" + (f": {escape(str(recovery['how']))}" if recovery.get("how") else ""))]
+    elif verdict is False:
+        rows = [row("Reversible", "<span class=irreversible>NO: this cannot be undone</span>"
+                                  + (f" ({why})" if why else ""))]
+    else:
+        rows = [row("Reversible", "<span class=irreversible>UNKNOWN: treated as irreversible</span>"
+                                  + (f" ({why})" if why else ""))]
+    if verdict is True and why:
+        rows.append(row("Why", why))
+    if recovery.get("loses"):
+        rows.append(row("Would lose", escape(str(recovery["loses"]))))
+    if recovery.get("destroys_data"):
+        rows.append(row("Destroys data", "<span class=irreversible>yes: decided as a delete</span>"))
+    return rows
 
 
 def render_login(target: str, *, problem: str | None = None) -> str:

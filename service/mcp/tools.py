@@ -11,7 +11,7 @@ the process's own (ENVLABEL_PRINCIPAL, else anonymous). An answer that carries a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -70,7 +70,20 @@ An answer with approval (require_approval) names a request (approval.id) a perso
 tell your operator that id and what you were about to do, and once it is approved retry exactly the
 same call (same target, action and parameters): it is then allowed once.
 
-parameters: the call's own parameters (JSON), if you have them: an approval is bound to them.
+recovery says what the action would cost on THIS target, from its scanned facts (deletion protection,
+backups, snapshots, versioning, reclaim policy) and your parameters:
+- reversible true: it can be undone; how says how (restore from snapshot ..., the previous object version);
+  loses says what would still be lost (data written since the snapshot).
+- reversible false: it cannot be undone; why says what makes it so (no backups, SkipFinalSnapshot).
+- reversible "unknown": the facts are not known; treat it as irreversible.
+An irreversible (false or "unknown") destructive action needs a human: even when the decision is allow, tell
+your operator what recovery.why says and get their go-ahead before you perform it (the answer's instruction
+says so). destroys_data true means a
+modify that destroys data (backups set to 0, versioning suspended, an expiration): it is decided as a delete.
+reversible at the top level repeats recovery.reversible is true.
+
+parameters: the call's own parameters (JSON), if you have them: an approval is bound to them, and recovery
+reads them (SkipFinalSnapshot, FinalDBSnapshotIdentifier, BackupRetentionPeriod, propagationPolicy).
 
 contents: pass true when the action touches "anything in" the target rather than one named resource
 (a write in an account that names no resource): the decision is then the strictest of the target and
@@ -84,9 +97,10 @@ an action is allowed (use check_action for that)."""
 
 LIST_FINDINGS = """\
 Audit findings about environment labels: conflict (a resource's tag disagrees with its container),
-ambiguous, unlabeled, non-canonical, unrecognized, name-mismatch, stale. Each has a severity and a
-remediation (the exact tag to set). Filter by kind, severity or provider. Use it to report labeling
-problems to people; a finding never makes an action safer."""
+ambiguous, unlabeled, non-canonical, unrecognized, name-mismatch, stale, and unrecoverable (a production
+resource that could not be recovered if deleted today: no deletion protection and no backups or versioning).
+Each has a severity and a remediation (the exact tag to set, or the command that turns on backups). Filter by
+kind, severity or provider. Use it to report problems to people; a finding never makes an action safer."""
 
 _READ_ONLY = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 
@@ -155,7 +169,21 @@ def with_instruction(answer: dict[str, Any]) -> dict[str, Any]:
             f"approval request {approval['id']} is waiting for a person to approve it{where}; once it is approved, "
             "retry exactly the same call (same target, action and parameters): it is then allowed once. Do not "
             "retry with another id, action or workaround.")
+    elif answer.get("decision") == "allow" and _irreversible(answer) and "approval" not in answer:
+        # (an allow that spent an approval was decided by a person who saw the same recovery)
+        why = "; ".join(answer["recovery"].get("why") or []) or "its recovery is not known"
+        answer["instruction"] = (
+            f"Allowed, but {answer.get('action')} on {answer.get('target')} cannot be undone as far as envlabel "
+            f"knows ({why}). Tell your operator exactly that and get a person's go-ahead before you perform it.")
     return answer
+
+
+def _irreversible(answer: Mapping[str, Any]) -> bool:
+    """A destructive action (a delete, or a modify that destroys data) whose recovery is not known to be true."""
+    recovery = answer.get("recovery")
+    if not isinstance(recovery, Mapping) or recovery.get("reversible") is True:
+        return False
+    return answer.get("action_class") == "delete" or bool(recovery.get("destroys_data"))
 
 
 def _answer(call: Callable[..., Any], *args: Any) -> dict[str, Any]:

@@ -44,7 +44,8 @@ NAME_SERVICE = {"sqladmin.googleapis.com": "cloudsql.googleapis.com"}
 
 #: the camelCase JSON field -> whether readMask may name it (the fields the fake fills)
 _FIELDS = ("name", "assetType", "project", "folders", "organization", "displayName", "description", "location",
-           "labels", "state", "createTime", "updateTime", "parentFullResourceName", "parentAssetType", "tags")
+           "labels", "state", "createTime", "updateTime", "parentFullResourceName", "parentAssetType", "tags",
+           "versionedResources")
 _QUERY_TERM = re.compile(r'^(name|displayName|state|location|labels\.[\w-]+)([:=])"?([^"]*)"?$')
 
 
@@ -60,6 +61,8 @@ class Asset:
     labels: dict[str, str] = field(default_factory=dict)
     state: str = ""
     tags: list[str] = field(default_factory=list)  # tagValues/N directly bound
+    #: the resource as its own service's v1 API returns it (``versionedResources``); None: Cloud Asset has none
+    resource: dict[str, Any] | None = None
 
 
 class FakeAssets:
@@ -74,16 +77,17 @@ class FakeAssets:
     # -- seeding ------------------------------------------------------------------------------
     def add(self, asset_type: str, project_id: str, path: str, labels: dict[str, str] | None = None, *,
             display_name: str | None = None, location: str = "global", state: str = "",
-            tags: Iterable[str] = ()) -> str:
+            tags: Iterable[str] = (), resource: dict[str, Any] | None = None) -> str:
         """Add the asset ``//SERVICE/PATH`` (SERVICE from ``asset_type``) in ``project_id``; returns its name.
 
-        ``path`` may use ``{number}`` for the project's number (Secret Manager names use it)."""
+        ``path`` may use ``{number}`` for the project's number (Secret Manager names use it). ``resource`` is
+        its v1 representation, served as ``versionedResources`` when the read mask asks for it."""
         number = self.crm.project_number(project_id)
         relative = path.format(number=number.split("/")[1])
         service = asset_type.split("/", maxsplit=1)[0]
         name = f"//{NAME_SERVICE.get(service, service)}/{relative}"
         self.assets[name] = Asset(name, asset_type, number, display_name or relative.rsplit("/", 1)[-1], location,
-                                  dict(labels or {}), state, list(tags))
+                                  dict(labels or {}), state, list(tags), resource)
         return name
 
     def instance(self, project_id: str, zone: str, name: str, labels: dict[str, str] | None = None,
@@ -97,10 +101,28 @@ class FakeAssets:
                         state="RUNNING")
 
     def bucket(self, project_id: str, name: str, labels: dict[str, str] | None = None,
-               location: str = "us") -> str:
-        """A Cloud Storage bucket: its name carries no project (``projects/_``), its ``project`` field does."""
+               location: str = "us", *, versioning: bool = False, soft_delete_days: int = 7) -> str:
+        """A Cloud Storage bucket: its name carries no project (``projects/_``), its ``project`` field does.
+        Its JSON API representation omits ``versioning`` unless it was enabled, and carries the soft delete
+        policy (7 days unless set otherwise; 0 turns it off)."""
+        resource: dict[str, Any] = {"kind": "storage#bucket", "name": name, "location": location.upper(),
+                                    "storageClass": "STANDARD",
+                                    "softDeletePolicy": {"retentionDurationSeconds": str(soft_delete_days * 86400)}}
+        if versioning:
+            resource["versioning"] = {"enabled": True}
         return self.add("storage.googleapis.com/Bucket", project_id, f"projects/_/buckets/{name}", labels,
-                        location=location)
+                        location=location, resource=resource)
+
+    def sql_instance(self, project_id: str, name: str, labels: dict[str, str] | None = None,
+                     location: str = "europe-west1", *, deletion_protection: bool = False,
+                     backups: bool = True) -> str:
+        """A Cloud SQL instance with its Cloud SQL Admin v1 DatabaseInstance representation."""
+        resource = {"kind": "sql#instance", "name": name, "project": project_id, "region": location,
+                    "databaseVersion": "POSTGRES_16", "state": "RUNNABLE",
+                    "settings": {"tier": "db-custom-2-7680", "deletionProtectionEnabled": deletion_protection,
+                                 "backupConfiguration": {"enabled": backups, "startTime": "03:00"}}}
+        return self.add("sqladmin.googleapis.com/Instance", project_id, f"projects/{project_id}/instances/{name}",
+                        labels, location=location, state="RUNNABLE", resource=resource)
 
     def bind(self, name: str, tag_value: str) -> None:
         """Attach ``tag_value`` (tagValues/N) to the asset ``name``, replacing a value of the same key."""
@@ -243,6 +265,9 @@ class FakeAssets:
             body["state"] = asset.state
         if asset.tags:
             body["tags"] = [self._tag(v) for v in asset.tags]
+        # a large field: sent only when the read mask names it (or "*"), as Google sends it
+        if asset.resource is not None and ("*" in mask or "versionedResources" in mask):
+            body["versionedResources"] = [{"version": "v1", "resource": asset.resource}]
         if mask and "*" not in mask:
             body = {k: v for k, v in body.items() if k in mask}
         return body
@@ -271,12 +296,11 @@ def seed_example_assets(crm: FakeCrm) -> None:
     sandbox project, a bucket with no project in its name, a secret named by project number."""
     assets = crm.assets
     assets.instance("payments-prod", "europe-west1-b", "payments-api-1", {"team": "payments"})
-    assets.add("sqladmin.googleapis.com/Instance", "payments-prod", "projects/payments-prod/instances/payments-db",
-               location="europe-west1", state="RUNNABLE")
+    assets.sql_instance("payments-prod", "payments-db", deletion_protection=False, backups=True)
     assets.add("container.googleapis.com/Cluster", "payments-prod",
                "projects/payments-prod/locations/europe-west1/clusters/payments-gke", location="europe-west1",
                state="RUNNING")
-    assets.bucket("payments-prod", "payments-exports", {"env": "prod"}, location="eu")
+    assets.bucket("payments-prod", "payments-exports", {"env": "prod"}, location="eu", versioning=True)
     assets.add("spanner.googleapis.com/Instance", "orders-prod", "projects/orders-prod/instances/orders-spanner",
                {"env": "sandbox"})  # a label that contradicts its production folder: production, conflict
     assets.add("pubsub.googleapis.com/Topic", "orders-prod", "projects/orders-prod/topics/orders-events")

@@ -192,7 +192,8 @@ class _Handler(BaseHTTPRequestHandler):
         verbs = {"GET": "get" if name else ("watch" if watching else "list"), "POST": "create", "PUT": "update",
                  "PATCH": "patch", "DELETE": "delete" if name else "deletecollection"}
         verb = verbs[method]
-        self.fake.requests.append(RequestRecord(method, path, verb, kind.group, kind.resource, namespace, name, query))
+        self.fake.requests.append(RequestRecord(method, path, verb, kind.group, kind.resource, namespace, name, query,
+                                                self.headers.get("Accept") or ""))
         if (kind.group, kind.resource) in self.fake.forbidden:
             scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
             raise ApiError(403, "Forbidden", f'{kind.resource}{"." + kind.group if kind.group else ""} is forbidden: '

@@ -51,6 +51,8 @@ KINDS: tuple[Kind, ...] = (
     Kind("", "v1", "secrets", "Secret", True),
     Kind("", "v1", "services", "Service", True, ("svc",)),
     Kind("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",)),
+    Kind("", "v1", "persistentvolumes", "PersistentVolume", False, ("pv",)),
+    Kind("storage.k8s.io", "v1", "storageclasses", "StorageClass", False, ("sc",)),
     Kind("apps", "v1", "deployments", "Deployment", True, ("deploy",)),
     Kind("apps", "v1", "statefulsets", "StatefulSet", True, ("sts",)),
     Kind("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",)),
@@ -79,6 +81,8 @@ class RequestRecord:
     namespace: str | None = None
     name: str | None = None
     query: Mapping[str, str] = field(default_factory=dict)
+    #: the Accept header: tests tell a metadata-only read (``as=PartialObjectMetadata``) from a whole one
+    accept: str = ""
 
 
 class ApiError(Exception):
@@ -112,9 +116,17 @@ def skeleton(kind: Kind, name: str) -> Obj:
         "services": {"spec": {"type": "ClusterIP", "selector": {"app": name},
                               "ports": [{"port": 80, "protocol": "TCP", "targetPort": 8080}]},
                      "status": {"loadBalancer": {}}},
-        "persistentvolumeclaims": {"spec": {"accessModes": ["ReadWriteOnce"],
+        "persistentvolumeclaims": {"spec": {"accessModes": ["ReadWriteOnce"], "volumeMode": "Filesystem",
                                             "resources": {"requests": {"storage": "1Gi"}}},
                                    "status": {"phase": "Bound"}},
+        # a statically provisioned volume: the API server defaults its reclaim policy to Retain
+        "persistentvolumes": {"spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                                       "persistentVolumeReclaimPolicy": "Retain", "volumeMode": "Filesystem",
+                                       "csi": {"driver": "ebs.csi.aws.com", "volumeHandle": f"vol-{name}"}},
+                              "status": {"phase": "Available"}},
+        # no spec: a StorageClass's fields are top-level; the API server defaults reclaimPolicy to Delete
+        "storageclasses": {"provisioner": "ebs.csi.aws.com", "reclaimPolicy": "Delete",
+                           "volumeBindingMode": "WaitForFirstConsumer", "allowVolumeExpansion": True},
         "deployments": {"spec": {"replicas": 1, "selector": selector, "template": _pod_template(name)},
                         "status": {}},
         "statefulsets": {"spec": {"replicas": 1, "serviceName": name, "selector": selector,
@@ -264,10 +276,12 @@ class FakeKubernetes:
             return k
 
     def seed(self, resource: str, name: str, namespace: str | None = None, *, labels: Mapping[str, str] | None = None,
-             annotations: Mapping[str, str] | None = None, group: str | None = None) -> Obj:
-        """Create (or replace) a complete object of ``resource``; returns it as served."""
+             annotations: Mapping[str, str] | None = None, group: str | None = None,
+             fields: Mapping[str, Any] | None = None) -> Obj:
+        """Create (or replace) a complete object of ``resource``; returns it as served. ``fields`` is merged
+        (RFC 7386) into the skeleton: ``{"spec": {"storageClassName": "gp3"}}``."""
         kind = self.kind(resource, group)
-        body = {"apiVersion": kind.api_version, "kind": kind.kind, **skeleton(kind, name),
+        body = {"apiVersion": kind.api_version, "kind": kind.kind, **_merge_patch(skeleton(kind, name), fields or {}),
                 "metadata": {"name": name, "labels": dict(labels or {}), "annotations": dict(annotations or {})}}
         if kind.namespaced:
             body["metadata"]["namespace"] = namespace or "default"
@@ -276,6 +290,23 @@ class FakeKubernetes:
             if key in self.objects[self._key(kind)]:
                 return self.update(kind, body["metadata"].get("namespace"), name, body, check_version=False)
             return self.create(kind, body["metadata"].get("namespace"), body)
+
+    def bind_claim(self, claim: str, namespace: str, reclaim_policy: str = "Delete", storage_class: str = "gp3",
+                   volume: str | None = None) -> Obj:
+        """Provision a PersistentVolume for the claim and bind the two, as the CSI provisioner and the PV
+        controller do: the volume gets the class's reclaim policy and a ``claimRef``, the claim its
+        ``volumeName``. Returns the volume."""
+        with self.cond:
+            pvc = self.find(self.kind("persistentvolumeclaims"), namespace, claim)
+            name = volume or f"pvc-{pvc['metadata']['uid']}"
+            pv = self.seed("persistentvolumes", name, fields={
+                "spec": {"persistentVolumeReclaimPolicy": reclaim_policy, "storageClassName": storage_class,
+                         "claimRef": {"kind": "PersistentVolumeClaim", "namespace": namespace, "name": claim,
+                                      "uid": pvc["metadata"]["uid"], "apiVersion": "v1"}},
+                "status": {"phase": "Bound"}})
+            self.patch(self.kind("persistentvolumeclaims"), namespace, claim, {
+                "spec": {"volumeName": name, "storageClassName": storage_class}, "status": {"phase": "Bound"}})
+            return pv
 
     def set_labels(self, resource: str, name: str, labels: Mapping[str, str | None], namespace: str | None = None,
                    group: str | None = None) -> Obj:
@@ -490,11 +521,16 @@ def seed_demo_cluster(fake: FakeKubernetes) -> None:
     fake.seed("namespaces", "kube-system")
     fake.seed("namespaces", "orders", labels={"team": "orders"})
     fake.seed("namespaces", "orders-preview", labels={"team": "orders", "environment": "staging"})
+    fake.seed("storageclasses", "gp3", annotations={"storageclass.kubernetes.io/is-default-class": "true"})
     for namespace in ("orders", "orders-preview"):
         for resource in ("deployments", "services", "configmaps", "ingresses"):
             fake.seed(resource, "orders-api", namespace, labels={"app": "orders-api"})
-        fake.seed("statefulsets", "orders-db", namespace, labels={"app": "orders-db"})
+        fake.seed("statefulsets", "orders-db", namespace, labels={"app": "orders-db"}, fields={"spec": {
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "20Gi"}}}}]}})
         fake.seed("persistentvolumeclaims", "data-orders-db-0", namespace, labels={"app": "orders-db"})
+        # the gp3 class deletes a released volume: deleting this claim destroys the orders data
+        fake.bind_claim("data-orders-db-0", namespace, "Delete", "gp3", volume=f"pvc-{namespace}-orders-db-0")
         fake.seed("cronjobs", "orders-report", namespace, labels={"app": "orders-report"})
         fake.seed("secrets", "orders-db-password", namespace)
     fake.seed("deployments", "load-generator", "orders", labels={"app": "load-generator", "env": "dev"})
