@@ -181,7 +181,8 @@ def test_printed_list_and_fail_closed_account(demo_run: tuple[Path, str]) -> Non
     _directory, output = demo_run
     listing = run_printed(printed_command(output, "everything production"))
     assert listing.returncode == 0, listing.stderr
-    rows = [line.split() for line in listing.stdout.splitlines()[:-1]]
+    header, *rows = [line.split() for line in listing.stdout.splitlines()[:-1]]
+    assert header == ["ENVIRONMENT", "KIND", "NAME", "TARGET"]
     assert rows and all(row[0] == "production" for row in rows)
     unknown = run_printed(printed_command(output, "an account with no usable signal"))
     assert unknown.returncode == 0, unknown.stderr

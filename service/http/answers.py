@@ -45,14 +45,26 @@ def refused_response(exc: EnvlabelError) -> Response:
     return json_response(body, status)
 
 
-def label_body(query: Query, target: str | None) -> Answer:
-    """(status, body) of ``GET /v1/label``: the label JSON, or a 400 naming the accepted forms."""
+def label_body(query: Query, target: str | None, explain: bool = False) -> Answer:
+    """(status, body) of ``GET /v1/label``: the label JSON (with ``explain``, also its evidence chain as
+    ``path``: one store read per container, so only when asked), or a 400 naming the accepted forms."""
     if not target:
         return 400, error_body("missing target", f"pass ?target=TARGET; {ACCEPTED_FORMS}")
     try:
-        return 200, query.label(target)
+        return 200, explained(query, target) if explain else query.label(target)
     except EnvlabelError as exc:
         return error_answer(exc)
+
+
+def explained(query: Query, target: str) -> LabelRecord:
+    from envlabel.service.core.explain import explain
+
+    return explain(query, target)
+
+
+def wants_explanation(value: str | None) -> bool:
+    """``?explain=true`` (or 1, yes); anything else, or none, is the plain label."""
+    return value is not None and value.strip().lower() in ("true", "1", "yes")
 
 
 def check_answer(authority: Authority, caller: Caller, request: CheckRequest) -> Answer:

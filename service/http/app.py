@@ -206,9 +206,11 @@ def _add_query_routes(app: FastAPI, authority: Authority) -> None:
     sending_findings = anyio.Lock()  # large findings answers go out one at a time (paced_response)
 
     @app.get("/v1/label", responses=documented(LabelDoc, 400), tags=["labels"])
-    async def get_label(target: str = Param(description="A target id in any accepted form.")) -> Response:
+    async def get_label(target: str = Param(description="A target id in any accepted form."),
+                        explain: bool = Param(False, description="Also the evidence chain as path: the target, "
+                                              "then each container above it with its own signal or none.")) -> Response:
         """The label of one target. ``found: false`` / ``unknown`` means never seen: treat it as production."""
-        status, body = label_body(query, target)
+        status, body = label_body(query, target, explain)
         return json_response(body, status)
 
     @app.post("/v1/labels", responses=documented(LabelsDoc, 400, 413), tags=["labels"])

@@ -27,7 +27,13 @@ import anyio.to_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from envlabel.service.core.authority import Authority
-from envlabel.service.http.answers import check_answer, check_seen_answer, label_body, parse_check
+from envlabel.service.http.answers import (
+    check_answer,
+    check_seen_answer,
+    label_body,
+    parse_check,
+    wants_explanation,
+)
 from envlabel.service.http.asgi import (
     call_with_status,
     error_body,
@@ -119,6 +125,9 @@ class Gate:
             return await send_json(send, *refusal)
         if path == "/v1/label" and method == "GET":
             target = query_param(scope["query_string"], b"target")
+            if wants_explanation(query_param(scope["query_string"], b"explain")):  # a read per container: a thread
+                return await send_json(send, *await anyio.to_thread.run_sync(
+                    _guarded, label_body, self.authority.query, target, True))
             return await send_json(send, *_guarded(label_body, self.authority.query, target))
         if method in BODY_METHODS:
             body = await read_body(receive, self.max_body, self.read_timeout_s)
