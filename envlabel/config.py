@@ -4,7 +4,9 @@ Precedence, highest first: ``ENVLABEL_<KEY>`` environment variables (nested
 keys joined by ``__``, values parsed as YAML: ``ENVLABEL_SCHEDULE__INTERVAL=5m``,
 ``ENVLABEL_ENVIRONMENTS='[production, dr, staging, sandbox]'``), the file
 (``--config``, else ``$ENVLABEL_CONFIG``, else ``./envlabel.yaml``), defaults.
-Every model rejects unknown keys; errors name the field path.
+Every model rejects unknown keys; errors name the field path (``sources.2.type``), or the ``ENVLABEL_*``
+variable whose value holds the mistake, in the user's words ("expected a list of strings, got a mapping"),
+with the cross-field checks' problems in the same run (:data:`CROSS_CHECKS`).
 
 Only a variable whose first part is a top-level key is read as config
 (``ENVLABEL_STORE_POOL_SIZE`` is ``store_pool_size``); the SDK's
@@ -20,10 +22,11 @@ import hashlib
 import math
 import os
 import re
-from collections.abc import Mapping
+import types
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
@@ -34,11 +37,13 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails, PydanticCustomError
 
-from envlabel.config_file import env_overrides, merge, read_config_file
+from envlabel.config_file import ENV_PREFIX, EnvSetting, env_settings, merge, read_config_file
 from envlabel.errors import ConfigError
 from envlabel.records import ActionClass, Decision, Mode
 
@@ -466,55 +471,27 @@ class Config(Model):
         data["policy"] = {e: dict(DEFAULT_POLICY[e]) for e in envs if e in DEFAULT_POLICY and e not in policy} | policy
         return data
 
-    @model_validator(mode="after")
-    def _check_environment_names(self) -> Config:
-        envs = self.environments
-        problems: list[str] = []
-        if len(set(envs)) != len(envs):
-            problems.append(f"environments: listed twice in {envs}")
-        if "unknown" in envs:
-            problems.append("environments: 'unknown' is reserved for targets with no signal")
-        claimed: dict[str, str] = {e.lower(): e for e in envs}  # an environment's own name is its synonym
-        for env, words in self.synonyms.items():
-            if env not in envs:
-                problems.append(f"synonyms.{env}: not one of the environments {envs}")
-            for word in words:
-                other = claimed.setdefault(word.lower(), env)
-                if other != env:
-                    what = "the name of environment" if word.lower() == other.lower() else "also a synonym of"
-                    problems.append(f"synonyms.{env}: {word!r} is {what} {other!r}")
-        for section, mapping in (("name_tokens", self.name_tokens), ("policy", self.policy),
-                                 ("approvers", self.approvers)):
-            problems += [f"{section}.{env}: not one of the environments {envs}"
-                         for env in mapping if env not in envs]
-        problems += [f"policy: no entry for environment {env!r}" for env in envs if env not in self.policy]
-        problems += [f"grants.{who}.{env}: not one of the environments {envs}"
-                     for who, grant in self.grants.items() for env in grant if env not in envs]
-        problems += [f"webhooks.{i}.environments: {env!r} is not one of the environments {envs}"
-                     for i, hook in enumerate(self.webhooks) for env in hook.environments or () if env not in envs]
-        names = [s.name for s in self.sources]
-        problems += [f"sources: name {n!r} used twice" for n in sorted({n for n in names if names.count(n) > 1})]
-        for i, src in enumerate(self.sources):
-            declared: dict[str, str] = {}
-            if isinstance(src, AwsSource):
-                declared = {f"ou_environments.{k}": v for k, v in src.ou_environments.items()}
-                declared |= {f"account_environments.{k}": v for k, v in src.account_environments.items()}
-            elif isinstance(src, KubernetesSource) and src.environment:
-                declared = {"environment": src.environment}
-            problems += [f"sources.{i}.{path}: {env!r} is not one of the environments {envs}"
-                         for path, env in declared.items() if env not in envs]
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+    @field_validator("store")
+    @classmethod
+    def _check_store_url(cls, value: str) -> str:
+        """What opening the store would refuse, said while the config is read (``validate`` catches it)."""
+        if value.startswith("sqlite://"):
+            if value.removeprefix("sqlite://").removeprefix("/") in ("", "/"):
+                raise ValueError(f"{value!r} names no file; write sqlite:////abs/path.db or sqlite:///rel.db")
+        elif not urlsplit(value).path.strip("/"):
+            raise ValueError(f"{redact_url(value)!r} names no database; write postgresql://USER@HOST:PORT/DB")
+        return value
 
     @model_validator(mode="after")
-    def _check_policy_rows(self) -> Config:
-        """A class a row leaves out would be denied without anyone having decided so: name it."""
-        problems = [f"policy.{env}: no decision for {', '.join(missing)} (every class needs allow, "
-                    "require_approval or deny)" for env, row in self.policy.items()
-                    if (missing := [c for c in ACTION_CLASSES if c not in row])]
+    def _check_across_fields(self, info: ValidationInfo) -> Config:
+        """Every check that reads several fields; :func:`config_from_dict` also runs those whose fields are
+        valid when others are not, so one run reports everything (``info.context`` asks to skip them then)."""
+        if info.context and info.context.get(_ONLY_FIELDS):
+            return self
+        problems = cross_field_problems(self)
         if problems:
-            raise ValueError("; ".join(problems))
+            text = "; ".join(f"{'.'.join(map(str, loc))}: {message}" for loc, message in problems)
+            raise PydanticCustomError(_CROSS_FIELD, "{text}", {"text": text, "problems": problems})
         return self
 
     def source(self, name: str) -> Source:
@@ -522,6 +499,141 @@ class Config(Model):
             if src.name == name:
                 return src
         raise KeyError(name)
+
+
+#: a place in the config: keys and list indexes from the top (``("sources", 2, "type")``)
+Loc = tuple[str | int, ...]
+#: one problem: where, and what is wrong in words that say what to do
+Problem = tuple[Loc, str]
+CrossCheck = Callable[[Config], list[Problem]]
+_CROSS_FIELD: Final = "cross_field"
+_ONLY_FIELDS: Final = "envlabel_only_fields"
+#: each check that reads several fields, with the top-level keys it reads: it runs whenever those are valid
+CROSS_CHECKS: list[tuple[frozenset[str], CrossCheck]] = []
+
+
+def _cross_check(*reads: str) -> Callable[[CrossCheck], CrossCheck]:
+    def register(check: CrossCheck) -> CrossCheck:
+        CROSS_CHECKS.append((frozenset(reads), check))
+        return check
+    return register
+
+
+def cross_field_problems(config: Config, invalid: frozenset[str] = frozenset()) -> list[Problem]:
+    """The problems of every check that reads none of the ``invalid`` top-level keys."""
+    return [problem for reads, check in CROSS_CHECKS if not reads & invalid for problem in check(config)]
+
+
+def _not_an_environment(config: Config, env: str) -> str:
+    return f"{env!r} is not one of the environments {config.environments}"
+
+
+@_cross_check("environments")
+def _environments_are_distinct(config: Config) -> list[Problem]:
+    envs = config.environments
+    problems: list[Problem] = []
+    if len(set(envs)) != len(envs):
+        problems.append((("environments",), f"listed twice in {envs}"))
+    if "unknown" in envs:
+        problems.append((("environments",), "'unknown' is reserved for targets with no signal"))
+    return problems
+
+
+@_cross_check("environments", "synonyms")
+def _synonyms_name_one_environment(config: Config) -> list[Problem]:
+    envs = config.environments
+    problems: list[Problem] = []
+    claimed: dict[str, str] = {e.lower(): e for e in envs}  # an environment's own name is its synonym
+    for env, words in config.synonyms.items():
+        if env not in envs:
+            problems.append((("synonyms", env), f"not one of the environments {envs}"))
+        for word in words:
+            other = claimed.setdefault(word.lower(), env)
+            if other != env:
+                what = "the name of environment" if word.lower() == other.lower() else "also a synonym of"
+                problems.append((("synonyms", env), f"{word!r} is {what} {other!r}"))
+    return problems
+
+
+def _keys_are_environments(section: str) -> CrossCheck:
+    def check(config: Config) -> list[Problem]:
+        mapping: Mapping[str, Any] = getattr(config, section)
+        return [((section, env), f"not one of the environments {config.environments}")
+                for env in mapping if env not in config.environments]
+    return check
+
+
+for _section in ("name_tokens", "policy", "approvers"):
+    _cross_check("environments", _section)(_keys_are_environments(_section))
+
+
+@_cross_check("environments", "policy")
+def _every_environment_has_a_policy_row(config: Config) -> list[Problem]:
+    return [(("policy",), f"no entry for environment {env!r}") for env in config.environments
+            if env not in config.policy]
+
+
+@_cross_check("environments", "grants")
+def _grants_name_environments(config: Config) -> list[Problem]:
+    return [(("grants", who, env), f"not one of the environments {config.environments}")
+            for who, grant in config.grants.items() for env in grant if env not in config.environments]
+
+
+@_cross_check("environments", "webhooks")
+def _webhooks_name_environments(config: Config) -> list[Problem]:
+    return [(("webhooks", i, "environments"), _not_an_environment(config, env))
+            for i, hook in enumerate(config.webhooks) for env in hook.environments or ()
+            if env not in config.environments]
+
+
+@_cross_check("sources")
+def _source_names_are_unique(config: Config) -> list[Problem]:
+    names = [s.name for s in config.sources]
+    return [(("sources",), f"name {n!r} used twice") for n in sorted({n for n in names if names.count(n) > 1})]
+
+
+@_cross_check("environments", "sources")
+def _sources_declare_environments(config: Config) -> list[Problem]:
+    problems: list[Problem] = []
+    for i, src in enumerate(config.sources):
+        declared: dict[Loc, str] = {}
+        if isinstance(src, AwsSource):
+            declared = {("ou_environments", k): v for k, v in src.ou_environments.items()}
+            declared |= {("account_environments", k): v for k, v in src.account_environments.items()}
+        elif isinstance(src, KubernetesSource) and src.environment:
+            declared = {("environment",): src.environment}
+        problems += [(("sources", i, *loc), _not_an_environment(config, env))
+                     for loc, env in declared.items() if env not in config.environments]
+    return problems
+
+
+@_cross_check("environments", "export")
+def _export_names_environments(config: Config) -> list[Problem]:
+    """Only when the export is used (a directory) or its environments were written: the default names production."""
+    export = config.export
+    if export.directory is None and "environments" not in export.model_fields_set:
+        return []
+    unknown = [env for env in export.environments if env not in config.environments]
+    return [(("export", "environments"), f"{', '.join(unknown)} is not one of the configured environments "
+             f"({', '.join(config.environments)}); fix export.environments")] if unknown else []
+
+
+@_cross_check("store", "leader_election")
+def _advisory_lock_needs_postgresql(config: Config) -> list[Problem]:
+    """``serve`` refuses it at start (service.daemon.leader); said here, ``validate`` refuses it too."""
+    if config.leader_election.kind == "advisory_lock" and not config.store.startswith(("postgresql://",
+                                                                                        "postgres://")):
+        return [(("leader_election", "kind"), "advisory_lock needs a postgresql:// store; use lease, or none for "
+                 "a single replica")]
+    return []
+
+
+@_cross_check("policy")
+def _policy_rows_are_whole(config: Config) -> list[Problem]:
+    """A class a row leaves out would be denied without anyone having decided so: name it."""
+    return [(("policy", env), f"no decision for {', '.join(missing)} (every class needs allow, require_approval "
+             "or deny)") for env, row in config.policy.items() if (missing := [c for c in ACTION_CLASSES
+                                                                                 if c not in row])]
 
 
 def config_path(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> Path | None:
@@ -535,7 +647,9 @@ def config_path(explicit: str | None = None, environ: Mapping[str, str] | None =
 
 
 def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Load and validate the configuration, raising :class:`ConfigError` with every problem."""
+    """Load and validate the configuration, raising :class:`ConfigError` with every problem.
+
+    A problem in what an ``ENVLABEL_*`` variable set is named by the variable, not the file."""
     environ = os.environ if environ is None else environ
     resolved = config_path(str(path) if path else None, environ)
     data: Any = {}
@@ -547,32 +661,257 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         if not isinstance(data, dict):
             raise ConfigError([("(file)", "the top level must be a mapping of keys such as "
                                 "store, environments, sources")], str(resolved))
-    overrides = env_overrides(environ, frozenset(Config.model_fields))
-    return config_from_dict(merge(data, overrides), str(resolved) if resolved else None)
+    overrides, variables = env_settings(environ, frozenset(Config.model_fields))
+    return config_from_dict(merge(data, overrides), str(resolved) if resolved else None, variables=variables)
 
 
-def config_from_dict(data: dict[str, Any], path: str | None = None) -> Config:
+def config_from_dict(data: dict[str, Any], path: str | None = None, *,
+                     variables: Mapping[tuple[str, ...], EnvSetting] | None = None) -> Config:
+    """``data`` validated; else ConfigError with every problem, the field checks' and the cross-field checks'
+    together. ``variables``: which ``ENVLABEL_*`` variable set what (see :func:`env_settings`)."""
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_problems(exc), path) from None
+        problems = _problems(exc, data)
+    variables = variables or {}
+    named = [_attributed(loc, message, variables) for loc, message in problems]
+    in_the_file = any(not field.startswith(ENV_PREFIX) for field, _ in named)
+    raise ConfigError(named, path if in_the_file else None) from None
 
 
-def _problems(exc: ValidationError) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
+def _problems(exc: ValidationError, data: Mapping[str, Any]) -> list[Problem]:
+    """Each error in plain words; then the cross-field checks whose fields are valid, which pydantic skips
+    when any field is not."""
+    problems: list[Problem] = []
     for error in exc.errors():
-        loc = [str(p) for p in error["loc"]]
-        # drop the discriminator tag pydantic inserts ("sources.0.aws.regions" -> "sources.0.regions")
-        loc = [p for i, p in enumerate(loc) if not (i > 0 and loc[i - 1].isdigit() and p in
-                                                   ("aws", "gcp", "kubernetes"))]
-        message = error["msg"].removeprefix("Value error, ")
-        if loc and loc[-1] == "[key]":  # a mapping's key is wrong, not its value
-            loc, message = loc[:-1], f"this key is invalid: {message}"
-        if error["type"] == "extra_forbidden":
-            message = "unknown key; remove it or check its spelling"
-        if not loc:  # model-level validator: split our joined problems
-            problems += [tuple(p.split(": ", 1)) if ": " in p else ("(config)", p)  # type: ignore[misc]
-                         for p in message.split("; ")]
+        if error["type"] == _CROSS_FIELD:
+            problems += error["ctx"]["problems"]
             continue
-        problems.append((".".join(loc), message))
+        problems.append(_plain(error))
+    invalid = frozenset(str(error["loc"][0]) for error in exc.errors() if error["loc"])
+    if invalid:
+        problems += _cross_field_problems_of_the_rest(data, invalid)
     return problems
+
+
+def _cross_field_problems_of_the_rest(data: Mapping[str, Any], invalid: frozenset[str]) -> list[Problem]:
+    valid = {key: value for key, value in data.items() if key not in invalid}
+    try:
+        partial = Config.model_validate(valid, context={_ONLY_FIELDS: True})
+    except ValidationError:  # cannot happen (each field was valid alone); the field problems stand
+        return []
+    return cross_field_problems(partial, invalid)
+
+
+#: the source types, as a ``type:`` key spells them
+SOURCE_TYPES: tuple[str, ...] = tuple(get_args(model.model_fields["type"].annotation)[0]
+                                      for model in (AwsSource, KubernetesSource, GcpSource))
+_SOURCE_MODELS: dict[str, type[BaseModel]] = {"aws": AwsSource, "kubernetes": KubernetesSource, "gcp": GcpSource}
+#: what a pattern asks for, in words (the patterns themselves are the schema's)
+_PATTERNS: dict[str, str] = {
+    r"^\d{12}$": "not an AWS account id: write its 12 digits, quoted ('123456789012')",
+    r"^[a-z0-9][a-z0-9-]{0,62}$": "not a source name: lowercase letters, digits and '-', at most 63, starting with "
+                                  "a letter or digit",
+    r"^https?://": "not a URL: write it with https:// (or http://)",
+    r"^(sqlite|postgresql|postgres)://": "not a store URL: write sqlite:///PATH or postgresql://USER@HOST/DB",
+    r"^(organizations/)?\d+$": "not a GCP organization: write organizations/NUMBER (or the number, quoted)",
+}
+#: pydantic's "wrong type" errors: each becomes "expected <what the schema says>, got <what was written>"
+_TYPE_ERRORS = frozenset({
+    "list_type", "dict_type", "model_type", "model_attributes_type", "string_type", "int_type", "int_parsing",
+    "int_from_float", "bool_type", "bool_parsing", "float_type", "float_parsing", "set_type", "tuple_type"})
+
+
+def _plain(error: ErrorDetails) -> Problem:
+    """One pydantic error as (where, what to do); the discriminator tag pydantic adds to a source's path is
+    dropped (``sources.0.aws.regions`` -> ``sources.0.regions``)."""
+    raw: Loc = tuple(error["loc"])
+    loc: Loc = tuple(p for i, p in enumerate(raw) if not (i > 0 and isinstance(raw[i - 1], int)
+                                                          and p in _SOURCE_MODELS))
+    kind, given = error["type"], error.get("input")
+    key = bool(loc) and loc[-1] == "[key]"
+    if key:  # a mapping's key is wrong, not its value
+        loc = loc[:-1]
+    if kind == "extra_forbidden":
+        return loc, "unknown key; remove it or check its spelling"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        return _source_type_problem(loc, error)
+    if key and _expects_an_account_id(loc) and isinstance(given, int) and not isinstance(given, bool):
+        return _unquoted_account_id(loc, given)
+    message = _message(error, raw, given)
+    return loc, f"this key is invalid: {message}" if key else message
+
+
+def _message(error: ErrorDetails, raw: Loc, given: Any) -> str:
+    kind = error["type"]
+    if kind in _TYPE_ERRORS:
+        expected = _expected(raw) or _EXPECTED_BY_ERROR.get(kind, "another kind of value")
+        return f"expected {expected}, got {_described(given)}{_hint(kind, given)}"
+    if kind == "literal_error":
+        return f"expected {error.get('ctx', {}).get('expected', 'another value')}, got {_described(given)}"
+    if kind == "missing":
+        wanted = _expected(raw)
+        return f"missing: this key is required ({wanted})" if wanted else "missing: this key is required"
+    if kind == "string_pattern_mismatch":
+        words = _PATTERNS.get(str(error.get("ctx", {}).get("pattern")))
+        if words:
+            return f"{given!r} is {words}"
+    return error["msg"].removeprefix("Value error, ")
+
+
+_EXPECTED_BY_ERROR = {"list_type": "a list", "dict_type": "a mapping", "model_type": "a mapping",
+                      "model_attributes_type": "a mapping", "string_type": "a string", "int_type": "a whole number",
+                      "int_parsing": "a whole number", "int_from_float": "a whole number",
+                      "bool_type": "true or false", "bool_parsing": "true or false", "float_type": "a number",
+                      "float_parsing": "a number"}
+
+
+def _hint(kind: str, given: Any) -> str:
+    """How to write what was meant, where YAML read it as something else."""
+    if kind == "string_type" and isinstance(given, bool):
+        return "; YAML reads yes, no, on, off, true and false unquoted as true/false: quote it ('on')"
+    if kind == "string_type" and isinstance(given, int | float):
+        return f"; YAML reads unquoted digits as a number: quote it ('{given}')"
+    if kind == "list_type" and isinstance(given, str):
+        return f"; write a list: [{given}], or one item per line under the key, each after '- '"
+    if kind == "list_type" and isinstance(given, dict):
+        return "; write one item per line, each after '- ', or [a, b]"
+    return ""
+
+
+def _described(value: Any) -> str:
+    """What the user wrote, in the words of YAML rather than Python."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "nothing (an empty value)"}[value]
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string {value if len(value) <= 60 else value[:57] + '...'!r}"
+    if isinstance(value, dict | list):
+        kind = "mapping" if isinstance(value, dict) else "list"
+        return f"a {kind}" if value else f"an empty {kind} ({'{}' if kind == 'mapping' else '[]'})"
+    return type(value).__name__
+
+
+def _expected(raw: Loc) -> str | None:
+    """What the schema expects at ``raw`` (pydantic's own path, discriminator tags included), in words."""
+    annotation: Any = Config
+    for part in raw:
+        annotation = _unwrapped(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(str(part))
+            if field is None:
+                return None
+            annotation = field.annotation
+            continue
+        origin, args = get_origin(annotation), get_args(annotation)
+        if _is_union(annotation) and part in _SOURCE_MODELS:
+            annotation = _SOURCE_MODELS[str(part)]
+        elif origin is list and isinstance(part, int):
+            annotation = args[0]
+        elif origin is dict:
+            annotation = args[0] if part == "[key]" else args[1]
+        else:
+            return None
+    return _noun(annotation)
+
+
+def _unwrapped(annotation: Any) -> Any:
+    """``Annotated[X, ...]`` and ``X | None`` -> X."""
+    while True:
+        if get_origin(annotation) is Annotated:
+            annotation = get_args(annotation)[0]
+        elif _is_union(annotation) and type(None) in get_args(annotation):
+            rest = [a for a in get_args(annotation) if a is not type(None)]
+            annotation = rest[0] if len(rest) == 1 else Union[tuple(rest)]  # noqa: UP007
+        else:
+            return annotation
+
+
+def _is_union(annotation: Any) -> bool:
+    return get_origin(annotation) in (Union, types.UnionType)
+
+
+#: the scalar types of the schema, in words: (one, several)
+_SCALAR_NOUNS: dict[Any, tuple[str, str]] = {
+    str: ("a string", "strings"), int: ("a whole number", "whole numbers"),
+    bool: ("true or false", "true/false values"), float: ("a number", "numbers"),
+    timedelta: ("a duration such as 30s, 15m, 2h or 7d", "durations such as 15m")}
+
+
+def _noun(annotation: Any, plural: bool = False) -> str:
+    """``list[str]`` -> "a list of strings"; a model -> "a mapping of keys such as interval, jitter"."""
+    annotation = _unwrapped(annotation)
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        choices = " or ".join(", ".join(repr(a) for a in args).rsplit(", ", 1))
+        return f"names, each {choices}" if plural else choices
+    if origin in (list, dict):
+        inner = (f"list of {_noun(args[0], True)}" if origin is list
+                 else f"mapping of {_noun(args[0], True)} to {_noun(args[1], True)}")
+        return inner.replace(" of", "s of", 1) if plural else f"a {inner}"
+    if _is_union(annotation):
+        types_ = ", ".join(SOURCE_TYPES)
+        return f"sources (mappings with a type: {types_})" if plural else f"a source (a mapping with a type: {types_})"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "mappings" if plural else f"a mapping of keys such as {', '.join(list(annotation.model_fields)[:3])}"
+    one, many = _SCALAR_NOUNS.get(annotation, ("a value", "values"))
+    return many if plural else one
+
+
+def _expects_an_account_id(loc: Loc) -> bool:
+    return len(loc) >= 3 and loc[0] == "sources" and loc[-2] == "account_environments"
+
+
+def _unquoted_account_id(loc: Loc, number: int) -> Problem:
+    """An account id YAML read as a number: quote it; one with a leading zero YAML read as octal lost digits."""
+    digits = str(number)
+    if len(digits) == 12:
+        return loc, f"YAML read this account id as a number; quote it: '{digits}' (an account id is text)"
+    octal = format(number, "o") if number >= 0 else ""
+    if octal and len(octal) <= 11:  # 0NNN... with digits 0-7 is an octal number to YAML 1.1
+        return loc, (f"YAML read this key as the number {digits}, not a 12-digit account id: written "
+                     f"{octal.zfill(12)} (a leading 0, then digits 0-7), YAML 1.1 reads it as an octal number and "
+                     f"loses digits; quote it: '{octal.zfill(12)}'")
+    return loc, (f"this key is invalid: YAML read {digits} as a number, and an AWS account id is 12 digits; "
+                 "write it quoted ('123456789012')")
+
+
+def _source_type_problem(loc: Loc, error: ErrorDetails) -> Problem:
+    """pydantic's discriminated-union errors, at the ``type`` key itself, with the types there are."""
+    choices = ", ".join(SOURCE_TYPES)
+    given = error.get("input")
+    if error["type"] == "union_tag_not_found":
+        if not isinstance(given, dict):
+            return loc, f"expected a source (a mapping with a type: {choices}), got {_described(given)}"
+        return (*loc, "type"), f"missing: every source needs a type, one of {choices}"
+    tag = error.get("ctx", {}).get("tag")
+    return (*loc, "type"), f"{tag!r} is not a source type; use one of {choices}"
+
+
+def _attributed(loc: Loc, message: str, variables: Mapping[tuple[str, ...], EnvSetting]) -> tuple[str, str]:
+    """``(field path, message)``; a problem in what a variable set is named by the variable, with the path."""
+    dotted = ".".join(map(str, loc)) if loc else "(config)"
+    parts = tuple(str(p) for p in loc)
+    for setting_path, (variable, value) in variables.items():
+        if parts[:len(setting_path)] == setting_path and _holds(value, loc[len(setting_path):],
+                                                                 message.startswith("missing")):
+            return variable, f"{dotted}: {message}"
+    below = [f"{variable} sets {'.'.join(setting_path)}" for setting_path, (variable, _) in variables.items()
+             if setting_path[:len(parts)] == parts]
+    return dotted, f"{message} ({'; '.join(below)})" if below else message
+
+
+def _holds(value: Any, rest: Loc, missing: bool) -> bool:
+    """Whether ``value`` (a variable's) holds the place ``rest`` below it (or, ``missing``, lacks its last key)."""
+    for i, part in enumerate(rest):
+        if isinstance(value, dict):
+            match = [v for k, v in value.items() if str(k) == str(part)]
+            if not match:
+                return missing and i == len(rest) - 1
+            value = match[0]
+        elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+            value = value[part]
+        else:
+            return False
+    return True

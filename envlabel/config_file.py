@@ -11,7 +11,8 @@ with one line that says what to do, before pydantic sees it:
 
 :func:`read_config_file` and :func:`parse_yaml` raise :class:`ConfigError` whose only problem is
 ``(where, message)``; ``where`` is ``(file)`` for the file or the variable's name for an ``ENVLABEL_*`` value.
-:func:`env_overrides` reads the variables that name a config key (``ENVLABEL_SCHEDULE__INTERVAL``).
+:func:`env_overrides` reads the variables that name a config key (``ENVLABEL_SCHEDULE__INTERVAL``);
+:func:`env_settings` also says which variable set what, for messages that name the variable.
 """
 
 from __future__ import annotations
@@ -127,15 +128,26 @@ def read_config_file(path: Path, origin: str) -> Any:
         raise refuse(yaml_problem(exc)) from None
 
 
+#: one ``ENVLABEL_*`` variable that sets config: its name and the value it set (YAML-parsed)
+EnvSetting = tuple[str, Any]
+
+
 def env_overrides(environ: Mapping[str, str], keys: frozenset[str]) -> dict[str, Any]:
     """The config keys (of ``keys``) set by ``ENVLABEL_`` variables; other ``ENVLABEL_`` variables are not config.
 
     Raises ConfigError naming each variable whose value is refused (an alias, too large or deep, not
     UTF-8) or that sets a key inside a value another variable set to a scalar.
     """
+    return env_settings(environ, keys)[0]
+
+
+def env_settings(environ: Mapping[str, str],
+                 keys: frozenset[str]) -> tuple[dict[str, Any], dict[tuple[str, ...], EnvSetting]]:
+    """:func:`env_overrides`, and which variable set each path (``("schedule", "interval")``) to what, so a
+    problem in a value a variable set names the variable, not the file."""
     overrides: dict[str, Any] = {}
     problems: list[tuple[str, str]] = []
-    setters: dict[tuple[str, ...], str] = {}  # which variable set a key, to name it in a conflict
+    setters: dict[tuple[str, ...], EnvSetting] = {}
     for key, raw in sorted(environ.items()):
         name = key[len(ENV_PREFIX):]
         if not key.startswith(ENV_PREFIX) or name in NOT_CONFIG:
@@ -153,17 +165,17 @@ def env_overrides(environ: Mapping[str, str], keys: frozenset[str]) -> dict[str,
         for depth, part in enumerate(path[:-1], 1):
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                setter = setters.get(tuple(path[:depth]), "another variable")
+                setter = setters.get(tuple(path[:depth]), ("another variable", None))[0]
                 problems.append((key, f"sets a key inside {'.'.join(path[:depth])}, which {setter} sets to a "
                                  "single value; set one or the other"))
                 break
             node = child
         else:
             node[path[-1]] = value
-            setters[tuple(path)] = key
+            setters[tuple(path)] = (key, value)
     if problems:
         raise ConfigError(problems)
-    return overrides
+    return overrides, setters
 
 
 def _env_value(variable: str, raw: str) -> Any:

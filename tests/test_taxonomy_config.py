@@ -67,7 +67,7 @@ def aws(**extra: Any) -> dict[str, Any]:
     (aws(account_environments={ACCOUNT: "dr"}), f"sources.0.account_environments.{ACCOUNT}",
      "'dr' is not one of the environments"),
     (aws(account_environments={"2222": "production"}), "sources.0.account_environments.2222",
-     "should match pattern"),
+     "'2222' is not an AWS account id: write its 12 digits, quoted"),
     ({"sources": [{"name": "c1", "type": "kubernetes", "environment": "live"}]}, "sources.0.environment",
      "'live' is not one of the environments"),
     ({"environments": ["production", "dr", "staging", "sandbox"]}, "policy",

@@ -38,8 +38,13 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 @main.command()
 @config_option
 def validate() -> None:
-    """Check the configuration; print every problem with its field path."""
+    """Check the configuration as `serve` would at start; print every problem with its field path.
+
+    Besides the file and the ENVLABEL_* variables: each webhook's secret_env variable must be set here."""
+    from envlabel.service.daemon.webhooks import endpoints_from_config
+
     config = get_config()  # a ConfigError exits 2 (usage) with every problem, through config_option
+    endpoints_from_config(config.webhooks)  # what serve refuses at start: a webhook secret variable unset
     click.echo(f"configuration ok: {len(config.sources)} source(s), environments "
                f"{', '.join(config.environments)}, store {redact_url(config.store)}")
 
