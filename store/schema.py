@@ -179,6 +179,30 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX fact_history_target ON fact_history (target, at)
     """,
+    # 7: the webhook outbox. Every delivery (one event to one receiver) is a row written by the process that
+    # publishes it, so a delivery still retrying when the daemon stops is sent after it starts again; the leader
+    # claims due rows (claimed_by/claimed_until) so two replicas never send one row at once. ``delivery`` is the
+    # idempotency key a receiver dedupes by: one per event, the same on every attempt, unique with the receiver
+    """
+    CREATE TABLE outbox (
+        id {serial},
+        delivery TEXT NOT NULL,
+        receiver TEXT NOT NULL,
+        event TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_attempt_at TEXT NOT NULL,
+        claimed_by TEXT,
+        claimed_until TEXT,
+        delivered_at TEXT,
+        failed_at TEXT,
+        last_error TEXT
+    );
+    CREATE UNIQUE INDEX outbox_delivery ON outbox (delivery, receiver);
+    CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE delivered_at IS NULL AND failed_at IS NULL;
+    CREATE INDEX outbox_done ON outbox (created_at)
+    """,
 ]
 
 #: the schema's version table, which marks a database as an envlabel store

@@ -29,6 +29,7 @@ from envlabel.store.decisions import DecisionsRows
 from envlabel.store.dialect import Dialect
 from envlabel.store.failures import CorruptStore, corrupt, not_a_store
 from envlabel.store.lookalikes import LookalikesRows
+from envlabel.store.outbox import OutboxRows
 from envlabel.store.records import AuditRow, HistoryEntry, LabelView, PastLabel, StoredLabel
 from envlabel.store.rows import (
     HISTORY,
@@ -51,7 +52,7 @@ T = TypeVar("T")
 Create = Literal["never", "empty", "beside"]
 
 
-class Store(DecisionsRows, ApprovalsRows, LookalikesRows):
+class Store(DecisionsRows, ApprovalsRows, LookalikesRows, OutboxRows):
     """Reads anywhere, writes inside :meth:`transaction` (one writer at a time). The decision log, approvals and
     lookalikes have their rows in mixins of their own (store/decisions.py, approvals.py, lookalikes.py)."""
 

@@ -65,7 +65,7 @@ def test_facts_are_stored_and_shown_in_the_label_json(store: Store) -> None:
     assert query.label("222222222222", now=T0)["facts"] == {}
     assert query.label("arn:aws:rds:us-east-1:222222222222:db:never", now=T0)["facts"] == {}
     assert query.labels([DB], now=T0)[0]["facts"] == NO_BACKUPS
-    assert store.schema_version == len(MIGRATIONS) == 6 and "fact_history" in TABLES
+    assert store.schema_version == len(MIGRATIONS) >= 6 and "fact_history" in TABLES
 
 
 def test_a_changed_fact_changes_the_digest_and_is_written(store: Store) -> None:

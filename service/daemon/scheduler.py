@@ -13,7 +13,13 @@ Threads, and why each exists:
   and the process exits without it. Nothing partial is ever written.
 - A tick job (every ``tick``) persists labels whose override expired
   (``envlabel.service.core.overrides.relabel_lapsed``), restarts a Kubernetes watch whose threads died, and
-  reports label changes made between scans (watches, overrides) to the metrics and webhooks.
+  reports label changes made between scans (watches, overrides) to the metrics and webhooks. On a replica that
+  does not lead it refreshes the resource and finding gauges instead, whenever the store changed (the leader's
+  scans), so every replica's ``/metrics`` tells the same story; it announces nothing.
+- The webhook sender (service.daemon.webhooks) sends the store's outbox while this replica leads. Label changes
+  are announced from the history mark kept in the store (``meta``, ``webhooks.history_mark``), so changes made
+  while the daemon was down (an override set with the CLI, another replica's last scan) are announced after it
+  starts, once.
 - A purge job (at start, then hourly; the leader only) deletes decisions older than ``decisions.retention``.
 - One ``KubernetesWatcher`` per Kubernetes source with ``watch: true`` keeps labels current between scans.
 
@@ -46,6 +52,7 @@ from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import ScanResult
 from envlabel.service.core.clock import utcnow
 from envlabel.service.core.export import export_configured
+from envlabel.service.core.listing import change_mark
 from envlabel.service.core.pipeline import ScanSummary, commit_scan, scan_source
 from envlabel.service.core.query import Query
 from envlabel.service.daemon.leader import Leadership, leadership_for
@@ -58,7 +65,8 @@ from envlabel.service.daemon.webhooks import (
     endpoints_from_config,
 )
 from envlabel.store.codec import ts
-from envlabel.store.records import FencedOut
+from envlabel.store.outbox import HISTORY_MARK_KEY, MarkMove, MarkMoved
+from envlabel.store.records import FencedOut, HistoryEntry
 from envlabel.store.sql import Store
 
 if TYPE_CHECKING:
@@ -108,46 +116,93 @@ class Reporter:
     """After each scan and tick: what changed in the store, for the metrics and the webhooks.
 
     Label changes are read back from ``label_history`` (every writer records there: scans, watches,
-    overrides, expiry), starting from where the store stood when the daemon started. High-severity
-    findings are compared with those already present; only new ones are announced.
+    overrides, expiry). With webhooks kept in the store's outbox they start from the history mark stored beside
+    them (:data:`~envlabel.store.outbox.HISTORY_MARK_KEY`), which moves in the transaction that writes their
+    deliveries: a change made while the daemon was down is announced after it starts, and never twice. Otherwise
+    they start from where the store stood when the daemon started. High-severity findings are compared with those
+    already present; only new ones are announced.
     """
 
     def __init__(self, query: Query, metrics: ScanMetrics, webhooks: WebhookDispatcher | None) -> None:
         self.query = query
         self.metrics = metrics
         self.webhooks = webhooks
+        #: the history mark lives in the store (beside the outbox) rather than in this process
+        self.durable = webhooks is not None and webhooks.store is not None
         self._lock = threading.Lock()
         self._mark = 0
         self._high: set[tuple[str, str]] = set()
+        #: the store's change mark when the gauges were last set (a follower refreshes them when it moves)
+        self._gauges_at: tuple[object, ...] | None = None
 
     def prime(self) -> None:
-        """Start from the store as it is: earlier changes and findings are not announced again."""
+        """Start from the store as it is: earlier findings are not announced again, nor earlier changes (but
+        with a stored mark, the changes after it are: they were made while no daemon announced them)."""
+        store = self.query.store
         with self._lock:
-            self._mark = self.query.store.history_mark()
-            self._high = {(f["target"], f["kind"]) for f in self._audit(publish=False)}
+            newest = store.history_mark()
+            self._mark = store.init_mark(HISTORY_MARK_KEY, newest) if self.durable else newest
+            self._refresh_gauges()
 
     def catch_up(self) -> None:
-        """Skip to the store's newest change without announcing: a replica that does not lead leaves the
-        announcing to the leader, and does not repeat it all if it takes over later."""
+        """Follow the announcing without announcing: a replica that does not lead leaves it to the leader, and
+        does not repeat it if it takes over later (it starts from the stored mark: where the leader stopped)."""
+        store = self.query.store
         with self._lock:
-            self._mark = self.query.store.history_mark()
+            stored = store.meta_value(HISTORY_MARK_KEY) if self.durable else None
+            self._mark = int(stored) if stored is not None else store.history_mark()
+
+    def refresh_gauges(self) -> bool:
+        """Set the resource and finding gauges again if the store changed since they were set (a follower's tick:
+        the leader's scans land in the store it reads); announces nothing. True if it read the estate."""
+        mark = change_mark(self.query)
+        if mark == self._gauges_at:
+            return False
+        with self._lock:
+            self._refresh_gauges(mark)
+        return True
+
+    def _refresh_gauges(self, mark: tuple[object, ...] | None = None) -> None:
+        """The gauges, and the high findings a later :meth:`report_estate` compares with (under ``_lock``)."""
+        self._gauges_at = mark if mark is not None else change_mark(self.query)
+        self.metrics.set_resources(self.query.store.counts())
+        self._high = {(f["target"], f["kind"]) for f in self._audit(publish=False)}
 
     def report_changes(self) -> None:
         """Count label changes since the last report; announce environment changes."""
-        with self._lock:
+        with self._lock:  # held while publishing: the stored mark moves from the value this report read
             store = self.query.store
             upto = store.history_mark()
             if upto <= self._mark:
                 return
             written, changed = store.history_since(self._mark, upto, MAX_CHANGE_EVENTS)
-            self._mark = upto
+            events = self._change_events(changed) if self.webhooks is not None else []
+            if not self._announce(events, upto):
+                return
         self.metrics.label_changes.inc(written)
         self.metrics.environment_changes.inc(len(changed))
         if len(changed) == MAX_CHANGE_EVENTS:
             log.warning("more than %d environments changed at once; webhooks announce the first %d (see "
                         "`envlabel history` for the rest)", MAX_CHANGE_EVENTS, MAX_CHANGE_EVENTS)
-        if self.webhooks is None or not changed:
-            return
+
+    def _announce(self, events: list[Event], upto: int) -> bool:
+        """Publish ``events`` and move the mark to ``upto`` (with a stored mark: in one transaction, from the value
+        this report started at); False when another replica had announced them already."""
+        if self.durable:
+            assert self.webhooks is not None
+            try:
+                self.webhooks.publish(events, mark=MarkMove(HISTORY_MARK_KEY, self._mark, upto))
+            except MarkMoved as exc:
+                log.info("label changes up to %d were announced by another replica; following on from there",
+                         exc.current)
+                self._mark = exc.current
+                return False
+        elif self.webhooks is not None and events:
+            self.webhooks.publish(events)
+        self._mark = upto
+        return True
+
+    def _change_events(self, changed: Sequence[HistoryEntry]) -> list[Event]:
         events = []
         for entry in changed:
             data: dict[str, Any] = {"target": entry.target, "before": entry.before,
@@ -158,7 +213,7 @@ class Reporter:
             except Exception:  # the change is the news; the current label is a courtesy
                 log.exception("could not read the label of %s for its webhook", entry.target)
             events.append(Event(ENVIRONMENT_CHANGED, data))
-        self.webhooks.publish(events)
+        return events
 
     def report_estate(self) -> None:
         """Refresh the resource and finding gauges and announce new high-severity findings (after a scan)."""
@@ -229,8 +284,8 @@ class Daemon:
 
     def start(self) -> Daemon:
         self.reporter.prime()
-        if self.webhooks is not None:
-            self.webhooks.start()
+        if self.webhooks is not None:  # every replica records what it publishes; the leader sends the outbox
+            self.webhooks.start(sends=lambda: self.leads)
         self.schedule()
         self.start_watches()
         self.scheduler.start()
@@ -368,6 +423,7 @@ class Daemon:
                 self.reporter.report_changes()
             else:
                 self.reporter.catch_up()
+                self.reporter.refresh_gauges()
         except Exception:
             log.exception("the daemon's tick failed; it runs again in %s", self.tick_interval)
 
@@ -437,8 +493,9 @@ def run_daemon(config: Config, store: Store, host: str, port: int,
     endpoints = endpoints_from_config(config.webhooks)  # a missing secret fails now, not at the first delivery
     metrics = Metrics()
     scan_metrics = ScanMetrics(metrics.registry)
-    daemon = Daemon(config, store, scan_metrics,
-                    webhooks=WebhookDispatcher(endpoints, scan_metrics) if endpoints else None)
+    # the deliveries wait in the store's outbox, so a restart (or a new leader) sends what is left
+    webhooks = WebhookDispatcher(endpoints, scan_metrics, store=store) if endpoints else None
+    daemon = Daemon(config, store, scan_metrics, webhooks=webhooks)
     daemon.leadership = leadership_for(config, store, on_change=daemon.on_leadership)
     stop = threading.Event()
 
