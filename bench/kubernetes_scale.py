@@ -155,7 +155,7 @@ official `kubernetes` client; the store is a fresh SQLite file.
 
 | what | figure |
 |---|---|
-| objects listed | {objects:,} ({args.namespaces} namespaces x {args.per_namespace} objects of 9 kinds, \
+| objects listed | {objects:,} ({args.namespaces} namespaces x {args.per_namespace} objects of the 8 scanned kinds, \
 and the cluster) |
 | list (paginated, 500 per page, metadata only) | {listed_s:.2f} s = {objects / listed_s:,.0f} resources/s |
 | list + commit to SQLite (end to end, {written:,} rows written, all labeled) | {total_s:.2f} s = \

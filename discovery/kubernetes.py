@@ -2,7 +2,8 @@
 
 get -> transform -> return. Every list is paginated (``limit``/``continue``)
 and asks for metadata only (``PartialObjectMetadataList``): labels are all
-labeling needs, so a ConfigMap's data never leaves the API server. Secrets are
+labeling needs, so a ConfigMap's data never leaves the API server (ConfigMaps are
+listed only when a source configures them: :data:`BUILTIN_KINDS`). Secrets are
 never read, not even their names. A list whose continue token expires (410)
 restarts from the beginning; a kind that cannot be listed completely is a
 :class:`ScanError`, never a short list (STYLE 6), and the cluster's scope is
@@ -90,8 +91,11 @@ BUILTIN_KINDS: tuple[KindSpec, ...] = (
     KindSpec("", "v1", "services", True),
     KindSpec("networking.k8s.io", "v1", "ingresses", True),
     KindSpec("", "v1", "persistentvolumeclaims", True),
-    KindSpec("", "v1", "configmaps", True),
 )
+#: ConfigMaps are not listed by default: RBAC cannot grant their labels without their data, and a role that may list
+#: every ConfigMap in the cluster reads all of its configuration. A source that decides ConfigMap actions by their
+#: own labels adds ``{resource: configmaps}`` to its ``resources`` (and the ClusterRole the matching rule); without
+#: it an action on a ConfigMap is decided as the strictest environment, like any target envlabel never saw.
 _BUILTIN_GROUPS = frozenset(k.group for k in BUILTIN_KINDS)
 #: every permission a scan and its watches use, as ``kubectl auth can-i VERB RESOURCE[.GROUP]`` arguments;
 #: kubernetes-clusterrole.yaml grants exactly these

@@ -146,6 +146,8 @@ def test_values_schema_refuses_unsafe_values(tmp_path: Path) -> None:
     assert "config.api" in render_error(tmp_path, {"config": {"api": {"tokens": []}}})
     assert "runAsNonRoot" in render_error(tmp_path, {"securityContext": {"runAsNonRoot": False}})
     assert "postgresql.existingSecret" in render_error(tmp_path, {"replicaCount": 2})  # tests/test_helm_ha.py: the rest
+    assert "never reads secrets" in render_error(tmp_path, {"config": {"sources": [
+        {"name": "c", "type": "kubernetes", "in_cluster": True, "resources": [{"resource": "secrets"}]}]}})
     assert "unknwn" in render_error(tmp_path, {"unknwn": 1})
     assert "readOnly" in render_error(tmp_path, {"extraVolumeMounts": [{"name": "x", "mountPath": "/x"}]})
 
@@ -154,6 +156,17 @@ def test_values_schema_refuses_unsafe_values(tmp_path: Path) -> None:
 def test_cluster_role_rules_are_the_scanners_role(renders: dict[str, list[dict[str, Any]]]) -> None:
     discovery = yaml.safe_load((ROOT / "discovery" / "kubernetes-clusterrole.yaml").read_text())
     assert one(renders["default"], "ClusterRole")["rules"] == discovery["rules"]
+    assert not [r for r in discovery["rules"] if "configmaps" in r["resources"]]  # not every ConfigMap's data
+
+
+def test_kinds_an_in_cluster_source_lists_get_their_read_rule(tmp_path: Path) -> None:
+    source = {"name": "in-cluster", "type": "kubernetes", "in_cluster": True,
+              "resources": [{"resource": "configmaps"}, {"group": "example.com", "resource": "widgets"}]}
+    remote = {"name": "remote", "type": "kubernetes", "kubeconfig": "/k", "resources": [{"resource": "endpoints"}]}
+    rules = one(render(tmp_path, {"config": {"sources": [source, remote]}}), "ClusterRole")["rules"]
+    discovery = yaml.safe_load((ROOT / "discovery" / "kubernetes-clusterrole.yaml").read_text())["rules"]
+    assert rules == [*discovery, {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]},
+                     {"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["get", "list", "watch"]}]
 
 
 def test_rbac_is_read_only_and_never_touches_secrets(renders: dict[str, list[dict[str, Any]]]) -> None:
@@ -245,6 +258,7 @@ def test_rendered_config_passes_envlabel_validate(renders: dict[str, list[dict[s
     config.write_text(one(docs, "ConfigMap")["data"]["envlabel.yaml"])
     tokens = secret_value(docs, "api-tokens")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENVLABEL_")} | {"ENVLABEL_API__TOKENS": tokens}
+    env |= {e["name"]: "set-from-its-secret" for e in CUSTOM["extraEnv"]}  # the pod gets these from extraEnv
     done = subprocess.run([str(Path(sys.executable).parent / "envlabel"), "validate", "--config", str(config)],
                           check=False, capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -255,17 +269,60 @@ def test_rendered_config_passes_envlabel_validate(renders: dict[str, list[dict[s
                                                       "key": "api-tokens"}
 
 
-def test_tokens_are_hashes_and_a_generated_admin_token_matches_its_hash(
+def test_tokens_are_hashes_and_the_default_generates_a_reader_token_never_an_admin(
         renders: dict[str, list[dict[str, Any]]]) -> None:
     custom = yaml.safe_load(secret_value(renders["custom"], "api-tokens"))
-    assert custom == CUSTOM["api"]["tokens"] and "admin-token" not in one(renders["custom"], "Secret")["data"]
+    data = one(renders["custom"], "Secret")["data"]
+    assert custom == CUSTOM["api"]["tokens"] and "admin-token" not in data and "reader-token" not in data
     (generated,) = yaml.safe_load(secret_value(renders["default"], "api-tokens"))
-    token = secret_value(renders["default"], "admin-token")
-    assert len(token) >= 32 and generated["role"] == "admin"
-    assert generated["sha256"] == hashlib.sha256(token.encode()).hexdigest()
+    token = secret_value(renders["default"], "reader-token")
+    assert len(token) >= 32 and generated == {"name": "helm-generated-reader", "role": "reader",
+                                              "sha256": hashlib.sha256(token.encode()).hexdigest()}
+    assert not [t for name in ("default", "custom") for t in yaml.safe_load(secret_value(renders[name], "api-tokens"))
+                if t["role"] == "admin"]
+    assert "admin-token" not in one(renders["default"], "Secret")["data"]
     # no token text in the ConfigMap, ever
     for docs in renders.values():
         assert "tokens" not in yaml.safe_load(one(docs, "ConfigMap")["data"]["envlabel.yaml"]).get("api", {})
+
+
+def test_an_admin_token_is_generated_only_when_asked(tmp_path: Path) -> None:
+    docs = render(tmp_path, {"api": {"adminToken": {"generate": True}, "tokens": CUSTOM["api"]["tokens"]}})
+    admin = secret_value(docs, "admin-token")
+    assert yaml.safe_load(secret_value(docs, "api-tokens")) == [
+        *CUSTOM["api"]["tokens"], {"name": "helm-generated-admin", "role": "admin",
+                                   "sha256": hashlib.sha256(admin.encode()).hexdigest()}]
+    assert "reader-token" not in one(docs, "Secret")["data"]  # tokens were given
+    error = render_error(tmp_path, {"api": {"adminToken": {"generate": True}, "existingSecret": "mine"}})
+    assert "add the admin token's {name, role: admin, sha256} to the list in your Secret" in error
+
+
+def server_render(tmp: Path, kubeconfig: Path, values: dict[str, Any]) -> dict[str, Any]:
+    """The chart's token Secret as `helm upgrade` renders it: against a cluster (the fake API server), so that
+    `lookup` sees what the last install wrote."""
+    path = tmp / "server-values.yaml"
+    path.write_text(yaml.safe_dump(values))
+    done = helm("template", "rel", str(CHART), "--namespace", "envlabel", "--dry-run=server", "--kubeconfig",
+                str(kubeconfig), "-f", str(path), "--show-only", "templates/secret.yaml", tmp=tmp)
+    assert done.returncode == 0, done.stderr
+    secret: dict[str, Any] = yaml.safe_load(done.stdout)
+    return secret
+
+
+def test_generated_tokens_survive_re_rendering_through_lookup(tmp_path: Path) -> None:
+    from tests.kubernetes_cluster import fake_cluster
+
+    values = {"api": {"adminToken": {"generate": True}}}
+    with fake_cluster(tmp_path) as cluster:
+        cluster.fake.seed("namespaces", "envlabel")
+        first = server_render(tmp_path, cluster.kubeconfig, values)  # the install: nothing to look up yet
+        assert server_render(tmp_path, cluster.kubeconfig, values)["data"] != first["data"]  # fresh each time
+        cluster.fake.seed("secrets", first["metadata"]["name"], "envlabel", fields={"data": first["data"]})
+        again = server_render(tmp_path, cluster.kubeconfig, values)  # the upgrade
+        assert again["data"] == first["data"]  # same reader and admin tokens, same hashes: nothing rotates
+        assert {"reader-token", "admin-token", "api-tokens"} == set(again["data"])
+        assert [(r.resource, r.verb) for r in cluster.fake.requests if r.resource == "secrets"] == [
+            ("secrets", "get")] * 3  # a get by name only: the chart never lists the namespace's secrets
 
 
 def test_an_existing_secret_replaces_the_charts(renders: dict[str, list[dict[str, Any]]]) -> None:
@@ -292,10 +349,20 @@ def test_dockerfile_is_multi_stage_non_root_with_a_data_volume() -> None:
     ops = dict(runtime)
     assert ops["USER"].split(":")[0] == "10001"
     assert ops["VOLUME"] == '["/var/lib/envlabel"]'
-    assert ops["ENTRYPOINT"] == '["envlabel"]' and ops["CMD"] == '["serve", "--host", "0.0.0.0"]'
-    runs = " ".join(args for op, args in runtime if op == "RUN")
-    assert "from=builder" in runs and "--no-index" in runs  # installs the builder's wheels, offline
+    assert ops["ENTRYPOINT"] == '["envlabel"]'
+    assert ops["CMD"] == '["serve", "--config", "/etc/envlabel/envlabel.yaml", "--host", "0.0.0.0"]'
+    assert "ENVLABEL_CONFIG=/etc/envlabel/envlabel.yaml" in ops["ENV"]  # `docker exec ... envlabel get` reads it too
+    builder = instructions[stages[0]:stages[-1]]
+    installs = " ".join(args for op, args in builder if op == "RUN")
+    assert "--require-hashes" in installs and "-r requirements.lock" in installs  # every dependency by sha256
+    assert ("COPY", "--from=builder /opt/envlabel /opt/envlabel") in runtime
     assert "PYTHONDONTWRITEBYTECODE=1" in ops["ENV"]  # nothing written next to the code: read-only root works
+    # plain Dockerfile syntax: builds without BuildKit
+    assert not [args for op, args in instructions if op == "RUN" and "--mount" in args]
+    assert "syntax=" not in (ROOT / "Dockerfile").read_text().splitlines()[0]
+    # the base is an argument, so a build pins it by digest (--build-arg PYTHON_IMAGE=...@sha256:...)
+    assert instructions[0] == ("ARG", "PYTHON_IMAGE=python:3.12-slim-bookworm")
+    assert all(args.startswith("${PYTHON_IMAGE} AS ") for op, args in instructions if op == "FROM")
     # the user switch comes after every RUN, so nothing runs as root at run time
     assert max(i for i, (op, _) in enumerate(runtime) if op == "RUN") < runtime.index(("USER", ops["USER"]))
     for op, args in instructions:
@@ -307,4 +374,18 @@ def test_dockerignore_keeps_only_the_packages() -> None:
     lines = [ln for ln in (ROOT / ".dockerignore").read_text().splitlines() if ln and not ln.startswith("#")]
     assert lines[0] == "*"
     allowed = {ln.removeprefix("!").rstrip("/") for ln in lines if ln.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "envlabel", "discovery", "labelers", "store", "service"}
+    assert allowed == {"pyproject.toml", "README.md", "requirements.lock", "envlabel", "discovery", "labelers", "store",
+                       "service"}
+
+
+def test_the_lock_pins_every_dependency_of_the_daemon_with_a_hash() -> None:
+    lock = re.sub(r"\\\n\s*", " ", (ROOT / "requirements.lock").read_text())
+    entries = [line for line in lock.splitlines() if line and not line.startswith("#")]
+    assert entries and all(re.fullmatch(r"[a-z0-9-]+==[^ ]+ +--hash=sha256:[0-9a-f]{64}", e) for e in entries), entries
+    pinned = {e.split("==")[0] for e in entries}
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for requirement in project["dependencies"] + project["optional-dependencies"]["daemon"]:
+        name = re.split(r"[\[<>=; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+        assert name in pinned, f"{name} is a dependency of envlabel[daemon] but not in requirements.lock"

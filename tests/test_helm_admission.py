@@ -267,7 +267,7 @@ def test_serve_answers_the_webhook_over_the_charts_tls_as_the_api_server_calls_i
         # the chart's token list, as the pod reads it; the API server sends no token on the admission path
         env = {k: v for k, v in os.environ.items() if not k.startswith("ENVLABEL_")} | {
             "ENVLABEL_API__TOKENS": secret_value(opaque, "api-tokens")}
-        admin = secret_value(opaque, "admin-token")
+        reader = secret_value(opaque, "reader-token")
         log = (tmp_path / "serve.log").open("wb")
         process = subprocess.Popen([str(Path(sys.executable).parent / "envlabel"), *serve], env=env,
                                    stdout=log, stderr=subprocess.STDOUT)
@@ -295,7 +295,7 @@ def test_serve_answers_the_webhook_over_the_charts_tls_as_the_api_server_calls_i
                 if process.poll() is not None:
                     raise AssertionError((tmp_path / "serve.log").read_text())
                 try:
-                    _, label = call("GET", "/v1/label?target=k8s://in-cluster/scratch/deployments/api", token=admin)
+                    _, label = call("GET", "/v1/label?target=k8s://in-cluster/scratch/deployments/api", token=reader)
                 except ConnectionRefusedError:  # not listening yet; a certificate error fails the test at once
                     return False
                 return bool(label.get("environment") == "sandbox")

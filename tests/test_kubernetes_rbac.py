@@ -55,4 +55,18 @@ def test_every_call_of_a_scan_and_a_watch_is_covered(tmp_path: Path) -> None:
     assert {verb for _, _, verb in calls} == {"list", "watch"}
     assert calls <= allowed, f"not covered by the ClusterRole: {sorted(calls - allowed)}"
     assert {(g, r) for g, r, _ in calls} == {(k.group, k.resource) for k in BUILTIN_KINDS}
-    assert not [c for c in calls if c[1] == "secrets"]
+    assert not [c for c in calls if c[1] in ("secrets", "configmaps")]  # configmaps are opt-in
+
+
+def test_configmaps_are_read_only_by_a_source_that_lists_them_and_need_their_rule(tmp_path: Path) -> None:
+    """The default role reads no ConfigMap (a list would grant their data); a source that configures them scans
+    them, and its extra calls are exactly the rule the chart adds for it (tests/test_helm.py renders that)."""
+    allowed = {(r.api_group, resource, verb) for r in shipped_rules() for resource in r.resources for verb in r.verbs}
+    with fake_cluster(tmp_path) as cluster:
+        seed_payments(cluster.fake)
+        source = cluster.source(resources=[{"resource": "configmaps"}])
+        result = KubernetesScanner(source, page_size=2).scan()
+        calls = {(r.group, r.resource, r.verb) for r in cluster.fake.requests}
+    assert result.complete and "k8s://prod-eu/payments/configmaps/api" in {r.id for r in result.resources}
+    assert calls - allowed == {("", "configmaps", "list")}
+    assert ("", "configmaps") not in {(k.group, k.resource) for k in BUILTIN_KINDS}

@@ -86,7 +86,8 @@ def test_workloads_name_the_claims_they_mount_and_create(cluster: FakeCluster) -
 def test_only_the_fact_kinds_are_read_whole_and_configmaps_stay_metadata_only(cluster: FakeCluster) -> None:
     cluster.fake.seed("configmaps", "settings", "orders", fields={"data": {"password": "hunter2"}})
     cluster.fake.clear_requests()
-    scanned(cluster)
+    KubernetesScanner(cluster.source(resources=[{"resource": "configmaps"}])).scan()  # configmaps are opt-in
+    assert "configmaps" in {r.resource for r in cluster.fake.requests}
     whole = {r.resource for r in cluster.fake.requests if "PartialObjectMetadata" not in r.accept}
     assert whole == {resource for _, resource in FACT_KINDS}
     assert "configmaps" not in whole and not [r for r in cluster.fake.requests if r.resource == "secrets"]

@@ -135,10 +135,15 @@ def test_extras_match_what_people_install() -> None:
 
 
 def test_the_image_installs_the_daemon_extra_only() -> None:
+    """The image's dependencies are requirements.lock (envlabel[daemon], hash-pinned: tests/test_helm.py checks that
+    it covers the extra); envlabel itself goes in with --no-deps, so nothing else (the demo's moto) comes along."""
     installs = [args for op, args in dockerfile() if op == "RUN" and re.search(r"\bpip (wheel|install)\b", args)]
     assert installs, "the Dockerfile installs nothing"
     for args in installs:
-        assert re.findall(r"\[(\w+)\]", args) == ["daemon"], args
+        from_lock = "--require-hashes" in args and "-r requirements.lock" in args
+        assert "--no-deps" in args and (from_lock or re.search(r"--no-deps \.( |$)", args)), args
+    lock = (ROOT / "requirements.lock").read_text()
+    assert not re.search(r"^(moto|pytest|flask)==", lock, re.M), "the demo's or the tests' packages are in the lock"
     assert "moto" not in (ROOT / "Dockerfile").read_text()
 
 

@@ -106,3 +106,36 @@ the URL comes from the Secret as ENVLABEL_STORE) leader election through a Lease
 {{- end }}
 {{- toYaml $probe }}
 {{- end }}
+
+{{/* The API token list and the tokens the chart generated, as JSON {"tokens": [...], "generated": {key: token}}.
+No api.tokens: one reader token (agents can ask, nobody can set overrides). An admin token only with
+api.adminToken.generate. A generated token is read back from the Secret the last install wrote (`lookup`), so
+upgrades keep it; where lookup sees no cluster (helm template, --dry-run, Argo CD, Flux) every render makes a new
+one, which is why GitOps installs set api.tokens or api.existingSecret instead (docs/helm.md, "API tokens"). */}}
+{{- define "envlabel.apiTokens" -}}
+{{- $tokens := .Values.api.tokens | default list }}
+{{- $wanted := list }}
+{{- if not $tokens }}
+{{- $wanted = append $wanted (list "reader-token" "helm-generated-reader" "reader") }}
+{{- end }}
+{{- if .Values.api.adminToken.generate }}
+{{- $wanted = append $wanted (list "admin-token" "helm-generated-admin" "admin") }}
+{{- end }}
+{{- $existing := dict }}
+{{- if $wanted }}
+{{- $existing = (lookup "v1" "Secret" .Release.Namespace (include "envlabel.tokenSecretName" .)).data | default dict }}
+{{- end }}
+{{- $generated := dict }}
+{{- range $wanted }}
+{{- $key := index . 0 }}
+{{- $token := "" }}
+{{- if hasKey $existing $key }}
+{{- $token = index $existing $key | b64dec }}
+{{- else }}
+{{- $token = randAlphaNum 43 }}
+{{- end }}
+{{- $_ := set $generated $key $token }}
+{{- $tokens = append $tokens (dict "name" (index . 1) "role" (index . 2) "sha256" (sha256sum $token)) }}
+{{- end }}
+{{- toJson (dict "tokens" $tokens "generated" $generated) }}
+{{- end }}

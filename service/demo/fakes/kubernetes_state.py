@@ -499,7 +499,7 @@ class FakeKubernetes:
 def seed_estate(fake: FakeKubernetes, namespaces: int, per_namespace: int,
                 labels: Callable[[int], Mapping[str, str]] | None = None) -> int:
     """``namespaces`` namespaces with ``per_namespace`` objects each, spread over the scanned kinds."""
-    kinds = ["deployments", "services", "configmaps", "statefulsets", "jobs", "ingresses",
+    kinds = ["deployments", "services", "statefulsets", "jobs", "ingresses",
              "persistentvolumeclaims", "daemonsets", "cronjobs"]
     count = 0
     for n in range(namespaces):
