@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from functools import cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
@@ -75,17 +76,23 @@ class LookalikesRows:
 def lookalike_statement(stem: str, kind: str | None, exclude_id: str | None, limit: int, *,
                         other_than: str | None = None, ranking: Sequence[str] = ()) -> tuple[str, list[Any]]:
     """The statement (``?`` placeholders) and parameters of :meth:`LookalikesRows.lookalikes`."""
-    statement, params = SELECT, [stem]
-    if kind is not None:
+    params: list[Any] = [stem]
+    params += [v for v in (kind, exclude_id, other_than) if v is not None]
+    statement = _statement_of_shape(kind is not None, exclude_id is not None, other_than is not None, len(ranking))
+    return statement, [*params, *ranking, limit]
+
+
+@cache
+def _statement_of_shape(by_kind: bool, excluding: bool, other_than: bool, ranked: int) -> str:
+    """The statement for one shape of the question (a label asks one of a handful: built once each)."""
+    statement = SELECT
+    if by_kind:
         statement += " AND r.kind = ?"
-        params.append(kind)
-    if exclude_id is not None:
+    if excluding:
         statement += " AND r.id <> ?"
-        params.append(exclude_id)
-    if other_than is not None:
+    if other_than:
         statement += " AND (l.environment IS NULL OR l.environment = 'unknown' OR l.environment <> ?)"
-        params.append(other_than)
-    return f"{statement} ORDER BY {rank_order(ranking)}r.id LIMIT ?", [*params, *ranking, limit]
+    return f"{statement} ORDER BY {rank_order(['?'] * ranked)}r.id LIMIT ?"
 
 
 def rank_order(ranking: Sequence[str]) -> str:

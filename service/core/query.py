@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from envlabel.config import Config
 from envlabel.errors import StoreError, TargetError
@@ -43,6 +44,8 @@ class Query:
     def __post_init__(self) -> None:
         self.taxonomy = Taxonomy.from_config(self.config)
         self.stemmer = Stemmer.of(self.taxonomy)
+        #: the stems of names asked about, remembered (agents check the same targets again and again)
+        self.stem_of = lru_cache(maxsize=65_536)(self.stemmer)
         self._stems_ready = False
         # the stored stems made this taxonomy's (a synonym renamed in the config re-stems the store); a store that
         # does not answer yet is not this constructor's to report: the first lookalike read tries again, and says why
@@ -109,7 +112,7 @@ class Query:
         if name is None:
             name, kind = name_of_id(target.id), None
         environment = body["environment"]
-        return self.stemmer(name), kind, None if environment == UNKNOWN else environment, body.get("id", target.id)
+        return self.stem_of(name), kind, None if environment == UNKNOWN else environment, body.get("id", target.id)
 
     def answer_view(self, raw_target: str, provider: str, view: LabelView | None, now: datetime) -> LabelRecord:
         """The label JSON from a :class:`LabelView` (None: never seen): the hot path agents call before
