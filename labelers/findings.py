@@ -19,16 +19,19 @@ not be undone (:func:`unrecoverable_because`).
 >>> account = Resource("222222222222", "aws", "aws:account", "shop", None, {"Environment": "prod"})
 >>> vpc = Resource("vpc-1", "aws", "ec2:vpc", "main", "222222222222", {"env": "dev"})
 >>> auditor = Auditor(Taxonomy(), {account.id: account, vpc.id: vpc}, {})
->>> for r in (account, vpc, Resource("i-1", "aws", "ec2:instance", "web", "vpc-1")):
-...     auditor.add(r)
+>>> [auditor.add(r) for r in (account, vpc, Resource("i-1", "aws", "ec2:instance", "web", "vpc-1"))]
+['production', 'production', 'production']
 >>> [(f.target, f.kind, f.severity, f.environment) for f in auditor.findings()]
-[('vpc-1', 'conflict', 'high', 'production'), ('222222222222', 'non-canonical', 'high', 'production')]
+[('vpc-1', 'conflict', 'high', 'production'), ('222222222222', 'non-canonical', 'low', 'production')]
+
+Severity means risk (:meth:`Auditor.severity`, the table in docs/audit.md): high when a target is left unknown or
+a production resource reads as another environment, low for spellings the labeler already understands.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
@@ -49,8 +52,10 @@ UNRECOVERABLE = "unrecoverable"
 #: report order within a severity: what leaves a target wrong or unknown first, then what a mistake would cost
 KINDS = (CONFLICT, AMBIGUOUS, UNLABELED, UNRECOGNIZED, STALE, UNRECOVERABLE, NAME_MISMATCH, NON_CANONICAL)
 SEVERITIES = ("high", "medium", "low")
-#: kinds whose fix is real work even away from production; the others are hygiene
-_MEDIUM_KINDS = frozenset({CONFLICT, AMBIGUOUS, UNLABELED, UNRECOGNIZED, STALE})
+#: the tops of a hierarchy: they hold every environment by design, so no one tag labels them (see _partly_labeled)
+ORGANIZATION_KINDS = frozenset({"aws:root", "gcp:organization"})
+#: how many resources a partly-labeled container's finding names per environment (the count gives the rest)
+_NAMED_PER_ENVIRONMENT = 3
 _SEVERITY_ORDER = {s: i for i, s in enumerate(SEVERITIES)}
 _KIND_ORDER = {k: i for i, k in enumerate(KINDS)}
 
@@ -153,6 +158,10 @@ class Auditor:
         self._unknown: list[Observed] = []
         self._unknown_containers: set[str] = set()
         self._known_parents: set[str] = set()
+        # what is labeled by its own signal right below a container with none (per that parent, by environment):
+        # the note of a partly-labeled container's finding, kept as counts plus a few named resources
+        self._frontier: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self._frontier_named: defaultdict[tuple[str, str], list[Observed]] = defaultdict(list)
         self._stale: dict[tuple[str, str], _Stale] = defaultdict(_Stale)
         self._top = taxonomy.environments[0]
         self._names: dict[str, frozenset[str]] = {}
@@ -174,8 +183,10 @@ class Auditor:
             self._above[parent] = cached
         return cached
 
-    def add(self, resource: Observed, source: str = "", observed: str = "") -> None:
-        """Audit one resource. ``observed`` is when its scope was last scanned completely (ISO text)."""
+    def add(self, resource: Observed, source: str = "", observed: str = "") -> str:
+        """Audit one resource and return the environment the audit holds it to be: the labeler's
+        (``Labeler.label(resource).environment``; tests/test_audit_consistency.py holds the two equal).
+        ``observed`` is when its scope was last scanned completely (ISO text)."""
         # The common resource has no signal of its own and just inherits: keep that path to a few lookups
         # (its fields read once into locals: a million resources).
         parent, tags, name_signal = resource.parent, resource.tags, resource.name_signal
@@ -184,6 +195,8 @@ class Auditor:
         override = self.overrides.get(resource.id) if self.overrides else None
         if tagged or name_signal or resource.declared or override is not None:
             environment = self._add_signalled(resource, tagged, above, override)
+            if parent is not None and not above[0] and environment != UNKNOWN:
+                self._note_frontier(resource, parent, environment)
         else:
             environment = above[2]
         if environment == UNKNOWN:
@@ -209,6 +222,15 @@ class Auditor:
             stale.count += 1
             stale.environments[environment] += 1
             stale.last_seen = max(stale.last_seen, observed)
+        return environment
+
+    def _note_frontier(self, resource: Observed, parent: str, environment: str) -> None:
+        """Remember a resource labeled by its own signal below containers with none: it is what disagrees (or
+        agrees) with the label those containers' findings suggest."""
+        self._frontier[parent][environment] += 1
+        named = self._frontier_named[(parent, environment)]
+        if len(named) < _NAMED_PER_ENVIRONMENT:
+            named.append(resource)
 
     def _environment_tags(self, tags: Mapping[str, str]) -> list[tuple[str, str, Match]]:
         """:meth:`Taxonomy.environment_tags`, once per tags mapping: the store's audit stream hands every
@@ -257,7 +279,7 @@ class Auditor:
         if chain_envs and (len(chain_envs) > 1 or mine not in chain_envs):
             self._conflict(resource, tagged, mine, chain=chain, environment=environment, own=[mine])
         elif not match.canonical:
-            self._non_canonical(resource, key, value, mine, environment)
+            self._non_canonical(resource, key, value, mine)
         return environment
 
     def own_environments(self, resource: Observed, tagged: list[tuple[str, str, Match]]) -> list[str]:
@@ -301,18 +323,31 @@ class Auditor:
             if match.environment is None:
                 self._unrecognized(resource, key, value, environment)
             elif not match.canonical and not fixed:
-                self._non_canonical(resource, key, value, match.environment, environment)
+                self._non_canonical(resource, key, value, match.environment)
 
     # -- finding builders ---------------------------------------------------------------------
-    def severity(self, kind: str, *environments: str) -> str:
-        """high when production (the most restrictive environment) or an unknown target is involved."""
-        if self._alarming.intersection(environments):
-            return "high"
-        return "medium" if kind in _MEDIUM_KINDS else "low"
+    def severity(self, kind: str, label: str, expected: str = "") -> str:
+        """Risk, not noise (the table in docs/audit.md, "Severity"). ``label`` is what the target is treated as
+        now (``unknown`` included), ``expected`` what the finding suggests.
 
-    def _emit(self, resource: Observed, kind: str, environment: str, current: str, *, message: str, advice: str,
+        high: the finding leaves a target unknown, or a production resource reads as another environment (a
+        conflict or several tags toward a weaker one, a name saying another, a value nothing reads), or a delete
+        could not be undone. medium: a label that may be wrong away from production, and a name saying
+        production on a resource labeled otherwise (it may be production). low: spellings the labeler already
+        reads, and names that mix up two environments that are not production.
+        """
+        if kind == NON_CANONICAL:
+            return "low"
+        if kind in (UNLABELED, UNRECOVERABLE) or label in self._alarming:
+            return "high"
+        if kind == NAME_MISMATCH:
+            return "medium" if expected == self._top else "low"
+        return "medium"
+
+    def _emit(self, resource: Observed, kind: str, environment: str, label: str, *, message: str, advice: str,
               tags: tuple[tuple[str, str], ...] = (), covers: int = 1) -> None:
-        self._found.append(Finding(resource.id, kind, self.severity(kind, environment, current), environment,
+        """One finding: ``environment`` is the expected one, ``label`` what the resource is treated as now."""
+        self._found.append(Finding(resource.id, kind, self.severity(kind, label, environment), environment,
                                    message, advice, tags, resource, covers))
 
     def tag_key(self, resource: Observed) -> str:
@@ -348,7 +383,7 @@ class Auditor:
         if not tagged:
             advice = (f"its {mine} comes from configuration or its name ({describe(resource)}); change that, or "
                       f"set an environment tag on {other.source}")
-        self._emit(resource, CONFLICT, environment, mine, message=message, advice=advice, tags=tags)
+        self._emit(resource, CONFLICT, environment, environment, message=message, advice=advice, tags=tags)
 
     def _ambiguous(self, resource: Observed, tagged: list[tuple[str, str, Match]], environment: str) -> None:
         values = ", ".join(f"{k}={v}" for k, v, _ in tagged)
@@ -370,12 +405,11 @@ class Auditor:
         self._emit(resource, UNRECOGNIZED, expected, environment, message=message, advice=advice,
                    tags=((key, expected),))
 
-    def _non_canonical(self, resource: Observed, key: str, value: str, means: str, environment: str) -> None:
-        # the most frequent finding of a messy estate: built inline, without the generic helpers
-        alarming = self._alarming
-        severity = "high" if means in alarming or environment in alarming else "low"
+    def _non_canonical(self, resource: Observed, key: str, value: str, means: str) -> None:
+        # the most frequent finding of a messy estate: built inline, without the generic helpers. Always low: the
+        # labeler reads the value already (production stays production); the fix is for the other tools
         self._found.append(Finding(
-            resource.id, NON_CANONICAL, severity, means,
+            resource.id, NON_CANONICAL, "low", means,
             f"{resource.kind} {resource.path or resource.name or resource.id} has tag {key}={value}, understood as "
             f"{means} but not spelled {means}", f"set {key}={means} so every tool reading the tag agrees",
             ((key, means),), resource))
@@ -422,9 +456,8 @@ class Auditor:
         return top
 
     def _unlabeled(self) -> None:
-        # A container that is unlabeled while resources in it carry their own environment (an Organization
-        # root, an OU holding production and sandbox accounts) needs no label of its own: tagging it would
-        # only add conflicts below. What is unlabeled in it is reported where its own subtree ends.
+        # What is unlabeled is reported where its fix belongs: the top of a wholly unlabeled subtree. A container
+        # with no signal whose subtree is only partly unlabeled is reported on itself as well (_partly_labeled).
         fully = self._unknown_containers - self._known_parents
         anchors: Counter[str] = Counter(self._anchor(r, fully) for r in self._unknown
                                         if r.id not in self._unknown_containers or r.id in fully)
@@ -446,11 +479,118 @@ class Auditor:
             below = f" and {count - 1} resource(s) in it have" if count > 1 else " has"
             message = (f"{describe(resource)}{below} no environment signal (no tag, no labeled container); "
                        f"agents must treat {'them' if count > 1 else 'it'} as production")
-            advice = f"set {key}={expected} on it (or staging / sandbox, whichever it is)"
+            advice = self._label_it(resource, key, expected)
             if count > 1:
                 advice += f"; everything in it inherits the tag ({count} resources)"
             self._emit(resource, UNLABELED, expected, UNKNOWN, message=message, advice=advice, tags=((key, expected),),
                        covers=count)
+        self._partly_labeled(anchors, resources, unrecognized)
+
+    def _label_it(self, resource: Observed, key: str, expected: str) -> str:
+        """The words of an unlabeled resource's fix: its tag, or for a Kubernetes cluster its source's configuration
+        (a cluster carries no label of its own)."""
+        if resource.kind == "k8s:cluster":
+            return (f"set environment: {expected} on its source in the configuration, or tag its EKS/GKE cluster "
+                    f"(or {self._others(expected)}, whichever it is)")
+        return f"set {key}={expected} on it (or {self._others(expected)}, whichever it is)"
+
+    def _others(self, environment: str) -> str:
+        return " / ".join(e for e in self.taxonomy.environments if e != environment)
+
+    def _partly_labeled(self, anchors: Counter[str], resources: Mapping[str, Observed],
+                        unrecognized: Mapping[str, int]) -> None:
+        """Report each container with no signal of its own that holds labeled resources (an account whose
+        buckets carry tags): it stays unknown, so every check treats it as production, and without this nothing
+        names it. The fix labels it; the message names what in it already says another environment, since
+        that tag would put them in conflict. The top of a hierarchy (an Organization root, a GCP organization)
+        holds every environment by design and is not reported."""
+        partly = {c for c in self._unknown_containers & self._known_parents
+                  if c in self.containers and self.containers[c].kind not in ORGANIZATION_KINDS}
+        if not partly:
+            return
+        said, named = self._said_below(partly)
+        unlabeled = self._unlabeled_below(partly, anchors, resources)
+        for target in sorted(partly):
+            container = self.containers[target]
+            if target in unrecognized:  # its tag names no environment: that finding is the fix; add the note
+                index = unrecognized[target]
+                found = self._found[index]
+                self._found[index] = found._replace(
+                    message=found.message + self._disagreeing(found.environment, said[target], named, target))
+                continue
+            self._partly_labeled_finding(container, said[target], named, unlabeled[target])
+
+    def _partly_labeled_finding(self, container: Resource, said: Counter[str],
+                                named: Mapping[tuple[str, str], list[Observed]], unlabeled: int) -> None:
+        expected = self.expected_unknown(container)
+        key = self.tag_key(container)
+        message = (f"{describe(container)} has no environment signal of its own (no tag, no labeled container) "
+                   f"while {sum(said.values())} resource(s) in it carry one; agents must treat it as production"
+                   f"{self._disagreeing(expected, said, named, container.id)}")
+        advice = self._label_it(container, key, expected)
+        if unlabeled:
+            advice += f"; the {unlabeled} unlabeled resource(s) in it inherit the tag"
+        weaker = [e for e in said if e != expected and self._rank(e) > self._rank(expected)]
+        if weaker:
+            advice += (f"{',' if unlabeled else ';'} and those saying {' or '.join(sorted(weaker, key=self._rank))} "
+                       f"become conflicts labeled {expected}")
+        agreed = set(said)
+        if len(agreed) == 1 and expected not in agreed:
+            [theirs] = agreed
+            advice += f"; if it is {theirs}, as everything labeled in it says, set {key}={theirs} instead"
+        self._emit(container, UNLABELED, expected, UNKNOWN, message=message, advice=advice,
+                   tags=((key, expected),), covers=1 + unlabeled)
+
+    def _disagreeing(self, expected: str, said: Counter[str], named: Mapping[tuple[str, str], list[Observed]],
+                     target: str) -> str:
+        """The note on what in ``target`` already says another environment than ``expected`` (empty: nothing)."""
+        parts = []
+        for environment in sorted((e for e in said if e != expected), key=self._rank):
+            count = said[environment]
+            listed = named.get((target, environment), [])
+            names = ", ".join(f"{describe(r)} ({r.id})" if r.id not in describe(r) else describe(r) for r in listed)
+            more = f" and {count - len(listed)} more" if count > len(listed) else ""
+            parts.append(f"{count} resource(s) already say {environment}: {names}{more}")
+        return f"; in it, {'; '.join(parts)}" if parts else ""
+
+    def _ancestors(self, node: str | None) -> Iterator[str]:
+        """``node`` and the containers above it, nearest first (a loop in bad data ends the walk)."""
+        seen: set[str] = set()
+        while node is not None and node not in seen:
+            seen.add(node)
+            yield node
+            container = self.containers.get(node)
+            node = container.parent if container is not None else None
+
+    def _said_below(self, partly: set[str]) -> tuple[defaultdict[str, Counter[str]],
+                                                      dict[tuple[str, str], list[Observed]]]:
+        """Per partly-labeled container: the environments what is labeled in it says (its own signal right below
+        unlabeled containers), and a few of those resources by name."""
+        said: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        named: dict[tuple[str, str], list[Observed]] = {}
+        for parent, counts in self._frontier.items():
+            for node in self._ancestors(parent):
+                if node not in partly:
+                    continue
+                said[node].update(counts)
+                for environment in counts:
+                    listed = named.setdefault((node, environment), [])
+                    room = _NAMED_PER_ENVIRONMENT - len(listed)
+                    listed.extend(self._frontier_named[(parent, environment)][:max(room, 0)])
+        return said, named
+
+    def _unlabeled_below(self, partly: set[str], anchors: Counter[str],
+                         resources: Mapping[str, Observed]) -> Counter[str]:
+        """Per partly-labeled container: how many unlabeled resources below it its tag would label (the
+        unlabeled subtrees reported on their own, and the partly-labeled containers below it)."""
+        below: Counter[str] = Counter()
+        tops = [(top.parent if top is not None else None, n)
+                for top, n in ((resources.get(t) or self.containers.get(t), n) for t, n in anchors.items())]
+        for parent, count in [*tops, *((self.containers[c].parent, 1) for c in partly)]:
+            for node in self._ancestors(parent):
+                if node in partly:
+                    below[node] += count
+        return below
 
     def _stale_scopes(self) -> None:
         for (source, scope), stale in self._stale.items():

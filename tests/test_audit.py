@@ -169,8 +169,11 @@ def test_one_finding_per_fix(query: Query) -> None:
     [unlabeled_legacy] = [r for r in by_kind(rows, "unlabeled") if r["target"] == "444444444444"]
     assert "and 4 resource(s) in it" in unlabeled_legacy["message"]  # its VPC and 3 instances
     assert not any("444444444444:" in r["target"] for r in rows)
-    # the root and the Workloads OU hold labeled accounts: they need no label of their own
-    assert not [r for r in rows if r["target"] == ROOT or r["target"].endswith("ou-ab12-workloads")]
+    # the root holds every environment by design: no finding; the Workloads OU has no signal of its own while
+    # accounts in it do: it is reported on itself, naming the account that already says another environment
+    assert not [r for r in rows if r["target"] == ROOT]
+    [workloads] = [r for r in rows if r["target"].endswith("ou-ab12-workloads")]
+    assert workloads["kind"] == "unlabeled" and "aws:account analytics (666666666666)" in workloads["message"]
     # an unrecognized value on an unlabeled account is one finding, not also an unlabeled one
     shared = [r for r in rows if r["target"] == "555555555555"]
     assert [r["kind"] for r in shared] == ["unrecognized"]
@@ -192,7 +195,7 @@ def test_each_kind_with_its_fix(query: Query) -> None:
                                               "--tags Key=env,Value=production")
     assert ("arn:aws:s3:::orders-logs", "non-canonical") not in rows  # "Production": case is ignored
     twin = rows[(arn("rds", "333333333333", "db:orders-prod-copy"), "name-mismatch")]
-    assert (twin["severity"], twin["environment"]) == ("high", "production")
+    assert (twin["severity"], twin["environment"]) == ("medium", "production")  # not production: not high
     claims = rows[(arn("lambda", "333333333333", "function:billing"), "conflict")]
     assert claims["environment"] == "production" and "move it out" in claims["remediation"]["text"]
     web = rows[(f"{GCP_CRM}projects/web-stg", "non-canonical")]
@@ -307,9 +310,10 @@ def test_unlabeled_inside_a_partly_labeled_container_is_reported_where_it_is() -
     vpc = Resource("arn:aws:ec2:us-east-1:777777777777:vpc/vpc-9", "aws", "ec2:vpc", "v", acct.id)
     boxes = [Resource(f"arn:aws:ec2:us-east-1:777777777777:instance/i-{n}", "aws", "ec2:instance", f"x{n}", vpc.id)
              for n in range(3)]
-    # tagging the account would put staging resources under it in conflict: the fix is per child,
-    # and the VPC whose whole subtree is unlabeled is one finding
+    # the account is reported on itself (tests/test_audit_containers.py has its note); what is unlabeled in it
+    # keeps its own findings, and the VPC whose whole subtree is unlabeled is one finding
     assert audit_of([acct, tagged, bare, vpc, *boxes]) == [
+        ("777777777777", "unlabeled", "high"),
         ("arn:aws:ec2:us-east-1:777777777777:vpc/vpc-9", "unlabeled", "high"),
         ("arn:aws:s3:::b", "unlabeled", "high")]
 
@@ -321,7 +325,7 @@ def test_name_mismatch_either_way() -> None:
     twin = Resource("arn:aws:s3:::orders-prod", "aws", "s3:bucket", "orders-prod", sbx.id)
     found = {t: (k, s) for t, k, s in audit_of([acct, dev_named, sbx, twin])}
     assert found == {"arn:aws:s3:::dev-scratch": ("name-mismatch", "high"),
-                     "arn:aws:s3:::orders-prod": ("name-mismatch", "high")}
+                     "arn:aws:s3:::orders-prod": ("name-mismatch", "medium")}  # a sandbox twin: not high
     staging = Resource("111122223333", "aws", "aws:account", "stg", None, {"Environment": "staging"})
     qa_named = Resource("arn:aws:s3:::qa-data", "aws", "s3:bucket", "qa-data", staging.id)
     assert audit_of([staging, qa_named]) == [("arn:aws:s3:::qa-data", "name-mismatch", "low")]

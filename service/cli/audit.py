@@ -19,7 +19,8 @@ from envlabel.service.core.query import Query
 @click.option("--severity", type=click.Choice(SEVERITIES), default=None, help="Only findings at or above this.")
 @click.option("--provider", type=click.Choice(PROVIDERS), default=None)
 @click.option("--fail-on", "fail_on", type=click.Choice(SEVERITIES), default=None,
-              help="Exit 1 when a reported finding is at or above this severity (a CI gate).")
+              help="Exit 1 when a reported finding is at or above this severity (a CI gate). high: a target left "
+                   "unknown or production reading as another environment; low: spellings (docs/audit.md).")
 @config_option
 def audit(output: str, kind: str | None, severity: str | None, provider: str | None, fail_on: str | None) -> None:
     """Mislabeled, unlabeled, conflicting, stale and unrecoverable resources, each with the command that fixes it."""

@@ -13,7 +13,7 @@ import hashlib
 import json
 import textwrap
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -24,15 +24,18 @@ from envlabel.service.core.clock import utcnow
 from envlabel.service.core.gc_pause import gc_paused_if_large
 from envlabel.service.core.query import Query
 from envlabel.store.codec import ts
+from envlabel.store.records import AuditRow
 
 PROVIDERS = ("aws", "gcp", "kubernetes")
 FORMATS = ("table", "json", "markdown", "sarif")
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 _SARIF_LEVEL = {"high": "error", "medium": "warning", "low": "note"}
+#: a rule's default level: the severity its findings always have, else warning (docs/audit.md, "Severity")
+_SARIF_DEFAULT = {"unlabeled": "error", "unrecoverable": "error", "non-canonical": "note"}
 _RULES = {
     "conflict": "A resource's own environment tag disagrees with a container it is in.",
     "ambiguous": "Several environment tags on one resource disagree.",
-    "unlabeled": "No environment signal at all: agents must treat it as production.",
+    "unlabeled": "No environment signal of its own or from a container: agents must treat it as production.",
     "non-canonical": "An environment tag value is understood but is not the environment's canonical name.",
     "unrecognized": "An environment tag value names no environment.",
     "name-mismatch": "The name says another environment than the label.",
@@ -44,20 +47,30 @@ _RULES = {
 
 def run_audit(query: Query, now: datetime | None = None) -> list[Finding]:
     """Every finding over the live estate, streamed out of the store (most severe first)."""
-    now = now or utcnow()
+    auditor = auditor_for(query, now or utcnow())
+    for batch in audit_batches(query):
+        for resource, source, observed in batch:
+            auditor.add(resource, source, observed)
+    return auditor.findings()
+
+
+def auditor_for(query: Query, now: datetime) -> Auditor:
+    """The auditor of the stored estate as of ``now``: its containers, the overrides active then, the staleness
+    threshold and each scope's last scan errors. Fed :func:`audit_batches`, it is :func:`run_audit` (apart so a
+    test can read the environment it holds each resource to be)."""
     store = query.store
     overrides = {t: o for t, o in store.overrides().items() if o.active(now)}
     scan_errors: dict[tuple[str, str], list[str]] = {}
     for scan in store.last_scans():
         for scope, message, *_ in scan["errors"]:
             scan_errors.setdefault((scan["source"], scope if scope != scan["source"] else ""), []).append(message)
-    auditor = Auditor(query.taxonomy, store.containers(), overrides,
-                      stale_before=ts(now - query.config.stale_after), scan_errors=scan_errors,
-                      tag_key=query.config.tag_keys[0])
-    for batch in store.iter_for_audit(query.config.tag_keys):
-        for resource, source, observed in batch:
-            auditor.add(resource, source, observed)
-    return auditor.findings()
+    return Auditor(query.taxonomy, store.containers(), overrides, stale_before=ts(now - query.config.stale_after),
+                   scan_errors=scan_errors, tag_key=query.config.tag_keys[0])
+
+
+def audit_batches(query: Query) -> Iterator[list[tuple[AuditRow, str, str]]]:
+    """The live resources as the audit reads them: ``(row, source, observed)`` in batches, environment tags only."""
+    return query.store.iter_for_audit(query.config.tag_keys)
 
 
 def check_filters(kind: str | None, severity: str | None, provider: str | None) -> None:
@@ -180,7 +193,7 @@ def _version() -> str:
 def to_sarif(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """A SARIF 2.1.0 log: one rule per finding kind, one result per finding, located logically by target."""
     rules = [{"id": kind, "name": kind.title().replace("-", ""), "shortDescription": {"text": _RULES[kind]},
-              "defaultConfiguration": {"level": "warning"}} for kind in KINDS]
+              "defaultConfiguration": {"level": _SARIF_DEFAULT.get(kind, "warning")}} for kind in KINDS]
     results = []
     for r in rows:
         fix = r["remediation"]
