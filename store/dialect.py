@@ -27,6 +27,16 @@ class Dialect(Protocol):
     def bulk_cache_kib(self) -> int | None:
         """The page cache while a scan commits (SQLite ``PRAGMA cache_size``), or None to leave it."""
     @property
+    def copy_rows(self) -> bool:
+        """Whether many rows are written with ``COPY`` (PostgreSQL: one statement per batch, where a statement per
+        row costs a parse, a plan and a round trip's share of server work); False: executemany (SQLite, where a
+        row is a function call)."""
+    @property
+    def analyze_sql(self) -> str | None:
+        """A statement refreshing the planner's statistics of ``{table}`` inside the write transaction, run after
+        a bulk write (PostgreSQL ``ANALYZE``: a first commit otherwise reads back its million rows with plans made
+        for the empty table), or None: not needed (SQLite plans its reads by its indexes without statistics)."""
+    @property
     def where(self) -> str:
         """The store as error messages name it (``the store /var/lib/envlabel/envlabel.db``; no password)."""
     @property

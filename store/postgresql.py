@@ -49,6 +49,10 @@ class PostgresDialect:
     #: taken by every write transaction (one writer at a time per store, as with SQLite); keyed by the schema
     write_lock: str | None = "SELECT pg_advisory_xact_lock(hashtextextended('envlabel-writer:' || current_schema(), 0))"
     bulk_cache_kib: int | None = None
+    #: scans write their rows with COPY (a staging table and one merge for upserts): Transaction.insert_rows
+    copy_rows: bool = True
+    #: ANALYZE counts and samples the transaction's own new rows, so the reads after a large write use its indexes
+    analyze_sql: str | None = "ANALYZE {table}"
     #: the tables of the schema the store's tables go in (the first of the connection's search_path)
     tables_sql: str = "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"
     integrity_sql: str | None = None  # no built-in page check (amcheck is an extension): a full read instead

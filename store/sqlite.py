@@ -49,6 +49,10 @@ class SQLiteDialect:
     #: the page cache (KiB) while a scan commits: a million-resource estate's indexes then stay in memory
     #: instead of being re-read for every insert (~10% of a 1M commit); back to the default afterwards
     bulk_cache_kib: int | None = 262144
+    #: no COPY in SQLite: executemany already costs a function call per row
+    copy_rows: bool = False
+    #: SQLite's planner uses the indexes without statistics
+    analyze_sql: str | None = None
     #: SQLite serializes writers by itself; the write lock above also orders migrations
     migration_lock: str | None = None
     tables_sql: str = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite!_%' ESCAPE '!'"

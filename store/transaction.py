@@ -15,6 +15,25 @@ from envlabel.store.lookalikes import StemFunction
 from envlabel.store.records import EncodedLabel, Fence, FencedOut, LabelChange
 from envlabel.store.rows import CONTAINERS, LABEL, RESOURCE, RESOURCE_COLUMNS, encoded_of, resolution_of, resource_of
 
+#: an upsert of at least this many rows is staged (copied into a temporary table, then merged by one statement) where
+#: the dialect copies rows: below it, executemany costs less than making the table, and a watch event's handful of
+#: rows leaves no temporary table behind in the catalog
+STAGE_AT_LEAST = 1000
+#: whether the role may stage (PostgreSQL; only asked where the dialect copies rows)
+MAY_STAGE = "SELECT has_database_privilege(current_database(), 'TEMPORARY')"
+#: an upsert of resources writing at least this many rows refreshes the planner's statistics of the table (the
+#: dialect's ``analyze_sql``): a few hundred milliseconds, against the minutes a first commit's reads would take
+#: with plans made for the empty table (every batch of the relabel re-reading and sorting the rest of the table)
+ANALYZE_AT_LEAST = 20_000
+#: the columns of a stored resource, in the order :meth:`Transaction.upsert_resources` builds its rows
+STORED_RESOURCE = (*RESOURCE_COLUMNS.split(", "), "stem")
+#: what a resource observed again replaces: everything but its id and when it was first seen; it is live again
+RESOURCE_UPDATE = ", ".join(f"{c} = excluded.{c}" if c != "tombstoned_at" else "tombstoned_at = NULL"
+                            for c in STORED_RESOURCE if c not in ("id", "first_seen"))
+LABEL_COLUMNS = ("target", "environment", "decided_by", "conflict", "evidence", "valid_until", "labeled_at", "scan_id")
+HISTORY_COLUMNS = ("target", "at", "scan_id", "event", "before", "environment", "decided_by", "conflict", "evidence",
+                   "valid_until")
+
 
 class Transaction:
     """The write side, valid inside ``Store.transaction()``."""
@@ -22,6 +41,9 @@ class Transaction:
     def __init__(self, conn: Any, dialect: Dialect) -> None:
         self.conn = conn
         self.dialect = dialect
+        #: the staging tables made in this transaction (each is dropped when it ends), and whether it may make them
+        self._staged: set[str] = set()
+        self._can_stage: bool | None = None
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> Any:
         cur = self.conn.cursor()
@@ -31,6 +53,65 @@ class Transaction:
     def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> None:
         cur = self.conn.cursor()
         cur.executemany(self.dialect.sql(statement), rows)
+
+    # -- many rows at once: COPY where the dialect copies rows (PostgreSQL), else executemany ------------
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Insert ``rows`` (values in ``columns``' order) into ``table``, none of them stored yet.
+
+        PostgreSQL: one COPY, instead of one statement per row (each a parse, a plan and a round trip's share
+        of server work: a 1,000,000-resource first commit writes three million rows). SQLite: executemany, where
+        a row is a function call."""
+        if not rows:
+            return
+        if self.dialect.copy_rows:
+            self._copy(table, columns, rows)
+            return
+        self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", rows)
+
+    def upsert_rows(self, table: str, columns: Sequence[str], key: str, rows: Sequence[Sequence[Any]],
+                    update: str | None = None) -> None:
+        """Insert ``rows`` into ``table``; a row whose ``key`` is stored replaces it with ``update`` (an ON CONFLICT
+        SET list; default: every other column). Of two rows with one key the later wins, as with executemany.
+
+        PostgreSQL, from :data:`STAGE_AT_LEAST` rows: a COPY into a temporary table shaped like ``table``, then one
+        ``INSERT ... SELECT ... ON CONFLICT`` (a statement may not update a row twice: the later row alone is
+        copied). Fewer rows, SQLite, and a PostgreSQL role that may not create temporary tables: executemany."""
+        if not rows:
+            return
+        names = ", ".join(columns)
+        sets = update or ", ".join(f"{c} = excluded.{c}" for c in columns if c != key)
+        conflict = f"ON CONFLICT ({key}) DO UPDATE SET {sets}"
+        if not self.dialect.copy_rows or len(rows) < STAGE_AT_LEAST or not self._may_stage():
+            self.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))}) {conflict}", rows)
+            return
+        at = list(columns).index(key)
+        stage = self._stage(table)
+        self._copy(stage, columns, list({row[at]: row for row in rows}.values()))
+        self.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} {conflict}")
+        self.execute(f"TRUNCATE {stage}")
+
+    def _may_stage(self) -> bool:
+        """Whether the store's role may create temporary tables (asked once per transaction): a database can
+        revoke TEMPORARY from PUBLIC, and a failed CREATE would abort the whole commit."""
+        if self._can_stage is None:
+            self._can_stage = bool(self.execute(MAY_STAGE).fetchone()[0])
+        return self._can_stage
+
+    def _stage(self, table: str) -> str:
+        """The staging table of ``table`` in this transaction, made on first use; dropped when it commits or rolls
+        back (ON COMMIT DROP; a rollback undoes its creation), so no pooled connection keeps one."""
+        stage = f"pg_temp.envlabel_stage_{table}"
+        if stage not in self._staged:
+            self.execute(f"CREATE TEMPORARY TABLE {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DROP")
+            self._staged.add(stage)
+        return stage
+
+    def _copy(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """Stream ``rows`` into ``table`` with COPY (psycopg formats and escapes each row in C: a tab, a newline, a
+        backslash or ``\\N`` in a value is data, never a column break or a NULL)."""
+        with self.conn.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
 
     # -- observations -------------------------------------------------------------------------
     def live_ids(self, source: str, kind: str | None = None) -> set[str]:
@@ -74,21 +155,15 @@ class Transaction:
             revived = [t for t, (gone, _) in before.items() if gone and t not in existing]
             if revived:
                 self.executemany("DELETE FROM labels WHERE target = ?", [(t,) for t in revived])
-            self.executemany("INSERT INTO fact_history (target, at, scan_id, facts) VALUES (?, ?, ?, ?)",
+            self.insert_rows("fact_history", ("target", "at", "scan_id", "facts"),
                              [(row[0], stamp, scan_id, row[17]) for row in pending
                               if before.get(row[0], (False, "{}"))[1] != row[17]])
-            self.executemany(
-                f"INSERT INTO resources ({RESOURCE_COLUMNS}, stem) VALUES ({', '.join('?' * 19)}) "
-                "ON CONFLICT (id) DO UPDATE SET source = excluded.source, provider = excluded.provider, "
-                "kind = excluded.kind, name = excluded.name, parent = excluded.parent, scope = excluded.scope, "
-                "region = excluded.region, path = excluded.path, tags = excluded.tags, "
-                "name_signal = excluded.name_signal, declared = excluded.declared, aliases = excluded.aliases, "
-                "digest = excluded.digest, updated_at = excluded.updated_at, tombstoned_at = NULL, "
-                "facts = excluded.facts, stem = excluded.stem",
-                pending)
-            if aliases:
-                self.executemany("INSERT INTO aliases (alias, target) VALUES (?, ?) "
-                                 "ON CONFLICT (alias) DO UPDATE SET target = excluded.target", aliases)
+            # under the write lock no other writer adds a row meanwhile: an id not stored is inserted (on PostgreSQL
+            # copied, the whole of a first commit), a stored one (live, gone or of another source) replaced
+            self.insert_rows("resources", STORED_RESOURCE, [row for row in pending if row[0] not in before])
+            self.upsert_rows("resources", STORED_RESOURCE, "id", [row for row in pending if row[0] in before],
+                             update=RESOURCE_UPDATE)
+            self.upsert_rows("aliases", ("alias", "target"), "alias", aliases)
             pending.clear()
             aliases.clear()
 
@@ -110,6 +185,8 @@ class Transaction:
             if len(pending) >= batch:
                 flush()
         flush()
+        if written >= ANALYZE_AT_LEAST and self.dialect.analyze_sql:
+            self.execute(self.dialect.analyze_sql.format(table="resources"))
         return seen, written
 
     def stored_facts(self, ids: Sequence[str]) -> dict[str, tuple[bool, str]]:
@@ -267,21 +344,20 @@ class Transaction:
         return sorted(found)
 
     def write_labels(self, changes: Sequence[LabelChange], now: datetime, scan_id: int | None) -> None:
+        """Store each change's label, with a history row. A change whose ``before`` is None is the target's first
+        label (its label as read in this transaction: none), inserted (on PostgreSQL copied: all of a first
+        commit's); the others replace the stored one. A change claiming no label where one is stored fails the
+        transaction on its unique key, never overwriting it unrecorded."""
         stamp = ts(now)
         encoded = [c.encoded or EncodedLabel.of(c.resolution) for c in changes]
         rows = [(c.target, e.environment, e.decided_by, e.conflict, e.evidence, e.valid_until, stamp, scan_id)
                 for c, e in zip(changes, encoded, strict=True)]
-        self.executemany(
-            "INSERT INTO labels (target, environment, decided_by, conflict, evidence, valid_until, labeled_at, "
-            "scan_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (target) DO UPDATE SET "
-            "environment = excluded.environment, decided_by = excluded.decided_by, conflict = excluded.conflict, "
-            "evidence = excluded.evidence, valid_until = excluded.valid_until, labeled_at = excluded.labeled_at, "
-            "scan_id = excluded.scan_id", rows)
-        self.executemany(
-            "INSERT INTO label_history (target, at, scan_id, event, before, environment, decided_by, conflict, "
-            "evidence, valid_until) VALUES (?, ?, ?, 'label', ?, ?, ?, ?, ?, ?)",
-            [(c.target, stamp, scan_id, c.before, r[1], r[2], r[3], r[4], r[5])
-             for c, r in zip(changes, rows, strict=True)])
+        self.insert_rows("labels", LABEL_COLUMNS, [r for c, r in zip(changes, rows, strict=True) if c.before is None])
+        self.upsert_rows("labels", LABEL_COLUMNS, "target",
+                         [r for c, r in zip(changes, rows, strict=True) if c.before is not None])
+        self.insert_rows("label_history", HISTORY_COLUMNS,
+                         [(c.target, stamp, scan_id, "label", c.before, r[1], r[2], r[3], r[4], r[5])
+                          for c, r in zip(changes, rows, strict=True)])
 
     def lapsed_labels(self, now: datetime) -> list[str]:
         """Targets whose label relied on an override that has expired by ``now``."""
