@@ -188,14 +188,17 @@ def test_throttling_is_retried_and_only_exhausted_retries_fail(estate: EstateInf
     assert AwsScanner(source).scan().complete
     assert len(proxy.throttled) == 2
 
-    proxy.throttle = lambda r: r.operation == "GetResources"
+    # the region's own GetResources (the buckets' tagging index, filtered to S3, falls back per bucket instead)
+    proxy.throttle = lambda r: r.operation == "GetResources" and b"ResourceTypeFilters" not in r.body
     [error] = AwsScanner(source, retries=1).scan().errors
     assert "ThrottlingException" in error.message and "throttling" in error.hint
     assert len(proxy.throttled) == 2 + 2  # the call and its one retry
 
 
 def test_unreadable_bucket_is_skipped_not_emitted_tagless(estate: EstateInfo, proxy: DeniedProxy) -> None:
-    proxy.deny = lambda r: r.service == "s3" and r.path.startswith("/org-audit-trail") and "tagging" in r.path
+    # neither the tagging index (GetResources filtered to S3) nor the bucket's own GetBucketTagging answers
+    proxy.deny = lambda r: (r.operation == "GetResources" and b"ResourceTypeFilters" in r.body) or (
+        r.service == "s3" and r.path.startswith("/org-audit-trail") and "tagging" in r.path)
     source = AwsSource.model_validate(estate.source(endpoint_url=proxy.url, organization=False,
                                                     regions=["us-east-1"]))
     result = AwsScanner(source).scan()

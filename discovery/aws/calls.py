@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import boto3
@@ -119,16 +119,29 @@ class Clients:
                         connect_timeout=10, read_timeout=60)
         client: BaseClient = self.session.client(  # type: ignore[call-overload]
             service, region_name=self.region, endpoint_url=self.endpoint_url, config=config)
-        return Api(client, self.principal)
+        return Api(client, self.principal, self)
 
 
 class Api:
-    """One client, called by operation name as IAM spells it (``DescribeInstances``)."""
+    """One client, called by operation name as IAM spells it (``DescribeInstances``).
 
-    def __init__(self, client: BaseClient, principal: str) -> None:
+    ``clients``, when the Api came from :class:`Clients`, lets a reader reach a sibling service or region with
+    the same session and policy (S3 reads each bucket region's tagging index); without it there is no sibling.
+    """
+
+    def __init__(self, client: BaseClient, principal: str, clients: Clients | None = None) -> None:
         self.client = client
         self.principal = principal
+        self.clients = clients
         self.service: str = client.meta.service_model.service_name
+
+    @property
+    def region(self) -> str:
+        return str(self.client.meta.region_name)
+
+    def sibling(self, service: str, region: str) -> Api | None:
+        """An Api of ``service`` in ``region`` on the same session (None: this Api was built bare)."""
+        return None if self.clients is None else replace(self.clients, region=region).api(service)
 
     def call(self, operation: str, **params: Any) -> dict[str, Any]:
         try:

@@ -165,7 +165,8 @@ class AwsScanner:
             scope = f"{access.account}/global"
             try:
                 s3 = self.clients(access.credentials, self.global_region, access.principal).api("s3")
-                buckets, failures = scan_buckets(s3, caller.partition, access.account, self.source.recovery_facts)
+                buckets, failures = scan_buckets(s3, caller.partition, access.account, self.source.recovery_facts,
+                                                 regions=self.source.regions)
             except ScopeFailed as failure:
                 return Outcome(scope, errors=[ScanError(scope, failure.message, failure.hint)])
             return Outcome(scope, buckets, [ScanError(scope, f.message, f.hint) for f in failures])

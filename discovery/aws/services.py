@@ -17,11 +17,16 @@ too: a volume attached to an instance hangs off that instance (its data is
 the instance's: it inherits the instance's environment), a detached one and
 every key off the account. Their facts, and every other kind's, come from
 discovery/aws/facts.py.
+
+S3 (:func:`scan_buckets`) costs calls that do not grow with the buckets: one
+ListBuckets (which gives each bucket's region on AWS) and one tagging-index
+read per bucket region; a call per bucket only where those cannot answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -275,9 +280,10 @@ def transform_tables(names: Iterable[str], where: Where) -> list[Resource]:
             for n in names]
 
 
-def get_tagged(tagging: Api) -> dict[str, dict[str, str]]:
+def get_tagged(tagging: Api, **filters: Any) -> dict[str, dict[str, str]]:
+    """ARN -> tags of every resource the tagging index lists (100 to a page: the most it gives)."""
     return {m["ResourceARN"]: tag_dict(m.get("Tags"))
-            for m in tagging.items("GetResources", "ResourceTagMappingList", ResourcesPerPage=100)}
+            for m in tagging.items("GetResources", "ResourceTagMappingList", ResourcesPerPage=100, **filters)}
 
 
 def merge_tagged(listed: list[Resource], tagged: Mapping[str, dict[str, str]], where: Where,
@@ -303,26 +309,105 @@ def merge_tagged(listed: list[Resource], tagged: Mapping[str, dict[str, str]], w
     return merged
 
 
-def scan_buckets(s3: Api, partition: str, account: str,
-                 recovery_facts: bool = True) -> tuple[list[Resource], list[ScopeFailed]]:
-    """S3 buckets of the account (global). A bucket whose tags cannot be read is skipped, not emitted tagless;
-    one whose facts cannot be read is emitted with them unreadable."""
-    buckets: list[Resource] = []
+def scan_buckets(s3: Api, partition: str, account: str, recovery_facts: bool = True,
+                 regions: Sequence[str] = ()) -> tuple[list[Resource], list[ScopeFailed]]:
+    """S3 buckets of the account (global), in as few calls as the data allows.
+
+    One ListBuckets gives every bucket and, on AWS, its region (``BucketRegion``); the tags come from the
+    tagging index: one paginated GetResources filtered to S3 per region that holds two or more buckets (S3's
+    index is regional). The index lists only tagged buckets, so a bucket absent from an index that answered has no
+    tags: an answer, not a gap. Per-bucket calls are fallbacks only: GetBucketLocation where no listing gave
+    the region (:func:`bucket_regions`), GetBucketTagging for the buckets of a region whose index could not be
+    read (tag:GetResources denied there, a region not enabled). The index trails a tag change by seconds to
+    minutes, as it does for the Lambda and DynamoDB tags of every region.
+
+    A bucket whose region or tags cannot be read is skipped, not emitted tagless; one whose facts cannot be
+    read is emitted with them unreadable. ``regions``: the scanned regions, where a ListBuckets without
+    ``BucketRegion`` (moto, S3-compatible endpoints) is asked per region before per bucket.
+    """
     failures: list[ScopeFailed] = []
+    listed = list(s3.items("ListBuckets", "Buckets"))
+    regions_of = bucket_regions(s3, listed, regions or [s3.region], failures)
+    tags_of = bucket_tags_by_region(s3, partition, regions_of, failures)
     reader = facts.s3_reader(s3)
-    for bucket in s3.items("ListBuckets", "Buckets"):
-        name = bucket["Name"]
-        try:
-            region = bucket.get("BucketRegion") or bucket_region(s3, name)
-            tags = bucket_tags(s3, name)
-        except ScopeFailed as failure:
-            if failure.code != "NoSuchBucket":  # deleted since it was listed
-                failures.append(ScopeFailed(f"bucket {name}: {failure.message}", failure.hint))
-            continue
-        buckets.append(Resource(s3_arn(partition, name), PROVIDER, "s3:bucket", name_of(tags, name), account, tags,
-                                f"{account}/global", region,
-                                facts=facts.bucket_facts(reader, name) if recovery_facts else {}))
+    buckets = [Resource(s3_arn(partition, name), PROVIDER, "s3:bucket", name_of(tags, name), account, tags,
+                        f"{account}/global", regions_of[name],
+                        facts=facts.bucket_facts(reader, name) if recovery_facts else {})
+               for name, tags in tags_of.items()]
     return buckets, failures
+
+
+def bucket_regions(s3: Api, listed: Sequence[Mapping[str, Any]], candidates: Sequence[str],
+                   failures: list[ScopeFailed]) -> dict[str, str]:
+    """Bucket name -> region, in listing order: ``BucketRegion`` where the listing has it; else one ListBuckets
+    filtered by region per candidate region (:func:`regions_by_filter`); GetBucketLocation for the rest."""
+    names = [b["Name"] for b in listed]
+    found = {b["Name"]: b["BucketRegion"] for b in listed if b.get("BucketRegion")}
+    missing = {n for n in names if n not in found}
+    if len(missing) > len(set(candidates)):  # else a call per bucket is no more calls, and never ambiguous
+        found.update(regions_by_filter(s3, missing, candidates))
+    regions: dict[str, str] = {}
+    for name in names:
+        try:
+            regions[name] = found.get(name) or bucket_region(s3, name)
+        except ScopeFailed as failure:
+            note_bucket_failure(failures, name, failure)
+    return regions
+
+
+def regions_by_filter(s3: Api, names: set[str], candidates: Sequence[str]) -> dict[str, str]:
+    """The regions of ``names`` from ListBuckets filtered by ``BucketRegion``, one call per candidate region.
+
+    Trusted only when the answers can be told apart from an endpoint that ignores the filter: no bucket in two
+    regions' answers, and a single candidate's answer not naming every bucket. Otherwise, or when a filtered
+    call fails, nothing is taken from them (the caller asks per bucket: slower, never wrong).
+    """
+    found: dict[str, str] = {}
+    for region in dict.fromkeys(candidates):
+        try:
+            answer = {b["Name"] for b in s3.items("ListBuckets", "Buckets", BucketRegion=region)} & names
+        except ScopeFailed:
+            return {}
+        if answer & found.keys():
+            return {}
+        found.update(dict.fromkeys(answer, region))
+    if len(set(candidates)) == 1 and found.keys() == names:
+        return {}
+    return found
+
+
+def bucket_tags_by_region(s3: Api, partition: str, regions_of: Mapping[str, str],
+                          failures: list[ScopeFailed]) -> dict[str, dict[str, str]]:
+    """Bucket name -> tags (in ``regions_of``'s order): each region's index once, GetBucketTagging per bucket
+    only in a region whose index could not be read, or holding a single bucket (one call either way, and the
+    bucket's own answer has no index lag)."""
+    per_region = Counter(regions_of.values())
+    indexes = {region: s3_tag_index(s3, region) if count > 1 else None for region, count in per_region.items()}
+    tags: dict[str, dict[str, str]] = {}
+    for name, region in regions_of.items():
+        index = indexes[region]
+        try:
+            tags[name] = bucket_tags(s3, name) if index is None else index.get(s3_arn(partition, name), {})
+        except ScopeFailed as failure:
+            note_bucket_failure(failures, name, failure)
+    return tags
+
+
+def s3_tag_index(s3: Api, region: str) -> dict[str, dict[str, str]] | None:
+    """ARN -> tags of the tagged buckets of ``region``; None when the index cannot answer there."""
+    tagging = s3.sibling("resourcegroupstaggingapi", region)
+    if tagging is None:
+        return None
+    try:
+        return get_tagged(tagging, ResourceTypeFilters=["s3"])
+    except ScopeFailed:
+        return None
+
+
+def note_bucket_failure(failures: list[ScopeFailed], bucket: str, failure: ScopeFailed) -> None:
+    """A bucket deleted since it was listed is simply gone; any other failure is the bucket's error."""
+    if failure.code != "NoSuchBucket":
+        failures.append(ScopeFailed(f"bucket {bucket}: {failure.message}", failure.hint, failure.code))
 
 
 def bucket_region(s3: Api, bucket: str) -> str:
