@@ -57,6 +57,16 @@ def test_exit_codes_are_checks_by_environment(estate: KubeEstate, url: bool) -> 
     assert all(estate.deployments(ns) == {"api"} for ns in ("payments", "payments-stg", "scratch"))
 
 
+def test_a_command_checked_here_is_in_the_decision_log(estate: KubeEstate) -> None:
+    """The auditor's question for shell commands too: who ran what, on what, decided how."""
+    done = envlabel(estate, "check-command", "--", *DELETE_PROD, ENVLABEL_PRINCIPAL="agent-7")
+    assert done.returncode == 5, done.stderr
+    logged = answer_of(envlabel(estate, "decisions", "--json", "--principal", "agent-7"))["decisions"]
+    assert [(d["interface"], d["action"], d["target"], d["decision"]) for d in logged] == [
+        ("check-command", "delete", "k8s://prod-eu/payments/deployments/api", "deny")]
+    assert estate.deployments("payments") == {"api"}
+
+
 def test_text_output_names_each_operation_and_the_decision(estate: KubeEstate) -> None:
     line = "kubectl get pods -n payments && kubectl delete deployment api -n scratch || kubectl delete ns payments"
     done = envlabel(estate, "check-command", "--shell", line)

@@ -65,9 +65,19 @@ def decide(command: str | list[str]) -> dict[str, Any]:
         with Client() as client, client.deadline():  # one deadline for every check of the command
             return decide_command(plan, lambda op: client.check(op.target, op.action, op.contents,
                                                                         parameters=op.parameters))
+    from dataclasses import replace
+
+    from envlabel.service.cli.agents import cli_caller
+    from envlabel.service.core.authority import Authority
+    from envlabel.service.core.decision_log import DirectDecisionLog
     from envlabel.service.core.query import Query
 
-    return check_command(Query(config or get_config(), open_configured_store()), command, context)
+    config = config or get_config()
+    store = open_configured_store()
+    # recorded in the decision log like `envlabel check`, as the command's own interface
+    authority = Authority(Query(config, store), log=DirectDecisionLog(store) if config.decisions.enabled else None)
+    caller = replace(cli_caller(config, None), interface="check-command")
+    return check_command(authority, command, context, caller=caller)
 
 
 def _config_if_any() -> Config | None:
