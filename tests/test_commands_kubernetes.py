@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from envlabel.actions import classify
-from envlabel.commands import CommandContext, Operation, Unparsed, unknown
+from envlabel.commands import CommandContext, Operation, Unparsed, plan_command, unknown
 from envlabel.commands import helm as helm_reader
 from envlabel.commands import kubectl as kubectl_reader
 from envlabel.commands.k8s import api_request, resource_of
@@ -502,3 +502,16 @@ def test_every_action_and_target_read_is_one_the_check_accepts() -> None:
         for target, action, _ in expected:
             assert classify(action).recognized, action
             parse_target(target)
+
+
+@pytest.mark.parametrize("line", ["sudo kubectl delete ns payments", "doas helm uninstall api -n payments",
+                                  "ssh bastion kubectl delete deploy api -n payments"])
+def test_a_wrapper_that_changes_home_names_the_kubeconfig_it_cannot_know(ctx: CommandContext, line: str) -> None:
+    """sudo, doas and ssh run kubectl with another HOME: the reason says so and what to pass, not a Python error."""
+    plan = plan_command(line, ctx)
+    assert not plan.operations and len(plan.unparsed) == 1, plan
+    reason = plan.unparsed[0].reason
+    assert "HOME" in reason and "--kubeconfig" in reason and "Error" not in reason, reason
+    # naming the file is enough to read the command again
+    named = plan_command(f"{line} --kubeconfig {ctx.cwd}/.kube/config", ctx)
+    assert named.operations and not named.unparsed, named

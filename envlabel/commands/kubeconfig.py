@@ -78,6 +78,11 @@ def kubeconfig_paths(context: CommandContext, explicit: str | None) -> list[str]
     if listed:
         return [_path(p, context) for p in listed.split(os.pathsep) if p]
     home = context.environ.get("HOME")
+    if home and not is_known(home):
+        # sudo, doas and ssh run the command with another HOME, so ~/.kube/config is a file envlabel cannot name
+        raise CannotRead(f"HOME={shown(home)} is set when the command runs (sudo, doas and ssh change it), so "
+                         "envlabel cannot tell which kubeconfig and cluster the command reaches: pass --kubeconfig "
+                         "FILE or set KUBECONFIG")
     return [os.path.join(home, ".kube", "config")] if home else []
 
 
