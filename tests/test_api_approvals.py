@@ -163,3 +163,19 @@ def test_without_tokens_the_decider_must_be_named(tmp_path: Path) -> None:
         assert check(client, None, STAGING_DB, DELETE,
                      headers={"X-Envlabel-Principal": "dev-agent"})["decision"] == "allow"
         assert still_there(store, PROD_DB)
+
+
+@pytest.mark.parametrize(("verb", "reason", "message"), [
+    ("deny", "\u200b", "has no visible characters"), ("deny", "\u3000\u2060", "has no visible characters"),
+    ("deny", "no\x1b[2Kyes", "control character U+001B"), ("approve", "\x07", "control character U+0007"),
+])
+def test_a_decision_reason_must_be_visible_plain_text(api: tuple[httpx.Client, Store], verb: str, reason: str,
+                                                      message: str) -> None:
+    """A deny "explained" by a zero-width space tells the requester nothing; an escape would rewrite a listing."""
+    client, store = api
+    approval_id = pending(client, AGENT)
+    refused = decide(client, LEAD, approval_id, verb, reason=reason)
+    assert refused.status_code == 422, refused.text
+    assert message in refused.json()["message"], refused.json()
+    assert client.get(f"/v1/approvals/{approval_id}", headers=bearer(LEAD)).json()["status"] == "pending"
+    still_refused(client, store, AGENT)

@@ -81,3 +81,13 @@ def test_a_bad_filter_is_a_422_saying_what_to_pass(api: httpx.Client) -> None:
     response = api.get("/v1/decisions", params={"decision": "maybe"}, headers=bearer(OPS))
     assert response.status_code == 422, response.text
     assert "decision" in response.json()["message"]
+
+
+@pytest.mark.parametrize("since", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59"])
+@pytest.mark.parametrize("path", ["/v1/decisions", "/v1/decisions/would-block"])
+def test_a_time_with_no_utc_moment_is_a_422_not_a_500(api: httpx.Client, path: str, since: str) -> None:
+    """Written correctly, but year 9999 west of UTC (or year 1 east of it) has no UTC moment: the store's times."""
+    response = api.get(path, params={"since": since}, headers=bearer(OPS))
+    assert response.status_code == 422, response.text
+    assert "years 1 to 9999" in response.json()["message"] and "since" in response.json()["message"]
+    assert len(decisions(api, OPS)["decisions"]) >= 5  # and the log still answers

@@ -147,3 +147,11 @@ def test_audit_mode_exits_0_saying_what_would_have_happened_and_would_block_repo
     bad = cli(config, "check", "-a", DELETE, PROD_DB, ENVLABEL_MODE="shadow")
     # the config loader reads ENVLABEL_MODE as config `mode` too, and refuses it first
     assert bad.exit_code == 2 and "mode" in bad.stderr and "audit" in bad.stderr
+
+
+@pytest.mark.parametrize("args", [("decisions", "--since"), ("get", STAGING_DB, "--at")])
+def test_a_time_with_no_utc_moment_is_a_usage_error(config: Path, args: tuple[str, ...]) -> None:
+    for moment in ("9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59"):
+        result = cli(config, *args, moment)
+        assert result.exit_code == 2 and "years 1 to 9999" in result.stderr, (result.exit_code, result.output)
+        assert "Traceback" not in result.output

@@ -80,5 +80,7 @@ def parse_time(value: str) -> datetime:
     """``--at`` and friends: an ISO time, or a usage error that says how to write one."""
     try:
         return clock.parse_time(value)
+    except clock.TimeOutOfRange as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[1]) from None
     except InvalidRequest:
         raise click.BadParameter(f"{value!r} is not a time; write it as 2026-01-31T12:00:00Z") from None

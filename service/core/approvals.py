@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, get_args
 from envlabel.records import ApprovalRecord, ApprovalRef, ApprovalStatus, CheckRecord
 from envlabel.service.core.clock import utcnow
 from envlabel.service.core.errors import ApprovalRefused, InvalidRequest, NoApproval, SelfApproval
+from envlabel.service.core.text import BadText, plain_text
 from envlabel.store.codec import ts
 from envlabel.store.records import ApprovalRow
 from envlabel.targets import parse_target
@@ -51,6 +52,8 @@ APPROVAL_DECIDED = "approval_decided"
 STATUSES: tuple[str, ...] = get_args(ApprovalStatus)
 #: at most this many requests in one list answer
 LIST_LIMIT = 500
+#: the longest approver name and decision reason kept (as for overrides)
+MAX_APPROVER, MAX_REASON = 200, 1000
 #: Slack Block Kit limits: header text, section text, blocks per message
 HEADER_MAX, SECTION_MAX, BLOCKS_MAX = 150, 3000, 50
 #: a value from the estate (a name, a tag, a principal) shown in a notification at most this long
@@ -220,9 +223,13 @@ def deny(authority: Authority, approval_id: str, by: str, reason: str, now: date
 def _decide(authority: Authority, approval_id: str, status: str, by: str, reason: str, *,
             now: datetime | None) -> ApprovalRecord:
     now = now or utcnow()
-    by = by.strip()
-    if not by:
+    if not by.strip():
         raise InvalidRequest("by", "say who decides (--by NAME): the decision log and the requester are told")
+    try:
+        by = plain_text(by, "approver (--by)", MAX_APPROVER)
+        reason = plain_text(reason, "reason (--reason)", MAX_REASON, lines=True) if reason.strip() else ""
+    except BadText as exc:
+        raise InvalidRequest("by" if "approver" in str(exc) else "reason", str(exc)) from None
     query = authority.query
     current = get_approval(query, approval_id, now)
     if by == current["principal"]:

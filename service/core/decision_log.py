@@ -31,7 +31,7 @@ from envlabel.config import Config, parse_duration
 from envlabel.config import DecisionLog as DecisionLogSettings
 from envlabel.errors import TargetError
 from envlabel.records import CheckRecord, Decision, DecisionEntry
-from envlabel.service.core.clock import parse_time, utcnow
+from envlabel.service.core.clock import TimeOutOfRange, parse_time, utcnow
 from envlabel.service.core.errors import InvalidRequest
 from envlabel.service.core.listing import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from envlabel.service.core.query import Query
@@ -347,6 +347,8 @@ def since_of(since: str | datetime | None, now: datetime | None = None) -> datet
             raise InvalidRequest("since", f"{exc}") from None
     try:
         return parse_time(text, "since")
+    except TimeOutOfRange:
+        raise
     except InvalidRequest:
         raise InvalidRequest("since", f"{since!r} is neither a time (2026-01-31T12:00:00Z) nor a duration back "
                                       "from now (90m, 24h, 7d)") from None

@@ -10,17 +10,17 @@ scan persist the change.
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import datetime, timedelta
 from typing import Any
 
 from envlabel.config import DurationTooLong, format_duration, parse_duration
 from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import Override
-from envlabel.service.core.clock import parse_time, utcnow
+from envlabel.service.core.clock import TimeOutOfRange, parse_time, utcnow
 from envlabel.service.core.errors import InvalidOverride, InvalidRequest, NoOverride
 from envlabel.service.core.pipeline import relabel, relabel_subtree
 from envlabel.service.core.query import Query
+from envlabel.service.core.text import BadText, plain_text
 from envlabel.store.codec import ts
 from envlabel.store.sql import Store
 from envlabel.targets import parse_target
@@ -38,7 +38,6 @@ MAX_EXPIRY = timedelta(days=3650)
 MAX_REASON = 1000
 MAX_AUTHOR = 200
 #: characters that show nothing: controls, format (zero-width) characters, spaces and separators
-_INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 
 
 def parse_expiry(value: str, now: datetime) -> datetime:
@@ -58,10 +57,14 @@ def parse_expiry(value: str, now: datetime) -> datetime:
         return now + duration
     try:
         moment = parse_time(value)
+    except TimeOutOfRange as exc:
+        raise InvalidOverride(f"--expires {value!r} is too far ahead: {limit}" if exc.late else
+                              f"--expires {value!r} is not in the future; give a later time or a duration such "
+                              "as 2h or 7d") from None
     except InvalidRequest:
         raise InvalidOverride(f"--expires {value!r} is neither a duration (2h, 7d) nor a time "
                               "(2026-01-31T12:00:00Z)") from None
-    # compare by difference: subtracting aware times never overflows, converting one to UTC may (year 1, 9999)
+    # compare by difference: subtracting aware times never overflows
     if moment - now > MAX_EXPIRY:
         raise InvalidOverride(f"--expires {value!r} is too far ahead: {limit}")
     if moment - now <= timedelta(0):
@@ -71,21 +74,11 @@ def parse_expiry(value: str, now: datetime) -> datetime:
 
 
 def check_text(value: str, what: str, limit: int, *, lines: bool = False) -> str:
-    """``value`` stripped, if it has a visible character, no control character and at most ``limit`` of them.
-
-    ``what`` names the input in the message (``reason (--reason)``); ``lines`` also accepts line breaks and
-    tabs. Raises InvalidOverride: an invisible reason or author vouches for nothing, and a terminal escape
-    in one would rewrite what ``override list`` shows."""
-    text = value.strip()
-    allowed = "\n\t" if lines else ""
-    control = next((c for c in text if unicodedata.category(c) == "Cc" and c not in allowed), None)
-    if control is not None:
-        raise InvalidOverride(f"the {what} contains the control character U+{ord(control):04X}; write plain text")
-    if all(unicodedata.category(c) in _INVISIBLE for c in text):
-        raise InvalidOverride(f"the {what} has no visible characters; write it out in words")
-    if len(text) > limit:
-        raise InvalidOverride(f"the {what} is {len(text)} characters long; keep it to at most {limit}")
-    return text
+    """:func:`envlabel.service.core.text.plain_text`, raising InvalidOverride."""
+    try:
+        return plain_text(value, what, limit, lines=lines)
+    except BadText as exc:
+        raise InvalidOverride(str(exc)) from None
 
 
 def _stored_id(store: Store, raw_target: str) -> str:
