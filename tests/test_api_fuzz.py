@@ -97,3 +97,44 @@ def test_a_method_a_route_does_not_take_is_405_with_allow(served: str, path: str
         assert response.status_code == 405, (method, path, response.text)
         assert set(response.headers["allow"].replace(" ", "").split(",")) >= allowed, response.headers
         assert response.json()["error"] == "method not allowed"
+
+
+# -- /mcp: not in the OpenAPI document (JSON-RPC over streamable HTTP), fuzzed with JSON-RPC shapes of its own --
+MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+TOOLS = ("get_environment", "check_action", "list_resources", "list_findings", "no_such_tool")
+_scalars = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+            | st.text(max_size=40))
+_json = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=12)
+_arguments = st.fixed_dictionaries({}, optional={
+    "target": st.sampled_from(["arn:aws:rds:us-east-1:222222222222:db:orders", "k8s://x/y/pods/z", ""]) | _json,
+    "action": st.sampled_from(["rds:DeleteDBInstance", "delete", "x:Y"]) | _json,
+    "contents": _json, "parameters": _json, "environment": _json, "kind": _json, "severity": _json,
+    "provider": _json, "limit": _json, "after": _json})
+_calls = st.fixed_dictionaries({"jsonrpc": st.just("2.0") | _json, "id": st.integers() | st.text(max_size=8),
+                                "method": st.just("tools/call"),
+                                "params": st.fixed_dictionaries({"name": st.sampled_from(TOOLS) | _json,
+                                                                 "arguments": _arguments | _json})})
+_requests = _calls | st.fixed_dictionaries({
+    "jsonrpc": st.just("2.0"), "id": st.integers(),
+    "method": st.sampled_from(["initialize", "tools/list", "ping", "resources/list", "prompts/get", "nope"]),
+}, optional={"params": _json}) | _json
+
+
+@given(body=_requests)
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+def test_mcp_answers_any_json_rpc_without_a_server_error(served: str, body: Any) -> None:
+    """Tool calls with arguments of every JSON type, unknown tools and methods, and bodies that are not
+    JSON-RPC at all: each is answered (a JSON-RPC error or a 4xx), none is a 5xx or hangs."""
+    response = httpx.post(f"{served}/mcp", json=body, headers=MCP_HEADERS, timeout=CALL_TIMEOUT)
+    assert response.status_code < 500, (body, response.status_code, response.text)
+    if response.status_code == 200 and response.content:
+        answer = response.json()
+        assert answer.get("jsonrpc") == "2.0" and ("result" in answer or "error" in answer), answer
+
+
+@given(raw=st.binary(max_size=300))
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+def test_mcp_refuses_bytes_that_are_not_json_without_a_server_error(served: str, raw: bytes) -> None:
+    response = httpx.post(f"{served}/mcp", content=raw, headers=MCP_HEADERS, timeout=CALL_TIMEOUT)
+    assert response.status_code < 500, (raw, response.status_code, response.text)
