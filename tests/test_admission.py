@@ -3,6 +3,7 @@ decided from a store filled by scanning the fake Kubernetes API server with the 
 
 from __future__ import annotations
 
+import re
 import ssl
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,12 @@ from envlabel.discovery.kubernetes import KubernetesScanner
 from envlabel.errors import EnvlabelError
 from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.service.cli import main
+from envlabel.service.core.admission import review
+from envlabel.service.core.approvals import approve
+from envlabel.service.core.authority import Authority
+from envlabel.service.core.decision_log import DirectDecisionLog
 from envlabel.service.core.pipeline import commit_scan
+from envlabel.service.core.query import Query
 from envlabel.service.daemon.server import BackgroundServer, Tls
 from envlabel.store import open_store
 from envlabel.store.sql import Store
@@ -182,6 +188,59 @@ def test_dry_run_is_decided_but_not_counted(webhook: httpx.Client) -> None:
     allowed = answer_of(webhook, admission_review("DELETE", "deployments", "api", SANDBOX_NS, group="apps",
                                                   dry_run=True))
     assert allowed["allowed"] is True and "dry run" in allowed["warnings"][0]
+
+
+def test_an_approved_request_is_admitted_once_for_the_same_user(webhook: httpx.Client, estate: Estate) -> None:
+    """What the refusal says to do works: have the named approval approved, send the same request again as the
+    same user; it is admitted once, and the next one needs a new approval."""
+    user = "deployer@example.com"
+
+    def update(who: str = user) -> dict[str, Any]:
+        return admission_review("UPDATE", "deployments", "api", group="apps", user=who)
+
+    message = refused(answer_of(webhook, update()))
+    found = re.search(r"apr-[0-9a-f]{12}", message)
+    assert found is not None, message
+    approval = found.group(0)
+    assert f"have approval {approval} approved, then send the same request again as {user}" in message
+    assert "break-glass" not in message  # one way to go ahead, not two
+    approve(Authority(Query(estate.config(), estate.store)), approval, "sre-oncall")
+    # another user's identical request is not covered by it
+    assert approval not in refused(answer_of(webhook, update("someone-else@example.com")))
+    admitted = answer_of(webhook, update())
+    assert admitted["allowed"] is True and admitted["auditAnnotations"] == {"decision": "allow"}
+    again = refused(answer_of(webhook, update()))  # used once: the next identical one is refused again
+    assert approval not in again and re.search(r"apr-[0-9a-f]{12}", again)
+
+
+def test_a_dry_run_refusal_says_no_approval_was_opened(webhook: httpx.Client) -> None:
+    message = refused(answer_of(webhook, admission_review("UPDATE", "deployments", "api", group="apps",
+                                                          user="planner@example.com", dry_run=True)))
+    assert "require_approval as production" in message
+    assert "dry run, so no approval request was opened" in message and "sre-oncall can approve it" in message
+    assert "apr-" not in message and "named above" not in message
+
+
+def test_admission_decisions_are_in_the_decision_log_with_their_dry_run(estate: Estate) -> None:
+    """The webhook's decisions are logged like any check's (interface admission); a dry run is marked one.
+    Exempt requests are not checked, so not logged."""
+    authority = Authority(Query(estate.config(), estate.store), DirectDecisionLog(estate.store))
+    user = "auditor@example.com"
+    for operation, dry_run in (("DELETE", True), ("DELETE", False), ("UPDATE", True)):
+        answer = review(authority, admission_review(operation, "deployments", "api", group="apps", user=user,
+                                                    dry_run=dry_run), CLUSTER)["response"]
+        assert answer["allowed"] is False
+    review(authority, admission_review("DELETE", "deployments", "api", group="apps",
+                                       user="system:kube-controller-manager"), CLUSTER)
+    rows = [d.row for d in reversed(estate.store.decisions(principal=user))]
+    assert [(r.interface, r.action, r.decision, r.dry_run) for r in rows] == [
+        ("admission", "delete deployments.apps", "deny", True),
+        ("admission", "delete deployments.apps", "deny", False),
+        ("admission", "update deployments.apps", "require_approval", True),
+    ]
+    assert {r.target for r in rows} == {f"k8s://{CLUSTER}/{PROD_NS}/deployments/api"}
+    assert rows[2].approval_id is None  # a dry run opens no approval
+    assert not estate.store.decisions(principal="system:kube-controller-manager")
 
 
 # -- no lockout ------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ attachment, as AWS would.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
+import functools
 import json
 import re
 from pathlib import Path
@@ -30,7 +32,7 @@ from envlabel.service.core.export import (
     options_from_config,
 )
 from envlabel.service.core.export.aws_scp import MAX_ATTACHED, MAX_POLICY_CHARS, NOT_COVERED, minified_size
-from envlabel.service.core.export.aws_vocabulary import actions_of_classes, iam_actions, matches, tagging_actions
+from envlabel.service.core.export.aws_vocabulary import actions_of_classes, iam_actions, tagging_actions
 from envlabel.service.core.pipeline import commit_scan
 from envlabel.service.core.query import Query
 from envlabel.store import open_store
@@ -98,10 +100,58 @@ def check_iam_policy(content: dict[str, Any]) -> None:
             assert operator in {"ArnNotLike", "ForAnyValue:StringEqualsIgnoreCase"}
             assert set(keys) <= {"aws:PrincipalArn", "aws:TagKeys"}  # documented global condition keys only
         for pattern in statement["Action"]:
+            # IAM's action grammar: a service prefix (or * for every service), a colon, a name with * and ?
             service, _, name = pattern.partition(":")
-            assert re.fullmatch(r"[a-z0-9-]+", service) and re.fullmatch(r"\*?[A-Za-z0-9]+\*?", name), pattern
-            hits = [a for a in known if a.startswith(f"{service}:") and matches(pattern, a)]
-            assert hits, f"{pattern} names no IAM action of the vocabulary"
+            assert re.fullmatch(r"\*|[a-z0-9-]+", service) and re.fullmatch(r"[A-Za-z0-9*?]*[A-Za-z0-9][A-Za-z0-9*?]*",
+                                                                              name), pattern
+            names = known if service == "*" else by_service().get(service, ())
+            regex = re.compile(fnmatch.translate(pattern), re.IGNORECASE)
+            assert any(regex.match(a) for a in names), f"{pattern} names no IAM action of the vocabulary"
+
+
+@functools.cache
+def by_service() -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for action in iam_actions():
+        found.setdefault(action.partition(":")[0], []).append(action)
+    return found
+
+
+def expand(patterns: list[str]) -> set[str]:
+    """The IAM actions of the vocabulary the patterns match, as IAM matches them: the whole string, * and ?
+    wildcards, ignoring case (independently of the exporter's own matcher)."""
+    return set(_expand(tuple(sorted(patterns))))
+
+
+@functools.cache
+def _expand(patterns: tuple[str, ...]) -> frozenset[str]:
+    # bucketed by service and the name's first letter, only to keep it fast: each bucket's regex is the patterns'
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for pattern in patterns:
+        service, _, name = pattern.partition(":")
+        key = ("*" if "*" in service or "?" in service else service, "" if name[:1] in "*?" else name[:1].lower())
+        grouped.setdefault(key, []).append(pattern)
+    regexes = {key: re.compile("|".join(fnmatch.translate(p) for p in group), re.IGNORECASE)
+               for key, group in grouped.items()}
+    found = set()
+    for action in iam_actions():
+        service, _, name = action.partition(":")
+        for key in ((service, ""), (service, name[:1].lower()), ("*", ""), ("*", name[:1].lower())):
+            regex = regexes.get(key)
+            if regex is not None and regex.match(action):
+                found.add(action)
+                break
+    return frozenset(found)
+
+
+def denied_sets(doc: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """What a target's policies deny outright and under the tag condition, expanded against the vocabulary."""
+    denied: list[str] = []
+    tagged: list[str] = []
+    for policy in doc["policies"]:
+        for statement in policy["content"]["Statement"]:
+            (denied if statement["Sid"].startswith("EnvlabelDeny") else tagged).extend(statement["Action"])
+    return expand(denied), expand(tagged)
 
 
 def test_scps_protect_the_production_ous_and_accounts(estate: tuple[EstateInfo, Path], tmp_path: Path) -> None:
@@ -131,86 +181,111 @@ def test_scps_protect_the_production_ous_and_accounts(estate: tuple[EstateInfo, 
 
 def test_the_policies_deny_the_delete_class_and_environment_tag_changes(
         estate: tuple[EstateInfo, Path], tmp_path: Path) -> None:
-    """Production's: every delete-class action, widened only into the modify class (which production's policy
-    does not allow unasked), never a read or a create; every tagging action under the environment-key condition;
-    and all of it fits beside FullAWSAccess in AWS's five SCPs per target."""
+    """Production's: exactly the delete class, never a modify, read or create action; every tagging action under
+    the environment-key condition; and all of it fits beside FullAWSAccess in AWS's five SCPs per target."""
     query = query_of(make_config(estate, tmp_path))
     doc = next(iter(documents(EXPORTERS["aws-scp"](query, options_from_config(query.config)), notes=False).values()))
     assert doc["environment"] == "production" and "warning" not in doc
     assert len(doc["policies"]) <= MAX_ATTACHED - 1
-    known = iam_actions()
-    deletes, modifies, tagging = actions_of_classes({"delete"}), actions_of_classes({"modify"}), tagging_actions()
-    denied: set[str] = set()
-    tag_denied: set[str] = set()
+    tagging = tagging_actions()
     for policy in doc["policies"]:
         check_iam_policy(policy["content"])
         for statement in policy["content"]["Statement"]:
-            hits = {a for p in statement["Action"] for a in known
-                    if a.partition(":")[0] == p.partition(":")[0] and matches(p, a)}
             if statement["Sid"].startswith("EnvlabelDeny"):
-                assert hits <= deletes | modifies, f"a wildcard also denies {sorted(hits - deletes - modifies)[:5]}"
                 assert statement["Condition"] == {"ArnNotLike": {"aws:PrincipalArn": [BREAK_GLASS]}}
-                denied |= hits
             else:
-                # wider than the tagging actions only by actions that name tags (reading them: never denied,
-                # their requests carry no aws:TagKeys)
-                assert all("tag" in a.partition(":")[2].lower() for a in hits - tagging)
                 assert statement["Condition"]["ArnNotLike"] == {"aws:PrincipalArn": [LABELER]}
                 assert statement["Condition"]["ForAnyValue:StringEqualsIgnoreCase"]["aws:TagKeys"] == \
                     list(query.config.tag_keys)
-                tag_denied |= hits
-    assert denied >= deletes and "rds:DeleteDBInstance" in denied and "ec2:TerminateInstances" in denied
+    denied, tag_denied = denied_sets(doc)
+    deletes = actions_of_classes({"delete"})
+    assert denied == deletes, (sorted(denied - deletes)[:5], sorted(deletes - denied)[:5])
+    assert "rds:DeleteDBInstance" in denied and "ec2:TerminateInstances" in denied
+    assert "ec2:DeleteTags" not in denied and "ec2:StopInstances" not in denied  # modify: approval, not an SCP
+    # wider than the tagging actions only by actions that name tags (reading them: never denied, their requests
+    # carry no aws:TagKeys)
     assert tag_denied >= tagging and {"ec2:CreateTags", "tag:TagResources", "tag:UntagResources"} <= tag_denied
+    assert all("tag" in a.partition(":")[2].lower() for a in tag_denied - tagging)
 
 
-def test_staging_keeps_the_delete_class_exact(estate: tuple[EstateInfo, Path], tmp_path: Path) -> None:
-    """Staging's policy allows modify actions, so its SCPs deny the delete class and nothing else."""
-    info, _ = estate
-    query = query_of(make_config(estate, tmp_path, environments=["production", "staging"]))
+@pytest.mark.parametrize(("export", "classes"), [
+    ({}, {"delete"}),
+    ({"environments": ["production", "staging"]}, {"delete"}),
+    ({"environments": ["production", "staging"], "include_modify": True}, {"delete", "modify"}),
+], ids=["production", "staging", "include_modify"])
+def test_every_target_attaches_beside_full_aws_access_and_denies_exactly_its_classes(
+        estate: tuple[EstateInfo, Path], tmp_path: Path, export: dict[str, Any], classes: set[str]) -> None:
+    """AWS attaches at most five SCPs to a target (FullAWSAccess usually one of them), each at most 5,120
+    characters minified; expanded against the vocabulary, the deny statements name exactly the classes."""
+    query = query_of(make_config(estate, tmp_path, **export))
     files = documents(export_kind(query, "aws-scp", options_from_config(query.config)), notes=False)
-    staging = next(doc for doc in files.values() if doc.get("target") == ou_id(info, "/Root/Staging"))
-    known, deletes = iam_actions(), actions_of_classes({"delete"})
-    denied = {a for policy in staging["policies"] for st in policy["content"]["Statement"]
-              if st["Sid"].startswith("EnvlabelDeny") for p in st["Action"] for a in known
-              if a.partition(":")[0] == p.partition(":")[0] and matches(p, a)}
-    assert denied == deletes
-    assert not any(p["name"].startswith("envlabel-delete-wide") for p in staging["policies"])
+    environments = {doc["environment"] for doc in files.values()}
+    assert environments == set(export.get("environments", ["production"]))
+    wanted = actions_of_classes(classes)
+    checked: set[str] = set()
+    for doc in files.values():
+        assert len(doc["policies"]) <= MAX_ATTACHED - 1 and "warning" not in doc
+        for policy in doc["policies"]:
+            assert minified_size(policy["content"]) <= MAX_POLICY_CHARS
+            if json.dumps(policy["content"]) not in checked:  # every target of a run shares the same policies
+                check_iam_policy(policy["content"])
+                checked.add(json.dumps(policy["content"]))
+        denied, tagged = denied_sets(doc)
+        assert denied == wanted, (sorted(denied - wanted)[:5], sorted(wanted - denied)[:5])
+        assert tagged >= tagging_actions()
 
 
-def test_include_modify_and_staging_widen_the_export(estate: tuple[EstateInfo, Path], tmp_path: Path) -> None:
-    info, _ = estate
-    query = query_of(make_config(estate, tmp_path, include_modify=True, environments=["production", "staging"]))
+def test_a_set_that_cannot_attach_beside_full_aws_access_says_so(estate: tuple[EstateInfo, Path],
+                                                                  tmp_path: Path) -> None:
+    """Each break-glass ARN is repeated in every deny statement: a long list can push the set past four
+    policies, and then every file says what to do rather than leaving the attachment to fail."""
+    many = [f"arn:aws:iam::{n:012d}:role/BreakGlassOperatorForTheProductionEstate" for n in range(40)]
+    query = query_of(make_config(estate, tmp_path, break_glass=many))
     files = documents(export_kind(query, "aws-scp", options_from_config(query.config)), notes=False)
-    targets = {doc["target"] for doc in files.values()}
-    assert ou_id(info, "/Root/Staging") in targets  # its account is staging too
-    actions = {a for doc in files.values() for p in doc["policies"] for s in p["content"]["Statement"]
-               for a in s["Action"]}
-    assert any(matches(a, "ec2:StopInstances") for a in actions)
-    for policy in next(iter(files.values()))["policies"]:
-        check_iam_policy(policy["content"])
+    for doc in files.values():
+        assert len(doc["policies"]) > MAX_ATTACHED - 1
+        assert doc["warning"].startswith(f"{len(doc['policies'])} policies: AWS attaches at most 5 SCPs")
+        assert "shorten export.break_glass" in doc["warning"]
+        for policy in doc["policies"]:
+            assert minified_size(policy["content"]) <= MAX_POLICY_CHARS
 
 
+@pytest.mark.parametrize("export", [{}, {"environments": ["production", "staging"], "include_modify": True}],
+                         ids=["production", "include_modify"])
 def test_moto_organizations_accepts_and_attaches_every_policy(estate: tuple[EstateInfo, Path], tmp_path: Path,
-                                                              moto_url: str) -> None:
+                                                              moto_url: str, export: dict[str, Any]) -> None:
     info, _ = estate
-    query = query_of(make_config(estate, tmp_path))
+    query = query_of(make_config(estate, tmp_path, **export))
     options = options_from_config(query.config)
     org = boto3.client("organizations", region_name="us-east-1", endpoint_url=moto_url)
     root = info.root.rsplit("/", 1)[-1]
     for policy_type in ("SERVICE_CONTROL_POLICY", "TAG_POLICY"):
         with contextlib.suppress(org.exceptions.PolicyTypeAlreadyEnabledException):
             org.enable_policy_type(RootId=root, PolicyType=policy_type)
+    # the moto organization is the module's: a policy an earlier case created is reused, not created again
+    existing = {p["Name"]: p["Id"] for t in ("SERVICE_CONTROL_POLICY", "TAG_POLICY")
+                for p in org.list_policies(Filter=t)["Policies"]}
     created: dict[str, str] = {}
+    targets: dict[str, set[str]] = {}
     for kind in ("aws-scp", "aws-tag-policy"):
         for path, doc in documents(export_kind(query, kind, options), notes=False).items():
             assert doc["target"], path
             for policy in doc["policies"]:
+                if policy["name"] not in created and policy["name"] in existing:
+                    created[policy["name"]] = existing[policy["name"]]
                 if policy["name"] not in created:  # the same policy serves every target of a kind
                     answer = org.create_policy(
                         Content=json.dumps(policy["content"], separators=(",", ":")), Name=policy["name"],
                         Description=policy["description"], Type=doc["policy_type"])
                     created[policy["name"]] = answer["Policy"]["PolicySummary"]["Id"]
-                org.attach_policy(PolicyId=created[policy["name"]], TargetId=doc["target"])
+                with contextlib.suppress(org.exceptions.DuplicatePolicyAttachmentException):
+                    org.attach_policy(PolicyId=created[policy["name"]], TargetId=doc["target"])
+                targets.setdefault(doc["target"], set()).add(policy["name"])
+    for target, names in targets.items():
+        attached = {p["Name"] for p in org.list_policies_for_target(
+            TargetId=target, Filter="SERVICE_CONTROL_POLICY")["Policies"]}
+        assert names <= attached | {"envlabel-environment-tags"}
+        assert len({n for n in names if n != "envlabel-environment-tags"}) <= MAX_ATTACHED - 1
     production = ou_id(info, "/Root/Production")
     attached = org.list_policies_for_target(TargetId=production, Filter="SERVICE_CONTROL_POLICY")["Policies"]
     assert {p["Name"] for p in attached} >= {n for n in created if n.startswith("envlabel-delete")}

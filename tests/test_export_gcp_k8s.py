@@ -17,10 +17,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from envlabel.actions import classify
 from envlabel.config import Config, config_from_dict
 from envlabel.service.core.errors import InvalidRequest
 from envlabel.service.core.export import ExportOptions, export_kind
-from envlabel.service.core.export.gcp_deny import DELETE_PERMISSIONS, MODIFY_PERMISSIONS
+from envlabel.service.core.export.gcp_deny import DELETE_PERMISSIONS, DENIABLE, MODIFY_PERMISSIONS
 from envlabel.service.core.export.k8s_vap import NAME, pattern_regex
 from envlabel.service.core.overrides import set_override
 from envlabel.service.core.pipeline import run_source
@@ -133,6 +134,26 @@ def test_staging_and_modify_are_opt_in(gcp_crm: FakeCrm, gcp_query: Query) -> No
     for path, body in files.items():
         if path != "gcp-deny/manifest.json":
             jsonschema.validate(body, IAM_V2_POLICY)
+
+
+def test_the_denied_permissions_are_the_vocabularys_classes() -> None:
+    """A deny policy denies what every check calls a delete (or a modify): each permission read back in IAM v1
+    form and classified through the shipped GCP vocabulary (envlabel/data/gcp-permissions.json)."""
+    def v1(permission: str) -> str:
+        service, _, rest = permission.partition("/")
+        prefix = service.removesuffix(".googleapis.com")
+        return f"{'resourcemanager' if prefix == 'cloudresourcemanager' else prefix}.{rest}"
+
+    for permissions, wanted in ((DELETE_PERMISSIONS, "delete"), (MODIFY_PERMISSIONS, "modify")):
+        for permission in permissions:
+            classified = classify(v1(permission))
+            assert classified.recognized and classified.action_class == wanted, (permission, classified.reason)
+    # every permission of the list is one the vocabulary knows (an unknown one would be a delete by default),
+    # and each lands in one of the two sets
+    assert all(classify(p).recognized for p in DENIABLE)
+    assert sorted(map(v1, DELETE_PERMISSIONS + MODIFY_PERMISSIONS)) == sorted(DENIABLE)
+    # the vocabulary classes rewriting a table's data as a delete (a DML DELETE or a truncating load is one)
+    assert "bigquery.googleapis.com/tables.updateData" in DELETE_PERMISSIONS
 
 
 def test_the_denied_permissions_are_the_documented_curated_list() -> None:

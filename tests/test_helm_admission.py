@@ -24,6 +24,8 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from envlabel.config import Admission, Config, config_from_dict
+from envlabel.service.core.admission import Request, exemption
 from tests.conftest import free_port
 from tests.kubernetes_cluster import fake_cluster
 from tests.test_daemon import wait_until
@@ -133,6 +135,41 @@ def test_webhook_never_sees_its_own_namespace_or_the_clusters(renders: dict[str,
     assert (tuned["failurePolicy"], tuned["timeoutSeconds"]) == ("Ignore", 5)
     assert tuned["clientConfig"]["service"]["path"] == "/v1/admission/kubernetes/prod-1"  # the source's cluster
     assert tuned["clientConfig"]["service"]["port"] == 9443
+
+
+def rendered_config(docs: list[dict[str, Any]]) -> Config:
+    data = yaml.safe_load(one(docs, "ConfigMap")["data"]["envlabel.yaml"])
+    return config_from_dict({**data, "store": "sqlite:///unused.db"})
+
+
+def user_request(username: str) -> Request:
+    return Request(uid="u", operation="DELETE", resource="deployments", group="apps", subresource="",
+                   namespace="payments", name="api", username=username, groups=("system:serviceaccounts",),
+                   dry_run=False, labels={})
+
+
+def test_the_charts_own_service_account_is_exempt_whatever_the_release_is_called(
+        renders: dict[str, list[dict[str, Any]]], tmp_path: Path) -> None:
+    """envlabel's own default names system:serviceaccount:NS:envlabel; the release "rel" runs as rel-envlabel, and
+    the chart puts that name in the rendered config, beside the rest of envlabel's defaults."""
+    docs = renders["on"]
+    account = one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
+    assert account == "rel-envlabel"
+    config = rendered_config(docs)
+    own = f"system:serviceaccount:envlabel:{account}"
+    defaults = Admission().exempt_usernames
+    assert config.admission.exempt_usernames == [
+        own if u == "system:serviceaccount:{namespace}:envlabel" else u for u in defaults]
+    assert exemption(rendered_config(renders["off"]), user_request(own)) == ""  # envlabel's own default misses it
+    assert exemption(config, user_request(own)) != ""
+    assert exemption(config, user_request("system:serviceaccount:envlabel:other")) == ""
+    # a service account named in the values, and a list the user wrote, are followed as given
+    named = render(tmp_path, {**ON, "serviceAccount": {"name": "guard"}})
+    assert rendered_config(named).admission.exempt_usernames[0] == "system:serviceaccount:envlabel:guard"
+    mine = render(tmp_path, {**ON, "config": {"admission": {"exempt_usernames": ["system:apiserver"]},
+                                              "sources": [{"name": "in-cluster", "type": "kubernetes",
+                                                           "in_cluster": True}]}})
+    assert rendered_config(mine).admission.exempt_usernames == ["system:apiserver"]
 
 
 # -- TLS ------------------------------------------------------------------------------------------------

@@ -199,9 +199,16 @@ def refusal(request: Request, answer: CheckRecord) -> str:
     label = answer["label"]
     evidence = "; ".join(f"{e['signal']} {e['environment']} from {e['detail']}" for e in label.get("evidence", []))
     cited = f" (evidence: {evidence})" if evidence else ""
-    if answer["decision"] == "require_approval":
-        how = ("To go ahead, get the approval named above; the approved change is then made by a break-glass "
-               "principal (config admission.break_glass_groups).")
+    if answer["decision"] == "require_approval" and request.dry_run:
+        who = ", ".join(answer.get("approvers", [])) or "a person who may approve it"
+        how = ("This was a dry run, so no approval request was opened: send the request without dry run to open "
+               f"one (the refusal then names it; {who} can approve it), and once it is approved send it again.")
+    elif answer["decision"] == "require_approval":
+        approval = answer.get("approval")
+        which = f"approval {approval['id']}" if approval else "the approval"
+        user = request.username or "the same user"
+        how = (f"To go ahead, have {which} approved, then send the same request again as {user}: it is "
+               "admitted once, and a later one needs a new approval.")
     else:
         how = ("Policy denies this here. If the environment is wrong, fix the label or have a person set an "
                f"override (envlabel override set {answer['target']} ENV --reason ... --by ...); in an emergency a "

@@ -57,14 +57,25 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/* envlabel.yaml: the configured keys over the chart's defaults: the SQLite file on the volume, or (PostgreSQL,
-the URL comes from the Secret as ENVLABEL_STORE) leader election through a Lease in the release's namespace. */}}
+the URL comes from the Secret as ENVLABEL_STORE) leader election through a Lease in the release's namespace.
+With admission enabled and no admission.exempt_usernames configured, envlabel's defaults with the chart's own
+service account (its name follows the release's) in place of system:serviceaccount:{namespace}:envlabel. */}}
 {{- define "envlabel.config" -}}
 {{- $defaults := dict "store" "sqlite:////var/lib/envlabel/envlabel.db" }}
 {{- if include "envlabel.postgres" . }}
 {{- $lease := dict "kind" "lease" "in_cluster" true "namespace" .Release.Namespace "lease_name" (include "envlabel.leaseName" .) }}
 {{- $defaults = dict "leader_election" $lease }}
 {{- end }}
-{{- toYaml (merge (deepCopy .Values.config) $defaults) }}
+{{- $config := merge (deepCopy .Values.config) $defaults }}
+{{- if .Values.admission.enabled }}
+{{- $admission := deepCopy ($config.admission | default dict) }}
+{{- if not (hasKey $admission "exempt_usernames") }}
+{{- $own := printf "system:serviceaccount:%s:%s" .Release.Namespace (include "envlabel.serviceAccountName" .) }}
+{{- $_ := set $admission "exempt_usernames" (list $own "system:apiserver" "system:kube-controller-manager" "system:kube-scheduler" "system:serviceaccount:kube-system:*") }}
+{{- end }}
+{{- $_ := set $config "admission" $admission }}
+{{- end }}
+{{- toYaml $config }}
 {{- end }}
 
 {{/* The Secret holding the webhook's serving certificate (tls.crt, tls.key, ca.crt), mounted at /tls. */}}

@@ -4,7 +4,9 @@ For each OU or account whose label is one of the export environments (an ``unkno
 counts as the most restrictive environment, as in every check), one file ``aws-scp/<OU or account id>.json``
 holding the policies to attach to it: deny the delete class of the action vocabulary (and the modify class
 with ``include_modify``) except for the break-glass principals, and deny changing the environment tag keys
-except by the labeler role. Policies are split to fit AWS's 5,120-character SCP limit (counted minified).
+except by the labeler role. Policies are split to fit AWS's 5,120-character SCP limit (counted minified); the
+actions are compressed into wildcards exact against the vocabulary, so the set is three policies and attaches
+beside FullAWSAccess within AWS's five per target (a file whose set would not carries a ``warning``).
 The management account is never given a file (AWS applies no SCP to it): ``aws-scp/not-covered.json``
 names it when it is in an export environment.
 
@@ -17,6 +19,7 @@ file of its own (the ancestor's policies already apply to it).
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,11 +27,12 @@ from typing import Any
 
 from envlabel.service.core.clock import utcnow
 from envlabel.service.core.export import Artifact, ExportOptions, dump_json
-from envlabel.service.core.export.aws_vocabulary import actions_of_classes, compress, tagging_actions
+from envlabel.service.core.export.aws_vocabulary import actions_of_classes, compress, iam_actions, tagging_actions
 from envlabel.service.core.query import Query
 from envlabel.store.records import StoredLabel
 
 KIND = "aws-scp"
+log = logging.getLogger("envlabel.export")
 #: AWS's limit on one service control policy, counted without whitespace
 MAX_POLICY_CHARS = 5120
 #: AWS attaches at most 5 SCPs to one root, OU or account, one of them usually FullAWSAccess
@@ -60,7 +64,7 @@ class OrgNode:
 def export(query: Query, options: ExportOptions) -> list[Artifact]:
     """One file per OU or account to protect, each naming the policies to attach to it."""
     nodes = read_organization(query)
-    policy_sets = {widen: build_policies(options, widen=widen) for widen in (False, True)}
+    policies = build_policies(options)
     artifacts = []
     management = management_accounts(nodes)
     uncovered = [{"target": n.attach_id, "name": n.name, "environment": n.environment,
@@ -72,16 +76,17 @@ def export(query: Query, options: ExportOptions) -> list[Artifact]:
     for node in select_targets(nodes, set(options.environments)):
         if node.id in management:
             continue
-        policies = policy_sets[modify_is_guarded(query, node.environment)]
         document = {
             "target": node.attach_id, "target_id": node.id, "kind": node.kind, "name": node.name,
             "environment": node.environment, "evidence": list(node.evidence),
             "policy_type": "SERVICE_CONTROL_POLICY", "policies": policies,
         }
-        if len(policies) >= MAX_ATTACHED:
+        if len(policies) > MAX_ATTACHED - 1:
             document["warning"] = (f"{len(policies)} policies: AWS attaches at most {MAX_ATTACHED} SCPs to one "
-                                   "target, FullAWSAccess included; attach some to a parent OU, or replace "
-                                   "FullAWSAccess (see docs/export.md)")
+                                   "target, FullAWSAccess included; shorten export.break_glass, attach some to a "
+                                   "parent OU that holds only protected accounts, or replace FullAWSAccess "
+                                   "(see docs/export.md)")
+            log.warning("aws-scp: %s (%s) needs %s", node.attach_id, node.name, document["warning"])
         artifacts.append(Artifact(f"{KIND}/{node.attach_id}.json", dump_json(document), (node.attach_id,)))
     return artifacts
 
@@ -150,23 +155,14 @@ def select_targets(nodes: dict[str, OrgNode], environments: set[str]) -> list[Or
     return sorted(chosen, key=lambda n: n.attach_id)
 
 
-def modify_is_guarded(query: Query, environment: str) -> bool:
-    """Whether the policy lets nothing of the modify class through in ``environment`` unasked (production's
-    ``require_approval``; an environment with no policy row is decided as the strictest)."""
-    row = query.config.policy.get(environment)
-    return row is None or row.get("modify") != "allow"
-
-
-def build_policies(options: ExportOptions, *, widen: bool = False) -> list[dict[str, Any]]:
+def build_policies(options: ExportOptions) -> list[dict[str, Any]]:
     """The SCPs a protected target gets: ``[{"name", "description", "content"}]``, each content within
     :data:`MAX_POLICY_CHARS` minified.
 
-    The delete statement names the delete class in patterns cut at word boundaries (``ec2:Delete*`` only where
-    every action it matches is a delete). Exact, that is about 1,000 patterns, 24 KB: five policies, and AWS
-    attaches at most five SCPs to a target, FullAWSAccess among them. ``widen`` (for an environment whose policy
-    does not allow modify actions unasked, as production's requires approval) lets a pattern also match
-    modify-class actions, never read or create ones: about 520 patterns, 11 KB, three policies beside the tag
-    statement's, so they attach beside FullAWSAccess. A break-glass principal does what an approval allows."""
+    The deny statement names exactly the delete class (with ``include_modify``, the delete and modify classes)
+    of the vocabulary, in the patterns :func:`compress` finds: about 610 patterns, 11 KB (780, 10 KB with
+    ``include_modify``), three policies with the tag statement, so they attach beside FullAWSAccess. A
+    break-glass principal does what an approval allows."""
     classes = ("delete", "modify") if options.include_modify else ("delete",)
     deny: dict[str, Any] = {"Effect": "Deny", "Resource": "*"}
     if options.break_glass:
@@ -177,14 +173,12 @@ def build_policies(options: ExportOptions, *, widen: bool = False) -> list[dict[
         "ForAnyValue:StringEqualsIgnoreCase": {"aws:TagKeys": list(options.tag_keys)}}}
     if options.labeler_role:
         tags["Condition"]["ArnNotLike"] = {"aws:PrincipalArn": [options.labeler_role]}
-    tolerated = actions_of_classes(("modify",)) if widen and not options.include_modify else frozenset()
     statements = [
-        ("EnvlabelDeny" + "".join(c.title() for c in classes), deny,
-         compress(actions_of_classes(classes), tolerated)),
+        ("EnvlabelDeny" + "".join(c.title() for c in classes), deny, compress(actions_of_classes(classes))),
         ("EnvlabelProtectEnvironmentTags", tags, tag_patterns()),
     ]
     contents = pack_statements(statements)
-    label = "-".join(classes) + ("-wide" if tolerated else "")
+    label = "-".join(classes)
     return [{"name": f"envlabel-{label}-{i}-of-{len(contents)}",
              "description": f"envlabel: deny {' and '.join(classes)} actions and environment tag changes "
                             f"({i}/{len(contents)})",
@@ -192,22 +186,12 @@ def build_policies(options: ExportOptions, *, widen: bool = False) -> list[dict[
 
 
 def tag_patterns() -> list[str]:
-    """The tag statement's actions: ``SERVICE:*Tag*`` for each service whose tagging actions all have ``Tag`` in
-    their name, else those actions one by one. A wider pattern also matches actions that only read tags
-    (``ListTagsForResource``); the statement's condition (the request sets or removes an environment key,
-    ``aws:TagKeys``) is never true for them, so they are never denied: ~680 names (13 KB) become ~360
-    patterns that fit one policy."""
-    by_service: dict[str, list[str]] = {}
-    for action in tagging_actions():
-        service, _, name = action.partition(":")
-        by_service.setdefault(service, []).append(name)
-    patterns: set[str] = set()
-    for service, names in by_service.items():
-        if all("tag" in name.lower() for name in names):
-            patterns.add(f"{service}:*Tag*")
-        else:
-            patterns.update(f"{service}:{name}" for name in names)
-    return sorted(patterns, key=str.lower)
+    """The tag statement's actions: the Tagging-level actions, compressed allowing a pattern to also match any
+    action whose name contains ``tag`` (``ListTagsForResource``). The statement's condition (the request sets
+    or removes an environment key, ``aws:TagKeys``) is never true for an action that only reads tags, so those
+    are never denied: ~700 names (13 KB) become ~25 patterns (0.4 KB)."""
+    names_tags = (a for a in iam_actions() if "tag" in a.partition(":")[2].lower())
+    return compress(tagging_actions(), names_tags)
 
 
 def pack_statements(statements: Sequence[tuple[str, dict[str, Any], list[str]]]) -> list[dict[str, Any]]:

@@ -4,9 +4,10 @@ Read from the same data file :mod:`envlabel.actions` classifies by (AWS's access
 so a generated policy denies exactly what the check calls a delete. Operations no IAM action authorizes
 (the ``model`` rule) are left out: IAM never evaluates them, and a policy naming them is invalid.
 
-A wildcard is used only where it is exact: ``rds:Delete*`` only when every known ``rds:Delete*`` action is
-in the set. Wildcards end at a CamelCase word boundary (``Delete*``, ``DeleteDB*``), never inside a word,
-so an action AWS adds later matches only when it begins with the same whole words.
+A wildcard is used only where it is exact against the vocabulary: ``rds:DeleteDB*`` only when every known
+``rds:DeleteDB*`` action is in the set, ``*:Terminate*`` only when every known action of any service whose name
+starts with ``Terminate`` is. An action AWS adds later is matched when its name starts like a pattern: a
+generated deny then also denies it (fail closed).
 """
 
 from __future__ import annotations
@@ -19,9 +20,6 @@ from importlib.resources import files
 
 from envlabel.actions import DATA_FILE, unpack
 
-#: where a CamelCase action name may be cut: after a lower-case letter or digit followed by a capital, or
-#: inside a run of capitals before the next word (``DBInstance`` -> ``DB`` | ``Instance``)
-_BOUNDARY = re.compile(r"[a-z0-9](?=[A-Z])|[A-Z](?=[A-Z][a-z])")
 _TAGGING = "AWS access level Tagging"
 
 
@@ -47,29 +45,119 @@ def actions_of_classes(classes: Collection[str]) -> frozenset[str]:
 
 
 def compress(wanted: Iterable[str], tolerated: Iterable[str] = ()) -> list[str]:
-    """``wanted`` IAM actions as the fewest patterns cut at word boundaries (sorted): each pattern matches,
-    among all known IAM actions, only actions of ``wanted`` or of ``tolerated`` (IAM matches
-    case-insensitively, and so does this). Every wanted action is matched."""
-    wanted_set = {a.lower() for a in wanted}
-    allowed = wanted_set | {a.lower() for a in tolerated}
-    by_service: dict[str, list[tuple[str, bool, bool]]] = defaultdict(list)
-    for action in iam_actions():
-        service, _, name = action.partition(":")
-        by_service[service].append((name, action.lower() in wanted_set, action.lower() in allowed))
-    patterns: set[str] = set()
-    for service, names in by_service.items():
-        for name, want, _ in names:
-            if want:
-                patterns.add(f"{service}:{_shortest_within(name, names)}")
-    return sorted(patterns, key=str.lower)
+    """``wanted`` IAM actions as few characters of patterns as the search finds (sorted): each pattern matches,
+    among all known IAM actions, only actions of ``wanted`` or of ``tolerated`` (IAM matches case-insensitively,
+    and so does this), and every wanted action is matched. See :func:`_compress` for the patterns it uses."""
+    return list(_compress(frozenset(wanted), frozenset(tolerated)))
 
 
-def _shortest_within(name: str, names: list[tuple[str, bool, bool]]) -> str:
-    for match in _BOUNDARY.finditer(name):
-        prefix = name[:match.end()].lower()
-        if all(ok for other, _, ok in names if other.lower().startswith(prefix)):
-            return name[:match.end()] + "*"
-    return name
+@lru_cache(maxsize=8)
+def _compress(wanted: frozenset[str], tolerated: frozenset[str]) -> tuple[str, ...]:
+    """The patterns are prefixes with a trailing ``*``, cut anywhere in the name: per service (``ec2:DeleteV*``,
+    ``ec2:*`` when the whole service is wanted) or in every service (``*:Terminate*``, valid only when no
+    action of any service outside the set starts so), or exact names. A dynamic programme over the trie of
+    the wanted names picks, at each prefix, the cheapest of: one pattern for every service, each service's own
+    cheapest cover, or the children's choices. The cost is the characters a pattern takes in a policy."""
+    trie = _Trie(iam_actions(), wanted, {a.lower() for a in wanted | tolerated})
+    trie.solve()
+    return tuple(sorted(set(trie.patterns()), key=str.lower))
+
+
+class _Trie:
+    """The wanted action names by lower-case prefix, with what lies outside the set, for :func:`_compress`."""
+
+    def __init__(self, known: Iterable[str], wanted: frozenset[str], allowed: set[str]) -> None:
+        #: lower-case prefixes of a name outside the set, in any service / per service; names outside the set
+        self.blocked_any: set[str] = set()
+        self.blocked: dict[str, set[str]] = defaultdict(set)
+        self.outside_names: set[str] = set()
+        self.spelled: dict[str, str] = {}  # lower-case prefix -> as first spelled
+        self.children: dict[str, set[str]] = defaultdict(set)
+        self.services_at: dict[str, set[str]] = defaultdict(set)
+        #: prefix -> service -> the size of its wanted names ending exactly there; and the names
+        self.exact_cost: dict[str, dict[str, int]] = defaultdict(dict)
+        self.ends: dict[str, list[str]] = defaultdict(list)
+        outside = []
+        for action in sorted(known):
+            service, _, name = action.partition(":")
+            low = name.lower()
+            if action.lower() not in allowed:
+                outside.append((service, low))
+            elif action in wanted:
+                prefixes = [low[:i] for i in range(len(low) + 1)]
+                for i, prefix in enumerate(prefixes):
+                    self.spelled.setdefault(prefix, name[:i])
+                    self.services_at[prefix].add(service)
+                    if i:
+                        self.children[prefixes[i - 1]].add(prefix)
+                self.ends[low].append(action)
+                self.exact_cost[low][service] = self.exact_cost[low].get(service, 0) + len(action) + 3
+        for service, low in outside:  # only the prefixes the wanted names share matter
+            for i in range(len(low) + 1):
+                prefix = low[:i]
+                if prefix not in self.spelled:
+                    break
+                self.blocked_any.add(prefix)
+                self.blocked[service].add(prefix)
+            else:
+                self.outside_names.add(low)
+        #: (prefix, service) -> (cost, one pattern here); prefix -> (cost, "every" | "own" | "split")
+        self.own: dict[tuple[str, str], tuple[int, bool]] = {}
+        self.best: dict[str, tuple[int, str]] = {}
+
+    def solve(self) -> None:
+        """Fill :attr:`own` and :attr:`best`, the longest prefixes first. A pattern's size is its characters,
+        two quotes and a comma."""
+        for prefix in sorted(self.spelled, key=len, reverse=True):
+            kids = self.children[prefix]
+            here = self.exact_cost.get(prefix, {})
+            total_own = 0
+            for service in self.services_at[prefix]:
+                split = here.get(service, 0) + sum(self.own[c, service][0] for c in kids
+                                                   if (c, service) in self.own)
+                one = len(service) + len(prefix) + 5
+                self.own[prefix, service] = (one, True) if prefix not in self.blocked[service] and one < split \
+                    else (split, False)
+                total_own += self.own[prefix, service][0]
+            options = [(self._exact(prefix) + sum(self.best[c][0] for c in kids), "split"), (total_own, "own")]
+            if prefix and prefix not in self.blocked_any:
+                options.append((len(prefix) + 6, "every"))
+            self.best[prefix] = min(options)
+
+    def _exact(self, prefix: str) -> int:
+        """The size of naming the wanted actions whose name is ``prefix``: ``*:Name`` or each one."""
+        each = sum(self.exact_cost.get(prefix, {}).values())
+        return min(each, len(prefix) + 5) if each and prefix not in self.outside_names else each
+
+    def patterns(self) -> list[str]:
+        """The patterns :meth:`solve` chose."""
+        found: list[str] = []
+        stack = [""]
+        while stack:
+            prefix = stack.pop()
+            choice = self.best[prefix][1]
+            if choice == "every":
+                found.append(f"*:{self.spelled[prefix]}*")
+            elif choice == "own":
+                for service in self.services_at[prefix]:
+                    found.extend(self._own_patterns(prefix, service))
+            else:
+                each = sum(self.exact_cost.get(prefix, {}).values())
+                if each and self._exact(prefix) < each:
+                    found.append(f"*:{self.spelled[prefix]}")
+                else:
+                    found.extend(self.ends.get(prefix, ()))
+                stack.extend(self.children[prefix])
+        return found
+
+    def _own_patterns(self, prefix: str, service: str) -> list[str]:
+        if self.own[prefix, service][1]:
+            return [f"{service}:{self.spelled[prefix]}*"]
+        found = [a for a in self.ends.get(prefix, ()) if a.partition(":")[0] == service]
+        for child in self.children[prefix]:
+            if (child, service) in self.own:
+                found.extend(self._own_patterns(child, service))
+        return found
 
 
 def matches(pattern: str, action: str) -> bool:

@@ -6,7 +6,7 @@ One file per attachment point, ``gcp-deny/folders-N.json`` or ``gcp-deny/project
     gcloud iam policies create envlabel-protect-production --kind=denypolicies \\
         --attachment-point=cloudresourcemanager.googleapis.com/projects/ID --policy-file=projects-ID.json
 
-Each policy has one rule denying the delete class (and, with ``include_modify``, a few modify permissions)
+Each policy has one rule denying the delete class (and, with ``include_modify``, the modify class)
 to every principal (``principalSet://goog/public:all``) except ``gcp_exception_principals``.
 
 Where a policy is attached: a deny policy is inherited by everything below its attachment point and cannot
@@ -16,10 +16,11 @@ Otherwise each protected project (and fully protected subfolder) below gets its 
 sandbox under a production folder therefore keeps its folder from being attached, rather than being denied
 deletes it is allowed. Organizations are never attached to.
 
-The denied permissions are a curated list of common services, each in the IAM v2 form deny policies require
-(``SERVICE.googleapis.com/RESOURCE.VERB``) and each one Google lists as supported in deny policies
-(https://cloud.google.com/iam/docs/deny-permissions-support); extend :data:`DELETE_PERMISSIONS` with care,
-since a permission deny policies do not support makes ``gcloud iam policies create`` refuse the whole policy.
+The permissions a policy may deny are a curated list of common services' (:data:`DENIABLE`), each one Google
+lists as supported in deny policies (https://cloud.google.com/iam/docs/deny-permissions-support); extend it with
+care, since a permission deny policies do not support makes ``gcloud iam policies create`` refuse the whole
+policy. Which of them are denied is the vocabulary's: those it classes delete (and modify, with
+``include_modify``), written in the IAM v2 form deny policies require (``SERVICE.googleapis.com/RESOURCE.VERB``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import quote
 
+from envlabel.actions import classify
 from envlabel.service.core.errors import InvalidRequest
 from envlabel.service.core.export import Artifact, ExportOptions, dump_json
 from envlabel.service.core.export.labeled import Labeled, iter_labeled
@@ -38,28 +40,47 @@ KIND = "gcp-deny"
 ATTACHABLE = frozenset({"gcp:folder", "gcp:project"})
 TREE = ATTACHABLE | {"gcp:organization"}
 
-#: the delete class, per service (curated; every entry is in Google's deny-supported list)
-DELETE_PERMISSIONS: tuple[str, ...] = (
-    "bigquery.googleapis.com/datasets.delete",
-    "bigquery.googleapis.com/tables.delete",
-    "cloudresourcemanager.googleapis.com/projects.delete",
-    "cloudsql.googleapis.com/instances.delete",
-    "compute.googleapis.com/disks.delete",
-    "compute.googleapis.com/instances.delete",
-    "container.googleapis.com/clusters.delete",
-    "pubsub.googleapis.com/topics.delete",
-    "secretmanager.googleapis.com/secrets.delete",
-    "spanner.googleapis.com/instances.delete",
-    "storage.googleapis.com/buckets.delete",
-    "storage.googleapis.com/objects.delete",
+#: the permissions a generated policy may deny, in IAM v1 form: common services' permissions that Google lists as
+#: supported in deny policies (curated: a permission deny policies do not support makes ``gcloud iam policies
+#: create`` refuse the whole policy). Which of them are denied is the vocabulary's: :func:`permissions_of`.
+DENIABLE: tuple[str, ...] = (
+    "bigquery.datasets.delete",
+    "bigquery.datasets.update",
+    "bigquery.tables.delete",
+    "bigquery.tables.update",
+    "bigquery.tables.updateData",
+    "cloudsql.instances.delete",
+    "compute.disks.delete",
+    "compute.instances.delete",
+    "container.clusters.delete",
+    "pubsub.topics.delete",
+    "resourcemanager.projects.delete",
+    "secretmanager.secrets.delete",
+    "spanner.instances.delete",
+    "storage.buckets.delete",
+    "storage.buckets.update",
+    "storage.objects.delete",
 )
-#: added with ``include_modify``: changes that rewrite data or configuration in place (curated likewise)
-MODIFY_PERMISSIONS: tuple[str, ...] = (
-    "bigquery.googleapis.com/datasets.update",
-    "bigquery.googleapis.com/tables.update",
-    "bigquery.googleapis.com/tables.updateData",
-    "storage.googleapis.com/buckets.update",
-)
+#: IAM v1 service prefix -> the service name of the IAM v2 form, where it is not ``PREFIX.googleapis.com``
+V2_SERVICES = {"resourcemanager": "cloudresourcemanager.googleapis.com"}
+
+
+def v2_name(permission: str) -> str:
+    """``bigquery.tables.delete`` -> ``bigquery.googleapis.com/tables.delete``, the form deny policies take."""
+    service, _, rest = permission.partition(".")
+    return f"{V2_SERVICES.get(service, f'{service}.googleapis.com')}/{rest}"
+
+
+def permissions_of(classes: Iterable[str]) -> tuple[str, ...]:
+    """The :data:`DENIABLE` permissions the vocabulary (``envlabel/data/gcp-permissions.json``, the table every
+    check classifies GCP permissions by) puts in ``classes``, in IAM v2 form, sorted."""
+    wanted = set(classes)
+    return tuple(sorted(v2_name(p) for p in DENIABLE if classify(p).action_class in wanted))
+
+
+#: the delete class of :data:`DENIABLE`, and what ``include_modify`` adds
+DELETE_PERMISSIONS: tuple[str, ...] = permissions_of(("delete",))
+MODIFY_PERMISSIONS: tuple[str, ...] = permissions_of(("modify",))
 #: every principal; the exceptions are the break-glass identities
 EVERYONE = "principalSet://goog/public:all"
 EXCEPTION_FORMS = ("principal://", "principalSet://")
