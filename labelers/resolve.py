@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Protocol
 
 from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import (
@@ -53,16 +54,54 @@ class Signals:
         return Evidence(OVERRIDE, o.environment, o.target, f"override by {o.author}: {o.reason}{until}")
 
 
-def describe(resource: Resource) -> str:
+class Observed(Protocol):
+    """What labeling reads of a resource: a :class:`Resource`, or a row the store read for labeling."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def parent(self) -> str | None: ...
+    @property
+    def tags(self) -> Mapping[str, str]: ...
+    @property
+    def name_signal(self) -> bool: ...
+    @property
+    def declared(self) -> str | None: ...
+    @property
+    def path(self) -> str: ...
+
+
+#: (key, value, environment) of each environment tag that names an environment
+TagMatches = Sequence[tuple[str, str, str]]
+#: tag mappings whose matches a Labeler remembers (by identity: a relabel shares one mapping per tags text)
+MATCHES_MEMO = 4096
+
+
+def describe(resource: Observed) -> str:
     return f"{resource.kind} {resource.path or resource.name or resource.id}"
 
 
-def signals_of(resource: Resource, taxonomy: Taxonomy, override: Override | None = None) -> Signals:
-    """A resource's own signals: environment tags, configured environment, a declaring name."""
+def environment_matches(taxonomy: Taxonomy, tags: Mapping[str, str]) -> TagMatches:
+    """The environment tags of ``tags`` that name an environment, as (key, value, environment)."""
+    if not tags:
+        return ()
+    return [(k, v, m.environment) for k, v, m in taxonomy.environment_tags(tags) if m.environment is not None]
+
+
+def signals_of(resource: Observed, taxonomy: Taxonomy, override: Override | None = None,
+               matches: TagMatches | None = None) -> Signals:
+    """A resource's own signals: environment tags, configured environment, a declaring name. ``matches``: its
+    tags' :func:`environment_matches`, when the caller has them."""
+    if matches is None:
+        matches = environment_matches(taxonomy, resource.tags)
     tags: list[Evidence] = []
-    for key, value, match in taxonomy.environment_tags(resource.tags):
-        if match.environment is not None:
-            tags.append(Evidence(TAG, match.environment, resource.id, f"tag {key}={value} on {describe(resource)}"))
+    if matches:
+        where = describe(resource)
+        tags = [Evidence(TAG, env, resource.id, f"tag {key}={value} on {where}") for key, value, env in matches]
     if resource.declared:
         tags.append(Evidence(TAG, resource.declared, resource.id, f"configured environment of {describe(resource)}"))
     names: tuple[Evidence, ...] = ()
@@ -102,17 +141,22 @@ def chain_of(node: Signals, above: Chain) -> Chain:
 
 
 def resolve_chain(taxonomy: Taxonomy, own: Signals, above: Chain) -> Resolution:
-    override = own.override_evidence()
-    if override is not None:
-        assert own.override is not None
+    if own.override is not None:
+        override = own.override_evidence()
+        assert override is not None
         return Resolution(override.environment, OVERRIDE, False, (override, *own.names),
                           own.override.expires_at)
-    collected = own.tags + above.evidence
+    collected = own.tags + above.evidence if own.tags else above.evidence
     if not collected:
         return Resolution(UNKNOWN, NONE, False, own.names, above.valid_until)
-    first = collected[0].environment
-    if all(e.environment == first for e in collected):  # the common case: every signal agrees
-        return Resolution(first, collected[0].signal, False, collected + own.names, above.valid_until)
+    head = collected[0]
+    first = head.environment
+    for e in collected:
+        if e.environment != first:
+            break
+    else:  # the common case: every signal agrees
+        return Resolution(first, head.signal, False, collected + own.names if own.names else collected,
+                          above.valid_until)
     environment = taxonomy.most_restrictive(e.environment for e in collected)
     decided_by = next(e.signal for e in collected if e.environment == environment)
     return Resolution(environment, decided_by, True, collected + own.names, above.valid_until)
@@ -144,6 +188,8 @@ class Labeler:
         self.containers = containers
         self.overrides = overrides
         self._chains: dict[str, Chain] = {}
+        #: id of a tags mapping -> (the mapping, kept so the id stays its own; its environment matches)
+        self._matches: dict[int, tuple[Mapping[str, str], TagMatches]] = {}
 
     def chain(self, container_id: str | None) -> Chain:
         if container_id is None:
@@ -170,6 +216,23 @@ class Labeler:
             self._chains[node_id] = above
         return self._chains[container_id]
 
-    def label(self, resource: Resource) -> Resolution:
-        own = signals_of(resource, self.taxonomy, self.overrides.get(resource.id))
-        return resolve_chain(self.taxonomy, own, self.chain(resource.parent))
+    def label(self, resource: Observed) -> Resolution:
+        return resolve_chain(self.taxonomy, *self.parts(resource))
+
+    def parts(self, resource: Observed) -> tuple[Signals, Chain]:
+        """What :meth:`label` resolves: the resource's own signals and the chain its parent hands down (shared by
+        all the parent's children: its evidence can be encoded once for all of them).
+
+        Resources sharing one tags mapping (a relabel reads one per distinct tags text) share its environment
+        matches; a mapping must not change while a Labeler labels it."""
+        tags = resource.tags
+        matches: TagMatches = ()
+        if tags:
+            known = self._matches.get(id(tags))
+            if known is None or known[0] is not tags:
+                if len(self._matches) >= MATCHES_MEMO:
+                    self._matches.clear()
+                known = self._matches[id(tags)] = (tags, environment_matches(self.taxonomy, tags))
+            matches = known[1]
+        return (signals_of(resource, self.taxonomy, self.overrides.get(resource.id), matches),
+                self.chain(resource.parent))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from envlabel.labelers.taxonomy import Taxonomy, tokens
 
@@ -36,6 +36,10 @@ def fingerprint(words: Collection[str]) -> str:
     return f"v{STEM_VERSION}:{hashlib.sha256(text.encode()).hexdigest()}"
 
 
+#: names remembered per stemmer (names repeat across an estate: twins, regions, defaults); cleared when full
+MEMO_SIZE = 100_000
+
+
 @dataclass(frozen=True, slots=True)
 class Stemmer:
     """The stem function of one taxonomy, with its fingerprint: what the store is handed to write stems."""
@@ -45,6 +49,10 @@ class Stemmer:
     #: the words of one token (most), and of several, longest first (``pre-prod`` as ("pre", "prod"))
     singles: frozenset[str]
     phrases: tuple[tuple[str, ...], ...]
+    #: the first tokens of ``phrases``: a name with none of them holds no phrase
+    heads: frozenset[str] = frozenset()
+    #: name -> stem, of the names seen so far (a scan stems a million, and many repeat)
+    memo: dict[str, str] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @classmethod
     def of(cls, taxonomy: Taxonomy) -> Stemmer:
@@ -54,20 +62,31 @@ class Stemmer:
     def of_words(cls, words: frozenset[str]) -> Stemmer:
         split = [tuple(tokens(w)) for w in words]
         phrases = sorted({p for p in split if len(p) > 1}, key=len, reverse=True)
-        return cls(words, fingerprint(words), frozenset(p[0] for p in split if len(p) == 1), tuple(phrases))
+        return cls(words, fingerprint(words), frozenset(p[0] for p in split if len(p) == 1), tuple(phrases),
+                   frozenset(p[0] for p in phrases))
 
     def __call__(self, name: str) -> str:
+        memo = self.memo
+        done = memo.get(name)
+        if done is not None:
+            return done
         parts = tokens(name)
-        if self.phrases:
+        if not self.heads.isdisjoint(parts):
             parts = self._without_phrases(parts)
         singles = self.singles
-        return "-".join(t for t in parts if t not in singles)
+        done = "-".join(parts if singles.isdisjoint(parts) else [t for t in parts if t not in singles])
+        if len(memo) >= MEMO_SIZE:
+            memo.clear()
+        memo[name] = done
+        return done
 
     def _without_phrases(self, parts: list[str]) -> list[str]:
         kept: list[str] = []
         i = 0
+        heads = self.heads
         while i < len(parts):
-            phrase = next((p for p in self.phrases if tuple(parts[i:i + len(p)]) == p), None)
+            phrase = next((p for p in self.phrases if tuple(parts[i:i + len(p)]) == p), None) \
+                if parts[i] in heads else None
             if phrase is None:
                 kept.append(parts[i])
                 i += 1

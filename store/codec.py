@@ -42,6 +42,11 @@ def _evidence_item(e: Evidence) -> str:
     return f"[{_json_str(e.signal)},{_json_str(e.environment)},{_json_str(e.source)},{_json_str(e.detail)}]"
 
 
+def evidence_item(e: Evidence) -> str:
+    """One evidence entry as JSON, not cached: a resource's own evidence (its id in it) is met once."""
+    return f"[{_json_str(e.signal)},{_json_str(e.environment)},{_json_str(e.source)},{_json_str(e.detail)}]"
+
+
 def encode_evidence(evidence: Sequence[Evidence]) -> str:
     """The same text as compact ``json.dumps([[signal, environment, source, detail], ...])``."""
     return "[" + ",".join([_evidence_item(e) for e in evidence]) + "]"
@@ -51,10 +56,25 @@ def decode_evidence(text: str) -> tuple[Evidence, ...]:
     return tuple(Evidence(*row) for row in json.loads(text))
 
 
+#: tag sets as stored, by their items: tag sets repeat across an estate (cleared when full)
+_TAGS_MEMO: dict[tuple[tuple[str, str], ...], str] = {}
+TAGS_MEMO_SIZE = 100_000
+
+
 def encode_tags(tags: Mapping[str, str]) -> str:
     if not tags:
         return "{}"
-    return _sorted_compact(tags if type(tags) is dict else dict(tags))
+    items = tuple(tags.items())
+    try:
+        text = _TAGS_MEMO.get(items)
+    except TypeError:  # a value that is not text (a scanner's bug): encoded as it is, not remembered
+        return _sorted_compact(dict(tags))
+    if text is None:
+        text = _sorted_compact(tags if type(tags) is dict else dict(tags))
+        if len(_TAGS_MEMO) >= TAGS_MEMO_SIZE:
+            _TAGS_MEMO.clear()
+        _TAGS_MEMO[items] = text
+    return text
 
 
 def encode_aliases(aliases: Sequence[str]) -> str:

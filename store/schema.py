@@ -203,6 +203,18 @@ MIGRATIONS: list[str] = [
     CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE delivered_at IS NULL AND failed_at IS NULL;
     CREATE INDEX outbox_done ON outbox (created_at)
     """,
+    # 8: lookalikes read by environment. Each resource keeps its label's environment (``unknown`` until labeled;
+    # the write path sets it with every label it writes), and the stem index holds what a lookalike shows, live
+    # rows only, in (stem, environment, kind, id) order: the first few of each environment are read off the index
+    # alone instead of every same-stemmed resource joined to its label
+    """
+    ALTER TABLE resources ADD COLUMN label_environment TEXT NOT NULL DEFAULT 'unknown';
+    UPDATE resources SET label_environment = l.environment FROM labels l
+        WHERE l.target = resources.id AND l.environment <> 'unknown';
+    DROP INDEX resources_stem;
+    CREATE INDEX resources_stem ON resources (stem, label_environment, kind, id, name, tombstoned_at)
+        WHERE tombstoned_at IS NULL
+    """,
 ]
 
 #: the schema's version table, which marks a database as an envlabel store

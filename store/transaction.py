@@ -4,16 +4,17 @@ inside one :meth:`envlabel.store.sql.Store.transaction`."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from envlabel.model import Override, Resolution, Resource, ScanError
 from envlabel.store.codec import decode_tags, digest, encode_aliases, encode_facts, encode_tags, parse_ts, ts
 from envlabel.store.dialect import Dialect
-from envlabel.store.lookalikes import StemFunction
+from envlabel.store.lookalikes import StemFunction, keep_label_environments
 from envlabel.store.records import EncodedLabel, Fence, FencedOut, LabelChange
-from envlabel.store.rows import CONTAINERS, LABEL, RESOURCE, RESOURCE_COLUMNS, encoded_of, resolution_of, resource_of
+from envlabel.store.rows import CONTAINERS, LABEL, RESOURCE, RESOURCE_COLUMNS, resolution_of, resource_of
 
 #: an upsert of at least this many rows is staged (copied into a temporary table, then merged by one statement) where
 #: the dialect copies rows: below it, executemany costs less than making the table, and a watch event's handful of
@@ -33,6 +34,34 @@ RESOURCE_UPDATE = ", ".join(f"{c} = excluded.{c}" if c != "tombstoned_at" else "
 LABEL_COLUMNS = ("target", "environment", "decided_by", "conflict", "evidence", "valid_until", "labeled_at", "scan_id")
 HISTORY_COLUMNS = ("target", "at", "scan_id", "event", "before", "environment", "decided_by", "conflict", "evidence",
                    "valid_until")
+#: the history rows of the labels inserted after rowid ``?``: each a target's first label (SQLite)
+FIRST_HISTORY = (f"INSERT INTO label_history ({', '.join(HISTORY_COLUMNS)}) SELECT target, labeled_at, scan_id, "
+                 "'label', NULL, environment, decided_by, conflict, evidence, valid_until FROM labels WHERE rowid > ? "
+                 "ORDER BY rowid")
+#: SQLite's page cache (KiB) while a large first commit loads an empty store (a scan's commit has 256 MiB otherwise):
+#: its own bookkeeping (every id it saw) takes the memory a larger cache would, and the cache's last quarter saves
+#: little (1M resources: peak RSS 454 MiB instead of 525, CPU time within noise)
+FIRST_LOAD_CACHE_KIB = 196608
+
+
+class LabelingRow(NamedTuple):
+    """A live resource as a relabel reads it: :class:`Resource`'s fields but the facts (``aliases`` as stored)."""
+
+    id: str
+    provider: str
+    kind: str
+    name: str
+    parent: str | None
+    tags: Mapping[str, str]
+    scope: str
+    region: str
+    name_signal: bool
+    declared: str | None
+    aliases: str
+    path: str
+
+    def resource(self) -> Resource:
+        return resource_of(self, self.tags)
 
 
 class Transaction:
@@ -44,6 +73,8 @@ class Transaction:
         #: the staging tables made in this transaction (each is dropped when it ends), and whether it may make them
         self._staged: set[str] = set()
         self._can_stage: bool | None = None
+        #: the store held no resource when :meth:`first_load` began: the next upsert reads nothing back
+        self._empty = False
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> Any:
         cur = self.conn.cursor()
@@ -113,6 +144,27 @@ class Transaction:
             for row in rows:
                 copy.write_row(row)
 
+    @contextmanager
+    def first_load(self, large: bool = True) -> Iterator[bool]:
+        """Yields whether this is a ``large`` write into a store holding no resource at all (a first commit): then
+        nothing stored needs reading back (the next :meth:`upsert_resources` reads no stored facts; the caller
+        tombstones nothing, and what it relabels is what it wrote), and on SQLite the page cache is
+        :data:`FIRST_LOAD_CACHE_KIB` inside the block. Decided under the write lock: no other writer adds a
+        resource meanwhile."""
+        if not large or self.execute("SELECT 1 FROM resources LIMIT 1").fetchone() is not None:
+            yield False
+            return
+        self._empty = True
+        if self.dialect.name != "sqlite":
+            yield True
+            return
+        previous = self.execute("PRAGMA cache_size").fetchone()[0]
+        self.execute(f"PRAGMA cache_size=-{FIRST_LOAD_CACHE_KIB}")
+        try:
+            yield True
+        finally:
+            self.execute(f"PRAGMA cache_size={int(previous)}")
+
     # -- observations -------------------------------------------------------------------------
     def live_ids(self, source: str, kind: str | None = None) -> set[str]:
         """The ids of ``source``'s live resources (of one ``kind``: what a relist of that kind replaces)."""
@@ -149,12 +201,17 @@ class Transaction:
                 f"SELECT id, digest FROM resources WHERE source = ? AND tombstoned_at IS NULL AND id IN "
                 f"({', '.join('?' * len(few))})", (source, *(r.id for r in few))).fetchall()) if few else {}
 
+        # into a store that held no resource, every row is new: nothing stored to compare facts with or revive
+        empty, self._empty = self._empty, False
+
         def flush() -> None:
-            before = self.stored_facts([row[0] for row in pending])
+            before = {} if empty else self.stored_facts([row[0] for row in pending])
             # a resource coming back after a tombstone starts unlabeled, so its return is a history event
-            revived = [t for t, (gone, _) in before.items() if gone and t not in existing]
+            revived = [t for t, (gone, _) in before.items() if gone]
             if revived:
                 self.executemany("DELETE FROM labels WHERE target = ?", [(t,) for t in revived])
+                self.executemany("UPDATE resources SET label_environment = 'unknown' WHERE id = ?",
+                                 [(t,) for t in revived])
             self.insert_rows("fact_history", ("target", "at", "scan_id", "facts"),
                              [(row[0], stamp, scan_id, row[17]) for row in pending
                               if before.get(row[0], (False, "{}"))[1] != row[17]])
@@ -172,13 +229,14 @@ class Transaction:
                 continue
             seen.add(r.id)
             tags = encode_tags(r.tags)
-            facts = encode_facts(r.facts)
+            facts = encode_facts(r.facts) if r.facts else "{}"
             fingerprint = digest(r, tags, facts)
-            if existing.get(r.id) == fingerprint:
+            # taken out as seen: a re-scan of a million frees the stored digests as it goes, while ``seen`` grows
+            if existing and existing.pop(r.id, None) == fingerprint:
                 continue
             pending.append((r.id, source, r.provider, r.kind, r.name, r.parent, r.scope, r.region, r.path,
-                            tags, int(r.name_signal), r.declared, encode_aliases(r.aliases), fingerprint,
-                            stamp, stamp, None, facts, stem(r.name)))
+                            tags, int(r.name_signal), r.declared, encode_aliases(r.aliases) if r.aliases else "[]",
+                            fingerprint, stamp, stamp, None, facts, stem(r.name)))
             if r.aliases:
                 aliases += [(a, r.id) for a in r.aliases]
             written += 1
@@ -296,21 +354,26 @@ class Transaction:
             yield [(resource_of(row), resolution_of(row[12:])) for row in rows]
 
     def iter_encoded_labels(self, batch: int = 10000, targets: Sequence[str] | None = None,
-                            ) -> Iterator[list[tuple[Resource, EncodedLabel | None]]]:
-        """Like :meth:`iter_for_labeling`, with each current label as stored (cheap to compare).
+                            ) -> Iterator[list[tuple[LabelingRow, EncodedLabel | None]]]:
+        """Like :meth:`iter_for_labeling`, each resource as a :class:`LabelingRow` (a tuple: cheaper to make than a
+        Resource, a million times a pass) with its current label as stored (cheap to compare).
 
         Resources with the same tags share one (read-only) tags mapping: tag sets repeat across an estate,
         and parsing each text once is a large part of a full relabel."""
         parsed: dict[str, dict[str, str]] = {}
+        new = tuple.__new__
         for rows in self._labeling_rows(batch, targets):
-            out: list[tuple[Resource, EncodedLabel | None]] = []
+            out: list[tuple[LabelingRow, EncodedLabel | None]] = []
             for row in rows:
                 tags = parsed.get(row[5])
                 if tags is None:
                     if len(parsed) >= 100_000:
                         parsed.clear()
                     tags = parsed[row[5]] = decode_tags(row[5])
-                out.append((resource_of(row, tags), encoded_of(row[12:])))
+                out.append((new(LabelingRow, (row[0], row[1], row[2], row[3], row[4], tags, row[6], row[7],
+                                              bool(row[8]), row[9], row[10], row[11])),
+                            None if row[12] is None else EncodedLabel(row[12], row[13], int(row[14]), row[15],
+                                                                      row[16])))
             yield out
 
     def _labeling_rows(self, batch: int, targets: Sequence[str] | None) -> Iterator[list[Any]]:
@@ -349,15 +412,29 @@ class Transaction:
         commit's); the others replace the stored one. A change claiming no label where one is stored fails the
         transaction on its unique key, never overwriting it unrecorded."""
         stamp = ts(now)
-        encoded = [c.encoded or EncodedLabel.of(c.resolution) for c in changes]
-        rows = [(c.target, e.environment, e.decided_by, e.conflict, e.evidence, e.valid_until, stamp, scan_id)
-                for c, e in zip(changes, encoded, strict=True)]
-        self.insert_rows("labels", LABEL_COLUMNS, [r for c, r in zip(changes, rows, strict=True) if c.before is None])
-        self.upsert_rows("labels", LABEL_COLUMNS, "target",
-                         [r for c, r in zip(changes, rows, strict=True) if c.before is not None])
-        self.insert_rows("label_history", HISTORY_COLUMNS,
-                         [(c.target, stamp, scan_id, "label", c.before, r[1], r[2], r[3], r[4], r[5])
-                          for c, r in zip(changes, rows, strict=True)])
+        first: list[tuple[Any, ...]] = []
+        again: list[tuple[Any, ...]] = []
+        history: list[tuple[Any, ...]] = []
+        # SQLite: the history rows of first labels are copied from the label rows just inserted (numbered after the
+        # largest rowid before them) instead of bound from Python a second time, evidence and all
+        copied = not self.dialect.copy_rows
+        for c in changes:  # one pass: a first commit writes a million of each
+            environment, decided_by, conflict, evidence, valid_until = c.encoded or EncodedLabel.of(c.resolution)
+            (first if c.before is None else again).append(
+                (c.target, environment, decided_by, conflict, evidence, valid_until, stamp, scan_id))
+            if c.before is not None or not copied:
+                history.append((c.target, stamp, scan_id, "label", c.before, environment, decided_by, conflict,
+                                evidence, valid_until))
+        if first and copied:
+            last = self.execute("SELECT COALESCE(MAX(rowid), 0) FROM labels").fetchone()[0]
+            self.insert_rows("labels", LABEL_COLUMNS, first)
+            self.execute(FIRST_HISTORY, (last,))
+        else:
+            self.insert_rows("labels", LABEL_COLUMNS, first)
+        self.upsert_rows("labels", LABEL_COLUMNS, "target", again)
+        self.insert_rows("label_history", HISTORY_COLUMNS, history)
+        # the stem index orders lookalikes by their label's environment, kept on the resource's row
+        keep_label_environments(self, [(row[0], row[1]) for rows in (first, again) for row in rows])
 
     def lapsed_labels(self, now: datetime) -> list[str]:
         """Targets whose label relied on an override that has expired by ``now``."""

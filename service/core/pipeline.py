@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence, Sized
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from envlabel.config import Config, Source
-from envlabel.labelers.resolve import Labeler
+from envlabel.labelers.resolve import Chain, Labeler, Signals, resolve_chain
 from envlabel.labelers.stems import Stemmer
 from envlabel.labelers.taxonomy import Taxonomy
-from envlabel.model import UNKNOWN, Resource, ScanError, ScanResult
+from envlabel.model import UNKNOWN, Resolution, Resource, ScanError, ScanResult
 from envlabel.service.core.clock import utcnow
-from envlabel.service.core.gc_pause import gc_paused_if_large
-from envlabel.store.codec import digest
+from envlabel.service.core.gc_pause import LARGE_PASS, gc_paused_if_large
+from envlabel.store.codec import digest, evidence_item, ts
 from envlabel.store.lookalikes import restem
 from envlabel.store.records import EncodedLabel, Fence, LabelChange
 from envlabel.store.sql import Store
@@ -102,17 +102,20 @@ def relabel_holding(tx: Transaction, taxonomy: Taxonomy, now: datetime, scan_id:
     mixing the two could relax it on evidence that is out of date (its own new production tag not seen),
     so only a stricter answer, which is always safe, is written."""
     labeler = Labeler(taxonomy, tx.containers(targets), tx.active_overrides(now))
+    encode = LabelEncoder()
+    parts = labeler.parts
     changed = held = 0
     environments: Counter[str] = Counter()
     for batch in tx.iter_encoded_labels(targets=targets):
         changes: list[LabelChange] = []
         for resource, current in batch:
-            resolution = labeler.label(resource)
+            own, chain = parts(resource)
+            resolution = resolve_chain(taxonomy, own, chain)
             # compared as stored: equal rows are an unchanged label (evidence, expiry and all)
-            encoded = EncodedLabel.of(resolution)
+            encoded = encode(resolution, own, chain)
             if encoded == current:
                 environments[resolution.environment] += 1
-            elif (current is not None and hold is not None and hold(resource)
+            elif (current is not None and hold is not None and hold(resource.resource())
                   and not tightens(taxonomy, current.environment, resolution.environment)):
                 environments[current.environment] += 1
                 held += 1
@@ -124,6 +127,33 @@ def relabel_holding(tx: Transaction, taxonomy: Taxonomy, now: datetime, scan_id:
             tx.write_labels(changes, now, scan_id)
             changed += len(changes)
     return Relabeled(changed, held, environments)
+
+
+class LabelEncoder:
+    """A resolution as stored (:meth:`EncodedLabel.of`), made from the parts it was resolved from: the evidence a
+    container hands down is encoded once per chain, not once per resource below it (a relabel encodes a million
+    labels that repeat their ancestors' evidence)."""
+
+    def __init__(self) -> None:
+        #: id of a chain -> (the chain, kept so the id stays its own; its evidence entries as JSON)
+        self._chains: dict[int, tuple[Chain, str]] = {}
+
+    def __call__(self, resolution: Resolution, own: Signals, chain: Chain) -> EncodedLabel:
+        if own.override is not None:  # the override's evidence alone (and the names): not own + chain + names
+            return EncodedLabel.of(resolution)
+        known = self._chains.get(id(chain))
+        if known is None or known[0] is not chain:
+            known = self._chains[id(chain)] = (chain, ",".join([evidence_item(e) for e in chain.evidence]))
+        text = known[1]
+        if own.tags:
+            mine = ",".join([evidence_item(e) for e in own.tags])
+            text = f"{mine},{text}" if text else mine
+        if own.names:
+            names = ",".join([evidence_item(e) for e in own.names])
+            text = f"{text},{names}" if text else names
+        until = resolution.valid_until
+        return EncodedLabel(resolution.environment, resolution.decided_by, int(resolution.conflict), f"[{text}]",
+                            ts(until) if until else None)
 
 
 def relabel_subtree(store: Store, taxonomy: Taxonomy, roots: Sequence[str], now: datetime | None = None,
@@ -151,25 +181,30 @@ def commit_scan(store: Store, taxonomy: Taxonomy, result: ScanResult, started_at
     clock = time.perf_counter()
     # a large pass allocates millions of acyclic records: keep the collector out of it (small commits skip the
     # full collection that starts a pause)
-    with gc_paused_if_large(result.resources), store.transaction(bulk=True) as tx:
+    large = not isinstance(result.resources, Sized) or len(result.resources) >= LARGE_PASS
+    with gc_paused_if_large(result.resources), store.transaction(bulk=True) as tx, \
+            tx.first_load(large) as first:
         if fence is not None:
             tx.hold_fence(fence)
         scan_id = tx.record_scan(result.source, started_at, now, result.complete, result.errors)
         seen, written = tx.upsert_resources(result.source, result.resources, now, stem=stems_of(tx, taxonomy),
                                              scan_id=scan_id)
         # An incomplete scan removes nothing: what it did not see may only be out of reach.
-        removed = tx.tombstone(result.source, seen, now, scan_id) if result.complete else []
+        # (Nor does the first commit into an empty store: everything live is what it just saw.)
+        removed = tx.tombstone(result.source, seen, now, scan_id) if result.complete and not first else []
         # A complete scan listed every scope its live resources sit in, declared or not; a failed scope is not
         # touched, so what it holds goes stale instead of disappearing.
         tx.touch_scopes(result.source, result.scopes | tx.live_scopes(result.source) if result.complete
                         else result.scopes, now)
         # What an incomplete scan did not see is held: its own listing failed, so its parents' fresh records
         # may tighten its label but not relax it (README, "A failed scope changes nothing").
-        unseen = frozenset() if result.complete else frozenset(tx.live_ids(result.source) - seen)
+        unseen = frozenset() if result.complete or first else frozenset(tx.live_ids(result.source) - seen)
         done = relabel_holding(tx, taxonomy, now, scan_id, hold=(lambda r: r.id in unseen) if unseen else None)
         tx.finish_scan(scan_id, len(seen), done.changed, len(removed))
+    # into an empty store, the relabel counted this source's resources and nothing else: no need to count again
+    environments = done.environments if first else Counter(store.environment_counts(result.source))
     return ScanSummary(result.source, result.complete, len(seen), written, len(removed), done.changed,
-                       Counter(store.environment_counts(result.source)), list(result.errors),
+                       environments, list(result.errors),
                        time.perf_counter() - clock, done.held)
 
 

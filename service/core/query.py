@@ -12,6 +12,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 from envlabel.config import Config
 from envlabel.errors import StoreError, TargetError
@@ -65,8 +66,8 @@ class Query:
         if self.lookalikes:
             self.ensure_stems()
             stem, kind, other_than, exclude = self.twin_key(body, target)
-            rows = self.store.lookalikes(stem, kind, exclude, LOOKALIKES, other_than=other_than,
-                                         ranking=self.taxonomy.environments)
+            rows = self.store.lookalike_rows(stem, kind, exclude, LOOKALIKES, other_than=other_than,
+                                             ranking=self.taxonomy.environments)
             body["lookalikes"] = [lookalike_json(row) for row in rows]
         return body
 
@@ -95,14 +96,14 @@ class Query:
         groups: dict[tuple[str, str | None, str | None], set[str]] = {}
         for stem, kind, other_than, exclude in keys:
             groups.setdefault((stem, kind, other_than), set()).add(exclude)
-        found: dict[tuple[str, str | None, str | None], list[Lookalike]] = {}
+        found: dict[tuple[str, str | None, str | None], list[Any]] = {}
         for (stem, kind, other_than), excluded in groups.items():
             # each label leaves out itself alone: read enough that every one of them still has LOOKALIKES
-            found[stem, kind, other_than] = self.store.lookalikes(
+            found[stem, kind, other_than] = self.store.lookalike_rows(
                 stem, kind, None, LOOKALIKES + len(excluded), other_than=other_than,
                 ranking=self.taxonomy.environments)
         for body, (stem, kind, other_than, exclude) in zip(bodies, keys, strict=True):
-            rows = [row for row in found[stem, kind, other_than] if row.id != exclude][:LOOKALIKES]
+            rows = [row for row in found[stem, kind, other_than] if row[0] != exclude][:LOOKALIKES]
             body["lookalikes"] = [lookalike_json(row) for row in rows]
 
     def twin_key(self, body: LabelRecord, target: Target) -> tuple[str, str | None, str | None, str]:
@@ -163,10 +164,12 @@ def name_of_id(target_id: str) -> str:
     return target_id.rstrip("/").rsplit("/", 1)[-1]
 
 
-def lookalike_json(row: Lookalike) -> LookalikeRecord:
-    where = "with no known environment" if row.environment == UNKNOWN else f"in {row.environment}"
-    return {"target": row.id, "environment": row.environment, "kind": row.kind, "name": row.name,
-            "note": f"{row.name} also exists {where}: {row.id}"}
+def lookalike_json(row: Lookalike | Sequence[Any]) -> LookalikeRecord:
+    """A lookalike as a label lists it, from a :class:`Lookalike` or a row of ``Store.lookalike_rows``."""
+    target, kind, name, environment = row[0], row[1], row[2], row[3]
+    where = "with no known environment" if environment == UNKNOWN else f"in {environment}"
+    return {"target": target, "environment": environment, "kind": kind, "name": name,
+            "note": f"{name} also exists {where}: {target}"}
 
 
 def not_found(raw_target: str, provider: str, stored: StoredLabel | None = None) -> LabelRecord:
