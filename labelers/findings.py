@@ -57,6 +57,8 @@ ORGANIZATION_KINDS = frozenset({"aws:root", "gcp:organization"})
 #: how many resources a partly-labeled container's finding names per environment (the count gives the rest)
 _NAMED_PER_ENVIRONMENT = 3
 _SEVERITY_ORDER = {s: i for i, s in enumerate(SEVERITIES)}
+#: a Finding from all its fields, without the named tuple's own __new__ (a Python function)
+_new_finding = tuple.__new__
 _KIND_ORDER = {k: i for i, k in enumerate(KINDS)}
 
 
@@ -119,6 +121,17 @@ class Finding(NamedTuple):
         return _SEVERITY_ORDER[self.severity], _KIND_ORDER[self.kind], self.target
 
 
+class _OneTag(NamedTuple):
+    """What one environment tag below a chain comes to (:meth:`Auditor._one_tag_of`). The chain and the tag list
+    are held so their ids stay their own."""
+
+    above: tuple[tuple[Evidence, ...], frozenset[str], str]
+    tagged: list[tuple[str, str, Match]]
+    environment: str
+    #: the finding's (kind, severity, environment, message after the resource's description, advice, tags)
+    finding: tuple[str, str, str, str, str, tuple[tuple[str, str], ...]] | None
+
+
 @dataclass(frozen=True, slots=True)
 class StaleScope:
     """Where staleness is measured (``scope`` of a ``source``) and what its last scan said."""
@@ -167,6 +180,9 @@ class Auditor:
         self._names: dict[str, frozenset[str]] = {}
         self._tagged: dict[int, tuple[Mapping[str, str], list[tuple[str, str, Match]]]] = {}
         self._alarming = frozenset({self._top, UNKNOWN})
+        # what one environment tag below a chain comes to, per (chain, tag) (see _one_tag_of)
+        self._one_tag: dict[tuple[int, int], _OneTag] = {}
+        self._spellings: dict[tuple[str, str, str], tuple[str, str, tuple[tuple[str, str], ...]]] = {}
         # a C-level key for min(); an environment no longer configured (an old override) ranks as unknown
         ranks: defaultdict[str, int] = defaultdict(lambda: len(taxonomy.environments))
         ranks.update({env: taxonomy.rank(env) for env in taxonomy.environments})
@@ -187,42 +203,98 @@ class Auditor:
         """Audit one resource and return the environment the audit holds it to be: the labeler's
         (``Labeler.label(resource).environment``; tests/test_audit_consistency.py holds the two equal).
         ``observed`` is when its scope was last scanned completely (ISO text)."""
-        # The common resource has no signal of its own and just inherits: keep that path to a few lookups
-        # (its fields read once into locals: a million resources).
-        parent, tags, name_signal = resource.parent, resource.tags, resource.name_signal
-        above = self._above.get(parent) or self.above(parent)
-        tagged = self._environment_tags(tags) if tags else []
-        override = self.overrides.get(resource.id) if self.overrides else None
-        if tagged or name_signal or resource.declared or override is not None:
-            environment = self._add_signalled(resource, tagged, above, override)
-            if parent is not None and not above[0] and environment != UNKNOWN:
-                self._note_frontier(resource, parent, environment)
-        else:
-            environment = above[2]
-        if environment == UNKNOWN:
-            self._unknown.append(resource)
-            if resource.id in self.containers:
-                self._unknown_containers.add(resource.id)
-        elif parent is not None and parent not in self._known_parents:
-            self._mark_known(parent)
-        name = resource.name
-        if name and not name_signal and environment != UNKNOWN:
-            said = self._names.get(name)
-            if said is None:
-                said = frozenset(self.taxonomy.name_environments(name))
-                if len(self._names) < 200_000:
-                    self._names[name] = said
-            if said and environment not in said:
-                self._name_mismatch(resource, environment, said)
-        facts = resource.facts
-        if facts and environment in self._alarming:
-            self._unrecoverable(resource, facts, environment)
-        if observed and self.stale_before is not None and observed < self.stale_before:
-            stale = self._stale[(source, resource.scope)]
-            stale.count += 1
-            stale.environments[environment] += 1
-            stale.last_seen = max(stale.last_seen, observed)
-        return environment
+        return self.feed(((resource, source, observed),))[0]
+
+    def feed(self, batch: Iterable[tuple[Observed, str, str]]) -> list[str]:
+        """:meth:`add` for each ``(resource, source, observed)`` of ``batch`` (the store's audit stream), in order;
+        the environments, in the same order."""
+        # The common resource has no signal of its own and just inherits: keep that path to a few lookups. A
+        # million resources: what the loop reads of the auditor is read once per batch, a resource's fields once.
+        above_of, above, tagged_of, environment_tags = self._above.get, self.above, self._tagged.get, \
+            self._environment_tags
+        overrides = self.overrides or None
+        containers, known, unknown = self.containers, self._known_parents, self._unknown
+        said_of, alarming, stale_before = self._names.get, self._alarming, self.stale_before
+        environments: list[str] = []
+        keep = environments.append
+        for resource, source, observed in batch:
+            parent, tags, name_signal = resource.parent, resource.tags, resource.name_signal
+            chain = above_of(parent) or above(parent)
+            tagged = (cached[1] if (cached := tagged_of(id(tags))) is not None and cached[0] is tags
+                      else environment_tags(tags)) if tags else []
+            override = overrides.get(resource.id) if overrides is not None else None
+            if tagged or name_signal or resource.declared or override is not None:
+                environment = self._one_tag_of(resource, tagged, chain) \
+                    if len(tagged) == 1 and not name_signal and override is None and not resource.declared \
+                    else self._add_signalled(resource, tagged, chain, override)
+                if parent is not None and not chain[0] and environment != UNKNOWN:
+                    self._note_frontier(resource, parent, environment)
+            else:
+                environment = chain[2]
+            if environment == UNKNOWN:
+                unknown.append(resource)
+                if resource.id in containers:
+                    self._unknown_containers.add(resource.id)
+            elif parent is not None and parent not in known:
+                self._mark_known(parent)
+            name = resource.name
+            if name and not name_signal and environment != UNKNOWN:
+                said = said_of(name)
+                if said is None:
+                    said = self._name_says(name)
+                if said and environment not in said:
+                    self._name_mismatch(resource, environment, said)
+            facts = resource.facts
+            if facts and environment in alarming:
+                self._unrecoverable(resource, facts, environment)
+            if observed and stale_before is not None and observed < stale_before:
+                self._note_stale(resource, source, observed, environment)
+            keep(environment)
+        return environments
+
+    def _one_tag_of(self, resource: Observed, tagged: list[tuple[str, str, Match]],
+                    above: tuple[tuple[Evidence, ...], frozenset[str], str]) -> str:
+        """:meth:`_add_one_tag`, remembered per (chain, tag): the environment, and the finding but for the resource's
+        own id and words, are the same for every resource with that tag below the same containers (a messy
+        estate: a conflict or a spelling on half of its resources)."""
+        key = (id(above), id(tagged))
+        known = self._one_tag.get(key)
+        if known is None or known.above is not above or known.tagged is not tagged:
+            count = len(self._found)
+            environment = self._add_one_tag(resource, tagged, above)
+            known = _OneTag(above, tagged, environment, None)
+            if len(self._found) != count:
+                found = self._found[-1]
+                said = f"{resource.kind} {resource.path or resource.name or resource.id}"
+                if len(self._found) != count + 1 or found.kind not in (CONFLICT, NON_CANONICAL) \
+                        or not found.message.startswith(said):
+                    return environment  # a finding that depends on the resource itself (unrecognized): not kept
+                known = _OneTag(above, tagged, environment, (found.kind, found.severity, found.environment,
+                                                              found.message[len(said):], found.advice, found.tags))
+            if len(self._one_tag) >= 100_000:
+                self._one_tag.clear()
+            self._one_tag[key] = known
+            return environment
+        if known.finding is not None:
+            kind, severity, expected, rest, advice, tags = known.finding
+            self._found.append(_new_finding(Finding, (
+                resource.id, kind, severity, expected,
+                f"{resource.kind} {resource.path or resource.name or resource.id}{rest}", advice, tags, resource, 1,
+                "")))
+        return known.environment
+
+    def _name_says(self, name: str) -> frozenset[str]:
+        """The environments ``name`` suggests, remembered per name (names repeat across an estate)."""
+        said = frozenset(self.taxonomy.name_environments(name))
+        if len(self._names) < 200_000:
+            self._names[name] = said
+        return said
+
+    def _note_stale(self, resource: Observed, source: str, observed: str, environment: str) -> None:
+        stale = self._stale[(source, resource.scope)]
+        stale.count += 1
+        stale.environments[environment] += 1
+        stale.last_seen = max(stale.last_seen, observed)
 
     def _note_frontier(self, resource: Observed, parent: str, environment: str) -> None:
         """Remember a resource labeled by its own signal below containers with none: it is what disagrees (or
@@ -406,13 +478,19 @@ class Auditor:
                    tags=((key, expected),))
 
     def _non_canonical(self, resource: Observed, key: str, value: str, means: str) -> None:
-        # the most frequent finding of a messy estate: built inline, without the generic helpers. Always low: the
-        # labeler reads the value already (production stays production); the fix is for the other tools
-        self._found.append(Finding(
+        # the most frequent finding of a messy estate: built inline, without the generic helpers, its words but the
+        # resource's own once per tag. Always low: the labeler reads the value already (production stays
+        # production); the fix is for the other tools
+        cached = self._spellings.get((key, value, means))
+        if cached is None:
+            cached = (f" has tag {key}={value}, understood as {means} but not spelled {means}",
+                      f"set {key}={means} so every tool reading the tag agrees", ((key, means),))
+            if len(self._spellings) < 10_000:
+                self._spellings[(key, value, means)] = cached
+        rest, advice, tags = cached
+        self._found.append(_new_finding(Finding, (
             resource.id, NON_CANONICAL, "low", means,
-            f"{resource.kind} {resource.path or resource.name or resource.id} has tag {key}={value}, understood as "
-            f"{means} but not spelled {means}", f"set {key}={means} so every tool reading the tag agrees",
-            ((key, means),), resource))
+            f"{resource.kind} {resource.path or resource.name or resource.id}{rest}", advice, tags, resource, 1, "")))
 
     def _name_mismatch(self, resource: Observed, environment: str, said: frozenset[str]) -> None:
         hinted = self.taxonomy.most_restrictive(said)
@@ -609,12 +687,14 @@ class Auditor:
         self._unlabeled()
         self._stale_scopes()
         found, self._found = self._found, []
-        # bucket by (severity, kind), then sort each bucket by target: a C-level key, not a method per finding
-        buckets: dict[tuple[int, int], list[Finding]] = defaultdict(list)
+        # bucket by (severity, kind), then sort each bucket by target: C-level keys, not a method per finding
+        buckets: defaultdict[tuple[str, str], list[Finding]] = defaultdict(list)
+        severity_kind = itemgetter(2, 1)
         for finding in found:
-            buckets[(_SEVERITY_ORDER[finding.severity], _KIND_ORDER[finding.kind])].append(finding)
+            buckets[severity_kind(finding)].append(finding)
         by_target = itemgetter(0)
-        return [f for key in sorted(buckets) for f in sorted(buckets[key], key=by_target)]
+        return [f for key in sorted(buckets, key=lambda k: (_SEVERITY_ORDER[k[0]], _KIND_ORDER[k[1]]))
+                for f in sorted(buckets[key], key=by_target)]
 
 
 # -- unrecoverable: what a delete today would lose for good ---------------------------------------

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import string
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
@@ -49,14 +50,36 @@ def tag_command(resource: Observed, tags: Tags) -> str | None:
 
 def _aws(resource: Observed, tags: Tags) -> str:
     rid = resource.id
+    if rid.startswith("arn:") and not rid.startswith("arn:aws:organizations:"):  # the common case: any other ARN
+        return _arn_command(rid, resource.region, tuple(tags))
     org_id = rid.rsplit("/", 1)[-1] if rid.startswith("arn:aws:organizations:") else rid
     if not org_id.startswith("arn:") and _ORG_ID.match(org_id):  # accounts, OUs, the root: via Organizations
         pairs = " ".join(f"Key={shlex.quote(k)},Value={shlex.quote(v)}" for k, v in tags)
         return f"aws organizations tag-resource --resource-id {org_id} --tags {pairs}"
+    return _arn_command(rid, resource.region, tuple(tags))
+
+
+def _arn_command(rid: str, region: str, tags: tuple[tuple[str, str], ...]) -> str:
+    """The tagging API's command for ``rid``: half a million in a messy estate, so what surrounds the ARN is built
+    once per (region, tags), and an ARN that needs no quotes is not quoted."""
     parts = rid.split(":", 4)
-    region = parts[3] if len(parts) == 5 else resource.region
-    return f"aws resourcegroupstaggingapi tag-resources {_region_option(region)}--resource-arn-list " \
-           f"{shlex.quote(rid)} --tags {_tags_option(tuple(tags))}"
+    if len(parts) == 5:
+        region = parts[3]
+    around = _ARN_COMMANDS.get((region, tags))
+    if around is None:
+        around = (f"aws resourcegroupstaggingapi tag-resources {_region_option(region)}--resource-arn-list ",
+                  f" --tags {_tags_option(tags)}")
+        if len(_ARN_COMMANDS) < 4096:
+            _ARN_COMMANDS[(region, tags)] = around
+    safe = rid.isascii() and rid and not rid.encode("ascii").translate(None, _SAFE)
+    return f"{around[0]}{rid if safe else shlex.quote(rid)}{around[1]}"
+
+
+#: (region, tags) -> the tagging API command before and after the ARN (see _arn_command)
+_ARN_COMMANDS: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[str, str]] = {}
+#: the characters shlex.quote leaves unquoted (its test is a private regex; deleting these from the bytes of an
+#: ARN, and finding nothing left, is a third of its time)
+_SAFE = (string.ascii_letters + string.digits + "_@%+=:,./-").encode("ascii")
 
 
 @lru_cache(maxsize=1024)

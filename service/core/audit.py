@@ -49,8 +49,7 @@ def run_audit(query: Query, now: datetime | None = None) -> list[Finding]:
     """Every finding over the live estate, streamed out of the store (most severe first)."""
     auditor = auditor_for(query, now or utcnow())
     for batch in audit_batches(query):
-        for resource, source, observed in batch:
-            auditor.add(resource, source, observed)
+        auditor.feed(batch)
     return auditor.findings()
 
 
@@ -94,7 +93,10 @@ def findings(query: Query, *, kind: str | None = None, severity: str | None = No
         if kind is not None or severity is not None or provider is not None:
             found = [f for f in found if (kind is None or f.kind == kind) and SEVERITIES.index(f.severity) <= floor
                      and (provider is None or provider_of(f, sources) == provider)]
-        return [finding_json(f) for f in found]
+        # each finding let go once rendered: the memory of its resource row holds the next one's JSON
+        found.reverse()
+        pop = found.pop
+        return [finding_json(pop()) for _ in range(len(found))]
 
 
 def estate_size(query: Query) -> int:
@@ -123,7 +125,8 @@ def finding_json(finding: Finding) -> dict[str, Any]:
         "severity": severity,
         "environment": environment,
         "message": message,
-        "remediation": {"tags": dict(tags), "command": command, "text": advice},
+        "remediation": {"tags": {tags[0][0]: tags[0][1]} if len(tags) == 1 else dict(tags), "command": command,
+                        "text": advice},
     }
 
 
