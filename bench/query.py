@@ -46,6 +46,8 @@ THIS = Path(__file__).resolve()
 SAMPLE = 20_000
 #: targets per Query.labels call and POST /v1/labels request
 BATCH = 100
+#: the targets an agent asks about again and again (in-process "asked again" rows)
+WORKING = 1000
 PARTS = ("inproc", "http")
 NOTES = """\
 ## Reading the figures
@@ -88,6 +90,19 @@ NOTES = """\
   1.7 GiB file: `getrusage` shows ~40 us of kernel time per lookup copying pages with pread; memory-mapping
   the reader connection cuts that to ~12 us, p50 -15%), the lookalike read (~20-30 us, two or three index
   seeks) and building the JSON; the batch pays the same per target (one lookalike statement per distinct stem).
+- Kept answers (issue 18, later the same day). What a first read costs is the label read and the lookalike read
+  (warm, one target repeated: 17.5 + 22.3 us of a 48 us lookup; on random targets of the 1.7 GiB file the kernel
+  copying pages in adds ~40-90 us, and an index descent costs ~5 us even in cache), so no rewrite of those two
+  reads brings a first read's p99 to 50 us. What an agent does is ask about the same targets again and again.
+  So `Query.label` and `Query.labels` keep each answer (per thread, up to 4,096) and give it again while
+  nothing was committed to the store since it was read: SQLite's `PRAGMA data_version`, asked on every call
+  (~1 us, no page read), changes once any other connection commits (a scan, an override from another shell, a
+  watch event, the decision log's batches), and then everything kept is dropped. An answer is kept only until
+  the moment it would change by itself (turning stale, an override it relied on expiring), is never served for
+  an earlier moment than it was read at, and is handed out as a copy. PostgreSQL and in-memory stores have no
+  counter that cheap and keep nothing. The rows "first read" are targets never asked before (the figures
+  above); "asked again" is a working set of 1,000 targets asked 20,000 times in random order after each was
+  asked once: `Query.label` p50 8.6 us, p99 15 us; `Query.labels` x100 p50 0.62 ms, p99 1.0 ms (load 0.3).
 - Findings under load (issue 12; measured with `--accounts 200 --requests 5000 --duration 5`, 200,013
   resources, 112,762 findings, the machine shared): each `GET /v1/findings` ran the whole audit (4.4 s
   here) and a full garbage collection, six looping clients ran six at once, and the label p99 went from
@@ -165,19 +180,43 @@ def bench_config(path: Path) -> Any:
 
 # -- children --------------------------------------------------------------------------------------
 def child_inproc(path: Path, targets: list[str]) -> dict[str, Any]:
+    """Each target read once (its first read: nothing kept), then a working set of WORKING targets asked again
+    and again in random order (what an agent does: kept answers); the same for ``Query.labels``, whose first
+    reads are over targets not read before."""
     from envlabel.service.core.query import Query
     from envlabel.store import open_store
 
     query = Query(bench_config(path), open_store(f"sqlite:///{path}"))
-    for target in targets[:2000]:  # warm the page cache and the thread's reader connection
+    asked = set(targets)
+    others = [t for t in sample_targets(path, 2 * SAMPLE, seed=8) if t not in asked]
+    for target in others[-2000:]:  # warm the page cache and the thread's reader connection, not these answers
         query.label(target)
+    single = measure(query.label, targets)
+    rng = random.Random(3)
+    working = targets[:WORKING]
+    again = [rng.choice(working) for _ in range(len(targets))]
+    for target in working:  # asked before: the answers are kept
+        query.label(target)
+    single["again"] = measure(query.label, again)
+    # Query.labels of BATCH targets at a time: windows of targets never read, then windows of the working set
+    windows = [others[i:i + BATCH] for i in range(0, min(len(others) - 2000, len(targets)) - BATCH + 1, BATCH)]
+    single["batch"] = measure(query.labels, windows)
+    plans = [working[i:i + BATCH] for i in range(0, WORKING, BATCH)]
+    for plan in plans:
+        query.labels(plan)
+    single["batch_again"] = measure(query.labels, [rng.choice(plans) for _ in range(len(windows))])
+    return single
+
+
+def measure(call: Any, arguments: list[Any]) -> dict[str, Any]:
+    """Wall and thread CPU time of ``call(argument)`` for each argument, one after the other."""
     samples: list[float] = []
     cpu_samples: list[float] = []
     clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
     before = sum(g["collections"] for g in gc.get_stats())
-    for target in targets:
+    for argument in arguments:
         start, cpu_start = clock(), cpu_clock()
-        query.label(target)
+        call(argument)
         cpu_samples.append((cpu_clock() - cpu_start) / 1000)
         samples.append((clock() - start) / 1000)
     gc_runs = sum(g["collections"] for g in gc.get_stats()) - before
@@ -185,23 +224,9 @@ def child_inproc(path: Path, targets: list[str]) -> dict[str, Any]:
     # thread CPU time per lookup leaves out the time the thread waited for a core: on a busy machine it
     # is the figure that says what the code costs; the wall-clock tail says what the machine did to it
     c = percentiles(cpu_samples, (50, 99))
-    single = {"n": len(samples), "p50_us": p[50], "p90_us": p[90], "p99_us": p[99], "p999_us": p[99.9],
-              "cpu_us": sum(cpu_samples) / len(cpu_samples), "cpu_p50_us": c[50], "cpu_p99_us": c[99],
-              "gc_collections": gc_runs}
-    # Query.labels of BATCH targets at a time, over the same targets (a window sliding by BATCH)
-    samples, cpu_samples = [], []
-    windows = [targets[i:i + BATCH] for i in range(0, len(targets) - BATCH + 1, BATCH)]
-    for window in windows[:20]:
-        query.labels(window)
-    for window in windows:
-        start, cpu_start = clock(), cpu_clock()
-        query.labels(window)
-        cpu_samples.append((cpu_clock() - cpu_start) / 1000)
-        samples.append((clock() - start) / 1000)
-    p, c = percentiles(samples, (50, 99)), percentiles(cpu_samples, (50, 99))
-    single["batch"] = {"n": len(samples), "p50_us": p[50], "p99_us": p[99],
-                       "cpu_us": sum(cpu_samples) / len(cpu_samples), "cpu_p50_us": c[50], "cpu_p99_us": c[99]}
-    return single
+    return {"n": len(samples), "p50_us": p[50], "p90_us": p[90], "p99_us": p[99], "p999_us": p[99.9],
+            "cpu_us": sum(cpu_samples) / len(cpu_samples), "cpu_p50_us": c[50], "cpu_p99_us": c[99],
+            "gc_collections": gc_runs}
 
 
 def child_serve(path: Path, port: int) -> None:
@@ -416,15 +441,22 @@ def under_findings_load(args: argparse.Namespace, port: int, targets_file: Path,
     return {"label_loaded": loaded, "findings_load": json.loads(lines[-1])}
 
 
-def inproc_batch_rows(batch: dict[str, Any], us: Any, ok: Any) -> list[list[object]]:
-    target = TARGETS["inproc_batch_p99_ms"] * 1000
-    return [
-        [f"in-process Query.labels x{BATCH}", f"{batch['n']:,}", us(batch["p50_us"]), us(batch["p99_us"]), "-",
-         us(batch["cpu_us"]), f"p99 <= {TARGETS['inproc_batch_p99_ms']} ms: {ok(batch['p99_us'], target)}"],
-        [f"in-process Query.labels x{BATCH}, thread CPU time", f"{batch['n']:,}", us(batch["cpu_p50_us"]),
-         us(batch["cpu_p99_us"]), "-", us(batch["cpu_us"]),
-         f"p99 <= {TARGETS['inproc_batch_p99_ms']} ms: {ok(batch['cpu_p99_us'], target)}"],
-    ]
+def inproc_rows(inproc: dict[str, Any], us: Any, ok: Any) -> list[list[object]]:
+    """The in-process rows: first reads and asked again, wall and thread CPU, one lookup and batches."""
+    rows: list[list[object]] = []
+    for key, name, unit, target in (
+            ("", "in-process Query.label, first read", "us", TARGETS["inproc_p99_us"]),
+            ("again", f"in-process Query.label, asked again ({WORKING:,} targets)", "us", TARGETS["inproc_p99_us"]),
+            ("batch", f"in-process Query.labels x{BATCH}, first read", "ms", TARGETS["inproc_batch_p99_ms"] * 1000),
+            ("batch_again", f"in-process Query.labels x{BATCH}, asked again", "ms",
+             TARGETS["inproc_batch_p99_ms"] * 1000)):
+        m = inproc[key] if key else inproc
+        goal = f"p99 <= {target if unit == 'us' else target // 1000} {unit}"
+        rows.append([name, f"{m['n']:,}", us(m["p50_us"]), us(m["p99_us"]), "-", us(m["cpu_us"]),
+                     f"{goal}: {ok(m['p99_us'], target)}"])
+        rows.append([f"{name}, thread CPU time", f"{m['n']:,}", us(m["cpu_p50_us"]), us(m["cpu_p99_us"]), "-",
+                     us(m["cpu_us"]), f"{goal}: {ok(m['cpu_p99_us'], target)}"])
+    return rows
 
 
 def report_inproc(args: argparse.Namespace, path: Path, inproc: dict[str, Any]) -> str:
@@ -435,15 +467,7 @@ def report_inproc(args: argparse.Namespace, path: Path, inproc: dict[str, Any]) 
     def ok(value: float, target: float) -> str:
         return "yes" if value <= target else "NO"
 
-    target = TARGETS["inproc_p99_us"]
-    rows: list[list[object]] = [
-        ["in-process Query.label", f"{inproc['n']:,}", us(inproc["p50_us"]), us(inproc["p99_us"]), "-",
-         us(inproc["cpu_us"]), f"p99 <= {target} us: {ok(inproc['p99_us'], target)}"],
-        ["in-process Query.label, thread CPU time", f"{inproc['n']:,}", us(inproc["cpu_p50_us"]),
-         us(inproc["cpu_p99_us"]), "-", us(inproc["cpu_us"]),
-         f"p99 <= {TARGETS['inproc_p99_us']} us: {ok(inproc['cpu_p99_us'], TARGETS['inproc_p99_us'])}"],
-        *inproc_batch_rows(inproc["batch"], us, ok),
-    ]
+    rows = inproc_rows(inproc, us, ok)
     header = ["measure", "calls", "p50", "p99", "-", "CPU/call", "target met"]
     return (f"`.venv/bin/python bench/query.py {' '.join(sys.argv[1:])}`: {store_count(path):,} resources; load "
             f"average {' / '.join(f'{x:.1f}' for x in os.getloadavg())}; {inproc['gc_collections']} garbage "
@@ -459,9 +483,7 @@ def report(args: argparse.Namespace, path: Path, inproc: dict[str, Any], web: di
 
     label, batch, check = web["label"], web["batch"], web["check"]
     rows: list[list[object]] = [
-        ["in-process Query.label", f"{inproc['n']:,}", us(inproc["p50_us"]), us(inproc["p99_us"]), "-",
-         us(inproc["cpu_us"]),
-         f"p99 <= {TARGETS['inproc_p99_us']} us: {ok(inproc['p99_us'], TARGETS['inproc_p99_us'])}"],
+        *inproc_rows(inproc, us, ok),
         ["GET /v1/label, sequential", f"{label['n']:,}", us(label["p50_us"]), us(label["p99_us"]),
          f"{label['rps']:,.0f}", us(label["server_cpu_us"]), f"p50 <= 300 us: {ok(label['p50_us'], 300)}, p99 <= 1 ms: "
                                  f"{ok(label['p99_us'], 1000)}"],
@@ -471,10 +493,6 @@ def report(args: argparse.Namespace, path: Path, inproc: dict[str, Any], web: di
         ["POST /v1/check, sequential", f"{check['n']:,}", us(check["p50_us"]), us(check["p99_us"]),
          f"{check['rps']:,.0f}", us(check["server_cpu_us"]), "-"],
     ]
-    rows.insert(1, ["in-process Query.label, thread CPU time", f"{inproc['n']:,}", us(inproc["cpu_p50_us"]),
-                    us(inproc["cpu_p99_us"]), "-", us(inproc["cpu_us"]),
-                    f"p99 <= {TARGETS['inproc_p99_us']} us: {ok(inproc['cpu_p99_us'], TARGETS['inproc_p99_us'])}"])
-    rows[2:2] = inproc_batch_rows(inproc["batch"], us, ok)
     for key in ("wrk1", "wrk"):
         wrk = web[key]
         if not wrk:

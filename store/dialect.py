@@ -46,6 +46,11 @@ class Dialect(Protocol):
     def integrity_sql(self) -> str | None:
         """A statement checking every page (SQLite ``PRAGMA integrity_check``), or None: read every row instead."""
     @property
+    def change_counter_sql(self) -> str | None:
+        """A statement answering, on a reader connection, a number that differs once any other connection has
+        committed (SQLite ``PRAGMA data_version``: one call into the library, no page read), or None: no such
+        counter this cheap (PostgreSQL; an in-memory SQLite store, whose shared-cache connections are not told)."""
+    @property
     def driver_error(self) -> type[Exception]:
         """The base class of the driver's errors (``sqlite3.Error``, ``psycopg.Error``)."""
 

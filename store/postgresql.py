@@ -56,6 +56,8 @@ class PostgresDialect:
     #: the tables of the schema the store's tables go in (the first of the connection's search_path)
     tables_sql: str = "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"
     integrity_sql: str | None = None  # no built-in page check (amcheck is an extension): a full read instead
+    #: no change counter short of a read of the server: answers are never kept (Query.label)
+    change_counter_sql: str | None = None
     driver_error: type[Exception] = psycopg.Error
     _translated: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 

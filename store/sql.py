@@ -274,6 +274,19 @@ class Store(DecisionsRows, ApprovalsRows, LookalikesRows, OutboxRows):
             return None if alias == target else self.label_view(alias)
         return label_view_of(row)
 
+    def change_counter(self) -> int | None:
+        """A number that differs after anything was committed to the store since it was last asked on this
+        thread (by this process's writer or another process); None when the store has no counter this cheap
+        (PostgreSQL, an in-memory store) or cannot answer (a broken store: the read that follows says why).
+        Whoever keeps answers read from the store keeps them only while it is unchanged (Query.label)."""
+        statement = self.dialect.change_counter_sql
+        if statement is None or self._pool is not None or self._broken is not None:
+            return None
+        try:
+            return int(self._reader().execute(statement).fetchone()[0])
+        except self.dialect.driver_error:
+            return None
+
     def _first(self, statement: str, params: Sequence[Any]) -> Any:
         """The first row of a lookup (None: no row)."""
         rows = self._lookup(statement, params)

@@ -78,6 +78,12 @@ class SQLiteDialect:
     def where(self) -> str:
         return f"the store {self.path}"
 
+    @property
+    def change_counter_sql(self) -> str | None:
+        # data_version changes when another connection commits to the file; connections sharing an in-memory
+        # database's cache are not told of each other's commits
+        return None if self.memory else "PRAGMA data_version"
+
     def connect(self) -> sqlite3.Connection:
         if self.memory:
             target = f"file:envlabel-{self.memory}?mode=memory&cache=shared"

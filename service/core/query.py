@@ -7,10 +7,11 @@ label JSON, fail-closed rules and staleness read the same everywhere.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -30,7 +31,42 @@ from envlabel.targets import Target, parse_target
 
 #: lookalikes a label lists at most
 LOOKALIKES = 10
+#: answers each thread keeps while the store is unchanged (about 3 KiB each with their lookalikes)
+KEPT_ANSWERS = 4096
 _LAST_SEGMENT = re.compile(r"[/:]")
+#: an answer that only a change to the store ends (never seen, gone)
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """An answer and the moments between which it stays the answer while the store is unchanged."""
+
+    body: LabelRecord
+    since: datetime
+    until: datetime
+
+
+class KeptAnswers(threading.local):
+    """One thread's kept answers, and the store's change counter they were read at (per thread: the counter is
+    per reader connection)."""
+
+    def __init__(self) -> None:
+        self.counter: int | None = None
+        self.kept: dict[str, _Kept] = {}
+
+    def get(self, raw_target: str, now: datetime) -> LabelRecord | None:
+        """A copy of the answer kept for ``raw_target`` if it is still the answer at ``now``, else None."""
+        kept = self.kept.get(raw_target)
+        return fresh_copy(kept.body) if kept is not None and kept.since <= now < kept.until else None
+
+    def keep(self, raw_target: str, body: LabelRecord, now: datetime, until: datetime) -> None:
+        """Keep a copy of ``body``, answered at ``now``, until ``until`` (not at all if that is ``now``)."""
+        if until <= now:
+            return
+        if len(self.kept) >= KEPT_ANSWERS:
+            del self.kept[next(iter(self.kept))]  # the oldest
+        self.kept[raw_target] = _Kept(fresh_copy(body), now, until)
 
 
 @dataclass
@@ -48,6 +84,7 @@ class Query:
         #: the stems of names asked about, remembered (agents check the same targets again and again)
         self.stem_of = lru_cache(maxsize=65_536)(self.stemmer)
         self._stems_ready = False
+        self._answers = KeptAnswers()
         # the stored stems made this taxonomy's (a synonym renamed in the config re-stems the store); a store that
         # does not answer yet is not this constructor's to report: the first lookalike read tries again, and says why
         with suppress(StoreError):
@@ -60,34 +97,78 @@ class Query:
             self._stems_ready = True
 
     def label(self, raw_target: str, now: datetime | None = None) -> LabelRecord:
-        """The label JSON of DESIGN.md for ``raw_target`` (raises TargetError if malformed), with its lookalikes."""
+        """The label JSON of DESIGN.md for ``raw_target`` (raises TargetError if malformed), with its lookalikes.
+
+        An answer is kept (per thread, up to KEPT_ANSWERS) and given again while nothing was committed to the store
+        since it was read (the store's change counter, asked on every call) and until the moment it would change
+        by itself: the label turning stale, or an override it relied on expiring. Agents ask about the same
+        targets again and again; a kept answer costs a few microseconds instead of two indexed reads."""
+        now = now or utcnow()
+        kept = self.kept_answers()
+        if kept is not None and (body := kept.get(raw_target, now)) is not None:
+            return body
         target = parse_target(raw_target)
-        body = self.answer_view(raw_target, target.provider, self.store.label_view(target.id), now or utcnow())
+        view = self.store.label_view(target.id)
+        body = self.answer_view(raw_target, target.provider, view, now)
         if self.lookalikes:
             self.ensure_stems()
             stem, kind, other_than, exclude = self.twin_key(body, target)
             rows = self.store.lookalike_rows(stem, kind, exclude, LOOKALIKES, other_than=other_than,
                                              ranking=self.taxonomy.environments)
             body["lookalikes"] = [lookalike_json(row) for row in rows]
+        if kept is not None:
+            kept.keep(raw_target, body, now, self.answer_until(view, body, now))
         return body
 
     def labels(self, raw_targets: Sequence[str], now: datetime | None = None) -> list[LabelRecord]:
-        """The label JSON of each target, in order, from one store read per 500 targets.
+        """The label JSON of each target, in order, from one store read per 500 targets not kept (see
+        :meth:`label`).
 
         Raises TargetError for the first malformed target, naming its index (``targets.3: ...``)."""
-        parsed = []
-        for i, raw in enumerate(raw_targets):
-            try:
-                parsed.append(parse_target(raw))
-            except TargetError as exc:
-                raise TargetError(f"targets.{i}: {exc}") from None
-        views = self.store.label_views([t.id for t in parsed])
         now = now or utcnow()
-        bodies = [self.answer_view(raw, t.provider, views.get(t.id), now)
-                  for raw, t in zip(raw_targets, parsed, strict=True)]
+        kept = self.kept_answers()
+        bodies: list[LabelRecord | None] = []
+        asked: list[tuple[int, str, Target]] = []  # the targets not kept: (index, as asked, parsed)
+        for i, raw in enumerate(raw_targets):
+            body = None if kept is None else kept.get(raw, now)
+            bodies.append(body)
+            if body is None:
+                try:
+                    asked.append((i, raw, parse_target(raw)))
+                except TargetError as exc:
+                    raise TargetError(f"targets.{i}: {exc}") from None
+        views = self.store.label_views([t.id for _, _, t in asked])
+        read = [self.answer_view(raw, t.provider, views.get(t.id), now) for _, raw, t in asked]
         if self.lookalikes:
-            self.add_lookalikes(bodies, parsed)
-        return bodies
+            self.add_lookalikes(read, [t for _, _, t in asked])
+        for (i, raw, t), body in zip(asked, read, strict=True):
+            bodies[i] = body
+            if kept is not None:
+                kept.keep(raw, body, now, self.answer_until(views.get(t.id), body, now))
+        return [body for body in bodies if body is not None]
+
+    def kept_answers(self) -> KeptAnswers | None:
+        """This thread's kept answers, emptied if the store changed since they were read; None: the store has no
+        cheap change counter (PostgreSQL, in memory), so nothing is kept."""
+        answers = self._answers
+        counter = self.store.change_counter()
+        if counter != answers.counter:
+            answers.kept.clear()
+            answers.counter = counter
+        return None if counter is None else answers
+
+    def answer_until(self, view: LabelView | None, body: LabelRecord, now: datetime) -> datetime:
+        """Until when ``body``, answered at ``now`` from ``view``, stays the answer if the store does not change:
+        until the label turns stale or an override it relied on expires; ``now`` (not kept) for one relabeled
+        afresh, which other overrides expiring could change."""
+        if view is None or view.tombstoned:
+            return _NEVER
+        if view.environment is None or (view.valid_until is not None and view.valid_until <= now):
+            return now
+        until = _NEVER
+        if not body["stale"] and (observed := parse_ts(view.observed_at)) is not None:
+            until = observed + self.config.stale_after
+        return until if view.valid_until is None else min(until, view.valid_until)
 
     def add_lookalikes(self, bodies: Sequence[LabelRecord], targets: Sequence[Target]) -> None:
         """Each label's lookalikes, from one read per distinct (stem, kind, environment) among them."""
@@ -150,6 +231,25 @@ class Query:
             parent = above.resource.parent
         overrides = {t: o for t, o in self.store.overrides().items() if o.active(now)}
         return Labeler(self.taxonomy, containers, overrides).label(stored.resource)
+
+
+def fresh_copy(body: LabelRecord) -> LabelRecord:
+    """A copy of a label JSON that its caller may change without changing a kept one (lists and objects too)."""
+    copy = body.copy()
+    copy["evidence"] = [e.copy() for e in body["evidence"]]
+    copy["facts"] = json_copy(body["facts"]) if body["facts"] else {}
+    if "lookalikes" in body:
+        copy["lookalikes"] = [lookalike.copy() for lookalike in body["lookalikes"]]
+    return copy
+
+
+def json_copy(value: Any) -> Any:
+    """A copy of decoded JSON (objects and arrays all the way down)."""
+    if isinstance(value, dict):
+        return {key: json_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_copy(item) for item in value]
+    return value
 
 
 def name_of_id(target_id: str) -> str:
