@@ -94,15 +94,18 @@ NOTES = """\
   (warm, one target repeated: 17.5 + 22.3 us of a 48 us lookup; on random targets of the 1.7 GiB file the kernel
   copying pages in adds ~40-90 us, and an index descent costs ~5 us even in cache), so no rewrite of those two
   reads brings a first read's p99 to 50 us. What an agent does is ask about the same targets again and again.
-  So `Query.label` and `Query.labels` keep each answer (per thread, up to 4,096) and give it again while
-  nothing was committed to the store since it was read: SQLite's `PRAGMA data_version`, asked on every call
-  (~1 us, no page read), changes once any other connection commits (a scan, an override from another shell, a
-  watch event, the decision log's batches), and then everything kept is dropped. An answer is kept only until
-  the moment it would change by itself (turning stale, an override it relied on expiring), is never served for
-  an earlier moment than it was read at, and is handed out as a copy. PostgreSQL and in-memory stores have no
-  counter that cheap and keep nothing. The rows "first read" are targets never asked before (the figures
-  above); "asked again" is a working set of 1,000 targets asked 20,000 times in random order after each was
-  asked once: `Query.label` p50 8.6 us, p99 15 us; `Query.labels` x100 p50 0.62 ms, p99 1.0 ms (load 0.3).
+  So `Query.label` and `Query.labels` keep each answer (up to 4,096 per Query, shared by its threads) and give
+  it again while nothing was committed to the store since it was read: SQLite's `PRAGMA data_version`, asked
+  on every call on the thread's own reader connection (~1 us, no page read), changes once any other connection
+  commits (a scan, an override from another shell, a watch event, the decision log's batches); the first thread
+  to see it move (or a thread asking for the first time) drops everything kept, and an answer read while that
+  happened is not kept. An answer is kept only until the moment it would change by itself (turning stale, an
+  override it relied on expiring), is never served for an earlier moment than it was read at, and is handed out
+  as a copy. PostgreSQL and in-memory stores have no counter that cheap and keep nothing. The "first read" rows
+  are targets never asked before; "asked again" is a working set of 1,000 targets asked 20,000 times in random
+  order after each was asked once: `Query.label` p50 8.6-12 us, p99 15-21 us; `Query.labels` x100 p50
+  0.62-0.72 ms, p99 1.0-1.1 ms (load 0.3). First reads: p50 69-74 us, p99 165-258 us; x100 p50 7.3-8.7 ms,
+  p99 41-44 ms (the tail is the collector: 400 collections in 200 batches).
 - Findings under load (issue 12; measured with `--accounts 200 --requests 5000 --duration 5`, 200,013
   resources, 112,762 findings, the machine shared): each `GET /v1/findings` ran the whole audit (4.4 s
   here) and a full garbage collection, six looping clients ran six at once, and the label p99 went from

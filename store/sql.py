@@ -13,6 +13,7 @@ table (:meth:`Store.probe`); :meth:`Store.verify` reads every page (``envlabel s
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import traceback
@@ -69,6 +70,7 @@ class Store(DecisionsRows, ApprovalsRows, LookalikesRows, OutboxRows):
         self._broken: CorruptStore | None = None
         self._write_lock = threading.Lock()
         self._local = threading.local()
+        self._openings = itertools.count()
         # PostgreSQL: a pool serves reads and writes (autocommit; a transaction turns it off while it runs).
         # SQLite: one writer connection and a reader connection per thread.
         self._pool: Any = dialect.open_pool()
@@ -86,6 +88,7 @@ class Store(DecisionsRows, ApprovalsRows, LookalikesRows, OutboxRows):
         if conn is None:
             conn = self.dialect.connect()
             self._local.conn = conn
+            self._local.opened = next(self._openings)  # which connection: see change_counter
         return conn
 
     @contextmanager
@@ -274,18 +277,20 @@ class Store(DecisionsRows, ApprovalsRows, LookalikesRows, OutboxRows):
             return None if alias == target else self.label_view(alias)
         return label_view_of(row)
 
-    def change_counter(self) -> int | None:
-        """A number that differs after anything was committed to the store since it was last asked on this
-        thread (by this process's writer or another process); None when the store has no counter this cheap
-        (PostgreSQL, an in-memory store) or cannot answer (a broken store: the read that follows says why).
-        Whoever keeps answers read from the store keeps them only while it is unchanged (Query.label)."""
+    def change_counter(self) -> tuple[int, int] | None:
+        """A value that differs after anything was committed to the store since it was last asked on this
+        thread (by this process's writer or another process): (which reader connection, its ``data_version``);
+        None when the store has no counter this cheap (PostgreSQL, an in-memory store) or cannot answer (a broken
+        store: the read that follows says why). Whoever keeps answers read from the store keeps them only while
+        it is unchanged (Query.label)."""
         statement = self.dialect.change_counter_sql
         if statement is None or self._pool is not None or self._broken is not None:
             return None
         try:
-            return int(self._reader().execute(statement).fetchone()[0])
+            version = int(self._reader().execute(statement).fetchone()[0])
         except self.dialect.driver_error:
             return None
+        return self._local.opened, version
 
     def _first(self, statement: str, params: Sequence[Any]) -> Any:
         """The first row of a lookup (None: no row)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from copy import deepcopy
 from dataclasses import replace
@@ -147,13 +148,47 @@ def test_a_kept_answer_ends_when_the_override_it_relied_on_expires(store: Store)
     assert after["environment"] == "staging"
 
 
-def test_a_thread_keeps_at_most_its_share(store: Store) -> None:
+def test_at_most_kept_answers_are_kept_the_oldest_dropped(store: Store) -> None:
     query = Query(DEFAULT, store)
     for i in range(KEPT_ANSWERS + 10):
         query.label(f"{NEVER_SEEN}-{i}")
-    kept = query.kept_answers()
-    assert kept is not None and len(kept.kept) == KEPT_ANSWERS
-    assert f"{NEVER_SEEN}-0" not in kept.kept and f"{NEVER_SEEN}-{KEPT_ANSWERS + 9}" in kept.kept
+    kept = query._answers.kept
+    assert len(kept) == KEPT_ANSWERS
+    assert f"{NEVER_SEEN}-0" not in kept and f"{NEVER_SEEN}-{KEPT_ANSWERS + 9}" in kept
+
+
+def test_a_thread_asking_after_a_commit_ends_what_other_threads_kept(store: Store) -> None:
+    """Answers are shared between threads; each thread's reader connection sees commits on its own counter, and
+    a thread that never asked before cannot know what it missed: either way nothing read before is given."""
+    query = Query(DEFAULT, store)
+    assert query.label(STAGING)["environment"] == "staging"  # kept by this thread
+    answers: list[str] = []
+
+    def other_thread() -> None:
+        answers.append(query.label(STAGING)["environment"])
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    worker.join()
+    assert answers == ["staging"]
+    set_override(query, STAGING, "production", reason="freeze", author="ops")  # this process's writer
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    worker.join()
+    assert answers == ["staging", "production"]
+    assert query.label(STAGING)["environment"] == "production"
+
+
+def test_an_answer_read_while_the_store_changed_is_not_kept(store: Store) -> None:
+    """A thread reading an answer while another thread ends the generation does not keep its (older) answer."""
+    query = Query(DEFAULT, store)
+    generation = query.generation()
+    assert generation is not None
+    old = query.label(STAGING)
+    set_override(query, STAGING, "production", reason="freeze", author="ops")
+    assert query.label(STAGING)["environment"] == "production"  # this thread saw the commit: a new generation
+    query._answers.keep(STAGING, old, generation, utcnow(), utcnow() + timedelta(hours=1))  # the slow reader
+    assert query.label(STAGING)["environment"] == "production"
 
 
 def test_an_in_memory_store_keeps_nothing() -> None:
@@ -162,7 +197,7 @@ def test_an_in_memory_store_keeps_nothing() -> None:
     populate(store, Taxonomy.from_config(DEFAULT))
     query = Query(DEFAULT, store)
     query.label(PROD)
-    assert query.kept_answers() is None
+    assert query.generation() is None and not query._answers.kept
 
 
 @pytest.mark.postgres
@@ -173,6 +208,6 @@ def test_postgresql_keeps_nothing() -> None:
             populate(store, Taxonomy.from_config(DEFAULT))
             query = Query(DEFAULT, store)
             assert query.label(PROD)["environment"] == "production"
-            assert query.kept_answers() is None
+            assert query.generation() is None and not query._answers.kept
         finally:
             store.close()

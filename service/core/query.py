@@ -31,7 +31,7 @@ from envlabel.targets import Target, parse_target
 
 #: lookalikes a label lists at most
 LOOKALIKES = 10
-#: answers each thread keeps while the store is unchanged (about 3 KiB each with their lookalikes)
+#: answers a Query keeps while the store is unchanged (about 3 KiB each with their lookalikes)
 KEPT_ANSWERS = 4096
 _LAST_SEGMENT = re.compile(r"[/:]")
 #: an answer that only a change to the store ends (never seen, gone)
@@ -40,33 +40,58 @@ _NEVER = datetime.max.replace(tzinfo=UTC)
 
 @dataclass(frozen=True, slots=True)
 class _Kept:
-    """An answer and the moments between which it stays the answer while the store is unchanged."""
+    """An answer, the generation it was read in, and the moments between which it stays the answer."""
 
     body: LabelRecord
+    generation: int
     since: datetime
     until: datetime
 
 
-class KeptAnswers(threading.local):
-    """One thread's kept answers, and the store's change counter they were read at (per thread: the counter is
-    per reader connection)."""
+class KeptAnswers:
+    """The answers one Query keeps for every thread, up to KEPT_ANSWERS, while the store is unchanged.
+
+    Each thread reads through a reader connection of its own, whose change counter (SQLite ``data_version``)
+    moves once any other connection commits; each thread remembers the last value it saw. The first call on a
+    thread, or one whose counter moved, ends the generation: everything kept is dropped, and an answer read in an
+    earlier generation (by a thread that was reading while the store changed) is not kept. So whichever thread asks
+    first after a commit, no answer read before it is given again."""
 
     def __init__(self) -> None:
-        self.counter: int | None = None
+        self._seen = threading.local()
+        self._lock = threading.Lock()
+        self.generation = 0
         self.kept: dict[str, _Kept] = {}
 
-    def get(self, raw_target: str, now: datetime) -> LabelRecord | None:
+    def current(self, counter: tuple[int, int]) -> int:
+        """The generation an answer read now belongs to, after ending the last one if the store changed as this
+        thread's reader connection sees it (``counter``)."""
+        if getattr(self._seen, "counter", None) != counter:
+            with self._lock:
+                self.generation += 1
+                self.kept.clear()
+            self._seen.counter = counter
+        return self.generation
+
+    def get(self, raw_target: str, generation: int, now: datetime) -> LabelRecord | None:
         """A copy of the answer kept for ``raw_target`` if it is still the answer at ``now``, else None."""
         kept = self.kept.get(raw_target)
-        return fresh_copy(kept.body) if kept is not None and kept.since <= now < kept.until else None
+        if kept is None or kept.generation != generation or not kept.since <= now < kept.until:
+            return None
+        return fresh_copy(kept.body)
 
-    def keep(self, raw_target: str, body: LabelRecord, now: datetime, until: datetime) -> None:
-        """Keep a copy of ``body``, answered at ``now``, until ``until`` (not at all if that is ``now``)."""
+    def keep(self, raw_target: str, body: LabelRecord, generation: int, now: datetime, until: datetime) -> None:
+        """Keep a copy of ``body``, read in ``generation`` at ``now``, until ``until`` (not at all if that is
+        ``now``, or if the generation ended while it was being read)."""
         if until <= now:
             return
-        if len(self.kept) >= KEPT_ANSWERS:
-            del self.kept[next(iter(self.kept))]  # the oldest
-        self.kept[raw_target] = _Kept(fresh_copy(body), now, until)
+        kept = _Kept(fresh_copy(body), generation, now, until)
+        with self._lock:
+            if generation != self.generation:
+                return
+            if len(self.kept) >= KEPT_ANSWERS and raw_target not in self.kept:
+                del self.kept[next(iter(self.kept))]  # the oldest
+            self.kept[raw_target] = kept
 
 
 @dataclass
@@ -99,13 +124,13 @@ class Query:
     def label(self, raw_target: str, now: datetime | None = None) -> LabelRecord:
         """The label JSON of DESIGN.md for ``raw_target`` (raises TargetError if malformed), with its lookalikes.
 
-        An answer is kept (per thread, up to KEPT_ANSWERS) and given again while nothing was committed to the store
-        since it was read (the store's change counter, asked on every call) and until the moment it would change
-        by itself: the label turning stale, or an override it relied on expiring. Agents ask about the same
+        An answer is kept (up to KEPT_ANSWERS, see :class:`KeptAnswers`) and given again while nothing was committed
+        to the store since it was read (the store's change counter, asked on every call) and until the moment it
+        would change by itself: the label turning stale, or an override it relied on expiring. Agents ask about the same
         targets again and again; a kept answer costs a few microseconds instead of two indexed reads."""
         now = now or utcnow()
-        kept = self.kept_answers()
-        if kept is not None and (body := kept.get(raw_target, now)) is not None:
+        generation = self.generation()
+        if generation is not None and (body := self._answers.get(raw_target, generation, now)) is not None:
             return body
         target = parse_target(raw_target)
         view = self.store.label_view(target.id)
@@ -116,8 +141,8 @@ class Query:
             rows = self.store.lookalike_rows(stem, kind, exclude, LOOKALIKES, other_than=other_than,
                                              ranking=self.taxonomy.environments)
             body["lookalikes"] = [lookalike_json(row) for row in rows]
-        if kept is not None:
-            kept.keep(raw_target, body, now, self.answer_until(view, body, now))
+        if generation is not None:
+            self._answers.keep(raw_target, body, generation, now, self.answer_until(view, body, now))
         return body
 
     def labels(self, raw_targets: Sequence[str], now: datetime | None = None) -> list[LabelRecord]:
@@ -126,11 +151,11 @@ class Query:
 
         Raises TargetError for the first malformed target, naming its index (``targets.3: ...``)."""
         now = now or utcnow()
-        kept = self.kept_answers()
+        generation = self.generation()
         bodies: list[LabelRecord | None] = []
         asked: list[tuple[int, str, Target]] = []  # the targets not kept: (index, as asked, parsed)
         for i, raw in enumerate(raw_targets):
-            body = None if kept is None else kept.get(raw, now)
+            body = None if generation is None else self._answers.get(raw, generation, now)
             bodies.append(body)
             if body is None:
                 try:
@@ -143,19 +168,15 @@ class Query:
             self.add_lookalikes(read, [t for _, _, t in asked])
         for (i, raw, t), body in zip(asked, read, strict=True):
             bodies[i] = body
-            if kept is not None:
-                kept.keep(raw, body, now, self.answer_until(views.get(t.id), body, now))
+            if generation is not None:
+                self._answers.keep(raw, body, generation, now, self.answer_until(views.get(t.id), body, now))
         return [body for body in bodies if body is not None]
 
-    def kept_answers(self) -> KeptAnswers | None:
-        """This thread's kept answers, emptied if the store changed since they were read; None: the store has no
-        cheap change counter (PostgreSQL, in memory), so nothing is kept."""
-        answers = self._answers
+    def generation(self) -> int | None:
+        """The generation of kept answers an answer read now belongs to (see :class:`KeptAnswers`); None: the store
+        has no cheap change counter (PostgreSQL, in memory), so nothing is kept."""
         counter = self.store.change_counter()
-        if counter != answers.counter:
-            answers.kept.clear()
-            answers.counter = counter
-        return None if counter is None else answers
+        return None if counter is None else self._answers.current(counter)
 
     def answer_until(self, view: LabelView | None, body: LabelRecord, now: datetime) -> datetime:
         """Until when ``body``, answered at ``now`` from ``view``, stays the answer if the store does not change:
