@@ -94,18 +94,25 @@ NOTES = """\
   (warm, one target repeated: 17.5 + 22.3 us of a 48 us lookup; on random targets of the 1.7 GiB file the kernel
   copying pages in adds ~40-90 us, and an index descent costs ~5 us even in cache), so no rewrite of those two
   reads brings a first read's p99 to 50 us. What an agent does is ask about the same targets again and again.
-  So `Query.label` and `Query.labels` keep each answer (up to 4,096 per Query, shared by its threads) and give
+  So `Query.label` and `Query.labels` keep answers (up to 4,096 per Query, shared by its threads) and give
   it again while nothing was committed to the store since it was read: SQLite's `PRAGMA data_version`, asked
   on every call on the thread's own reader connection (~1 us, no page read), changes once any other connection
   commits (a scan, an override from another shell, a watch event, the decision log's batches); the first thread
   to see it move (or a thread asking for the first time) drops everything kept, and an answer read while that
   happened is not kept. An answer is kept only until the moment it would change by itself (turning stale, an
   override it relied on expiring), is never served for an earlier moment than it was read at, and is handed out
-  as a copy. PostgreSQL and in-memory stores have no counter that cheap and keep nothing. The "first read" rows
-  are targets never asked before; "asked again" is a working set of 1,000 targets asked 20,000 times in random
-  order after each was asked once: `Query.label` p50 8.6-12 us, p99 15-21 us; `Query.labels` x100 p50
-  0.62-0.72 ms, p99 1.0-1.1 ms (load 0.3). First reads: p50 69-74 us, p99 165-258 us; x100 p50 7.3-8.7 ms,
-  p99 41-44 ms (the tail is the collector: 400 collections in 200 batches).
+  as a copy. PostgreSQL and in-memory stores have no counter that cheap and keep nothing. A target's answer is
+  kept the second time it is asked (the first only remembers the target), so a sweep asking each target once
+  copies nothing; kept answers are their JSON text (orjson), which the cyclic collector does not walk (kept as
+  dicts and lists, they made its full passes frequent: POST /v1/labels x100 p99 14 -> 110 ms). The "first
+  read" rows are targets never asked before; "asked again" is a working set of 1,000 targets asked 20,000
+  times in random order after each was asked twice. Figures of four runs at load 0.3-0.7: `Query.label` asked
+  again p50 10-14 us, p99 17-21 us; `Query.labels` x100 asked again p50 0.48-1.0 ms, p99 0.85-1.9 ms. First
+  reads: p50 67-76 us, p99 153-258 us (62 / 127 us with nothing kept: the change counter and the bookkeeping
+  cost ~6 us); x100 p50 7.3-10 ms, p99 37-59 ms (the tail is the collector). The worst case is a sweep that
+  repeats but is larger than what is kept (the HTTP batch row: 20,000 targets in windows of 100, five times
+  over): every answer is kept and dropped again, POST /v1/labels x100 p50 7.4-8.3 -> 8.3-8.8 ms, p99 10-10.5 ->
+  13-16 ms (A/B, same runs). `GET /v1/label` sequential moved within its noise (p50 302-395 us either way).
 - Findings under load (issue 12; measured with `--accounts 200 --requests 5000 --duration 5`, 200,013
   resources, 112,762 findings, the machine shared): each `GET /v1/findings` ran the whole audit (4.4 s
   here) and a full garbage collection, six looping clients ran six at once, and the label p99 went from
@@ -198,14 +205,14 @@ def child_inproc(path: Path, targets: list[str]) -> dict[str, Any]:
     rng = random.Random(3)
     working = targets[:WORKING]
     again = [rng.choice(working) for _ in range(len(targets))]
-    for target in working:  # asked before: the answers are kept
+    for target in working * 2:  # asked twice before: the answers are kept
         query.label(target)
     single["again"] = measure(query.label, again)
     # Query.labels of BATCH targets at a time: windows of targets never read, then windows of the working set
     windows = [others[i:i + BATCH] for i in range(0, min(len(others) - 2000, len(targets)) - BATCH + 1, BATCH)]
     single["batch"] = measure(query.labels, windows)
     plans = [working[i:i + BATCH] for i in range(0, WORKING, BATCH)]
-    for plan in plans:
+    for plan in plans * 2:
         query.labels(plan)
     single["batch_again"] = measure(query.labels, [rng.choice(plans) for _ in range(len(windows))])
     return single

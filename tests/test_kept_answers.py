@@ -60,20 +60,26 @@ def reads_of(store: Store) -> list[str]:
 
 def test_an_answer_asked_again_reads_nothing_but_the_change_counter(store: Store) -> None:
     query = Query(DEFAULT, store)
-    first = query.label(STAGING)
     reads = reads_of(store)
+    first = query.label(STAGING)
+    assert len(reads) == 2  # its label view and its lookalikes
+    assert query.label(STAGING) == first  # asked again: read, and kept
+    assert len(reads) == 4
     again = [query.label(STAGING) for _ in range(3)]
-    assert reads == []
+    assert len(reads) == 4
     assert again == [first] * 3
     assert first["environment"] == "staging" and first["lookalikes"]
     batch = query.labels([STAGING, PROD, STAGING])
-    assert len(reads) == 2  # PROD alone was read: its label view and its lookalikes
+    assert len(reads) == 6  # PROD alone was read
     assert batch == [first, query.label(PROD), first]
+    assert len(reads) == 8  # PROD asked again: read, and kept from now on
+    assert query.labels([PROD]) == [batch[1]] and len(reads) == 8
 
 
 def test_a_caller_changing_its_answer_does_not_change_the_next(store: Store) -> None:
     query = Query(DEFAULT, store)
     first = deepcopy(query.label(PROD))
+    assert query.label(PROD) == first  # kept from now on
     mine = query.label(PROD)
     mine["environment"] = "sandbox"
     mine["evidence"][0]["environment"] = "sandbox"
@@ -128,7 +134,8 @@ def test_a_kept_answer_turns_stale_when_its_time_comes(store: Store) -> None:
     at = parse_ts(observed)
     assert at is not None
     edge = at + DEFAULT.stale_after
-    fresh = query.label(PROD, edge - timedelta(seconds=1))
+    query.label(PROD, edge - timedelta(seconds=2))
+    fresh = query.label(PROD, edge - timedelta(seconds=1))  # asked again: kept
     assert (fresh["stale"], fresh["authoritative"]) == (False, True)
     stale = query.label(PROD, edge + timedelta(seconds=1))
     assert (stale["stale"], stale["authoritative"]) == (True, False)
@@ -141,7 +148,8 @@ def test_a_kept_answer_ends_when_the_override_it_relied_on_expires(store: Store)
     query = Query(DEFAULT, store)
     set_override(query, STAGING, "production", reason="freeze", author="ops", expires_at=now + timedelta(hours=1),
                  now=now)
-    held = query.label(STAGING, now + timedelta(minutes=59))
+    query.label(STAGING, now + timedelta(minutes=58))
+    held = query.label(STAGING, now + timedelta(minutes=59))  # asked again: kept
     assert (held["environment"], held["decided_by"]) == ("production", "override")
     after = query.label(STAGING, now + timedelta(hours=1, seconds=1))
     assert (after["environment"], after["decided_by"]) != ("production", "override")
@@ -151,7 +159,7 @@ def test_a_kept_answer_ends_when_the_override_it_relied_on_expires(store: Store)
 def test_at_most_kept_answers_are_kept_the_oldest_dropped(store: Store) -> None:
     query = Query(DEFAULT, store)
     for i in range(KEPT_ANSWERS + 10):
-        query.label(f"{NEVER_SEEN}-{i}")
+        query.labels([f"{NEVER_SEEN}-{i}"] * 2)  # asked twice: kept
     kept = query._answers.kept
     assert len(kept) == KEPT_ANSWERS
     assert f"{NEVER_SEEN}-0" not in kept and f"{NEVER_SEEN}-{KEPT_ANSWERS + 9}" in kept
@@ -161,6 +169,7 @@ def test_a_thread_asking_after_a_commit_ends_what_other_threads_kept(store: Stor
     """Answers are shared between threads; each thread's reader connection sees commits on its own counter, and
     a thread that never asked before cannot know what it missed: either way nothing read before is given."""
     query = Query(DEFAULT, store)
+    query.label(STAGING)
     assert query.label(STAGING)["environment"] == "staging"  # kept by this thread
     answers: list[str] = []
 
@@ -184,6 +193,7 @@ def test_an_answer_read_while_the_store_changed_is_not_kept(store: Store) -> Non
     query = Query(DEFAULT, store)
     generation = query.generation()
     assert generation is not None
+    query.label(STAGING)
     old = query.label(STAGING)
     set_override(query, STAGING, "production", reason="freeze", author="ops")
     assert query.label(STAGING)["environment"] == "production"  # this thread saw the commit: a new generation
@@ -191,12 +201,21 @@ def test_an_answer_read_while_the_store_changed_is_not_kept(store: Store) -> Non
     assert query.label(STAGING)["environment"] == "production"
 
 
+def test_a_sweep_of_targets_asked_once_keeps_none_of_them(store: Store) -> None:
+    """Most targets of a sweep (an audit, a dashboard) are asked once: remembered as asked, their answers not
+    copied and kept."""
+    query = Query(DEFAULT, store)
+    query.labels([PROD, STAGING, NEVER_SEEN])
+    query.label(PROD)
+    assert set(query._answers.kept) == {PROD}
+
+
 def test_an_in_memory_store_keeps_nothing() -> None:
     """Connections sharing an in-memory database are not told of each other's commits: nothing is kept."""
     store = open_store("sqlite:///:memory:")
     populate(store, Taxonomy.from_config(DEFAULT))
     query = Query(DEFAULT, store)
-    query.label(PROD)
+    query.labels([PROD, PROD])
     assert query.generation() is None and not query._answers.kept
 
 
