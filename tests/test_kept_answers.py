@@ -159,7 +159,8 @@ def test_a_kept_answer_ends_when_the_override_it_relied_on_expires(store: Store)
 def test_at_most_kept_answers_are_kept_the_oldest_dropped(store: Store) -> None:
     query = Query(DEFAULT, store)
     for i in range(KEPT_ANSWERS + 10):
-        query.labels([f"{NEVER_SEEN}-{i}"] * 2)  # asked twice: kept
+        query.label(f"{NEVER_SEEN}-{i}")
+        query.label(f"{NEVER_SEEN}-{i}")  # asked again: kept
     kept = query._answers.kept
     assert len(kept) == KEPT_ANSWERS
     assert f"{NEVER_SEEN}-0" not in kept and f"{NEVER_SEEN}-{KEPT_ANSWERS + 9}" in kept
