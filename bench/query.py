@@ -108,8 +108,10 @@ NOTES = """\
   read" rows are targets never asked before; "asked again" is a working set of 1,000 targets asked 20,000
   times in random order after each was asked twice. Figures of four runs at load 0.3-0.7: `Query.label` asked
   again p50 10-14 us, p99 17-21 us; `Query.labels` x100 asked again p50 0.48-1.0 ms, p99 0.85-1.9 ms. First
-  reads: p50 67-76 us, p99 153-258 us (62 / 127 us with nothing kept: the change counter and the bookkeeping
-  cost ~6 us); x100 p50 7.3-10 ms, p99 37-59 ms (the tail is the collector). The worst case is a sweep that
+  reads: p50 67-76 us, p99 153-258 us (62 / 127 us with nothing kept: the change counter, 2.8 us a call in
+  Python, and the bookkeeping); since a first ask no longer looks at the counter (it is read and not kept),
+  p50 60 us, p99 176 us; x100 p50 7.3-10 ms, p99 31-59 ms (the tail is the collector). A second ask pays the
+  counter and writing the kept copy (~9 us). The worst case is a sweep that
   repeats but is larger than what is kept (the HTTP batch row: 20,000 targets in windows of 100, five times
   over): every answer is kept and dropped again, POST /v1/labels x100 p50 7.4-8.3 -> 8.3-8.8 ms, p99 10-10.5 ->
   13-16 ms (A/B, same runs). `GET /v1/label` sequential moved within its noise (p50 302-395 us either way).
