@@ -149,10 +149,11 @@ class Query:
     def label(self, raw_target: str, now: datetime | None = None) -> LabelRecord:
         """The label JSON of DESIGN.md for ``raw_target`` (raises TargetError if malformed), with its lookalikes.
 
-        An answer is kept (up to KEPT_ANSWERS, see :class:`KeptAnswers`) and given again while nothing was committed
-        to the store since it was read (the store's change counter, asked on every call) and until the moment it
-        would change by itself: the label turning stale, or an override it relied on expiring. Agents ask about the same
-        targets again and again; a kept answer costs a few microseconds instead of two indexed reads."""
+        An answer is kept from the second time its target is asked (up to KEPT_ANSWERS, see :class:`KeptAnswers`)
+        and given again while nothing was committed to the store since it was read (the store's change counter,
+        asked on every call about a target asked before) and until the moment it would change by itself: the label
+        turning stale, or an override it relied on expiring. Agents ask about the same targets again and again; a
+        kept answer costs ~10 us instead of two indexed reads (~60 us)."""
         now = now or utcnow()
         # a first ask is read and not kept, so it needs no change counter (2.8 us): only a target asked before may
         # be answered from what is kept, and only after the counter says the store did not change since
