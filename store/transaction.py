@@ -4,12 +4,12 @@ inside one :meth:`envlabel.store.sql.Store.transaction`."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from envlabel.model import Override, Resolution, Resource, ScanError
+from envlabel.model import UNKNOWN, Override, Resolution, Resource, ScanError
 from envlabel.store.codec import decode_tags, digest, encode_aliases, encode_facts, encode_tags, parse_ts, ts
 from envlabel.store.dialect import Dialect
 from envlabel.store.lookalikes import StemFunction, keep_label_environments
@@ -28,6 +28,8 @@ MAY_STAGE = "SELECT has_database_privilege(current_database(), 'TEMPORARY')"
 ANALYZE_AT_LEAST = 20_000
 #: the columns of a stored resource, in the order :meth:`Transaction.upsert_resources` builds its rows
 STORED_RESOURCE = (*RESOURCE_COLUMNS.split(", "), "stem")
+#: a resource labeled as it is stored (:meth:`Transaction.upsert_resources` with ``label``): its label's environment too
+LABELED_RESOURCE = (*STORED_RESOURCE, "label_environment")
 #: what a resource observed again replaces: everything but its id and when it was first seen; it is live again
 RESOURCE_UPDATE = ", ".join(f"{c} = excluded.{c}" if c != "tombstoned_at" else "tombstoned_at = NULL"
                             for c in STORED_RESOURCE if c not in ("id", "first_seen"))
@@ -182,11 +184,16 @@ class Transaction:
         return {o.target: o for o in overrides if o.active(now)}
 
     def upsert_resources(self, source: str, resources: Iterable[Resource], now: datetime,
-                         batch: int = 5000, *, stem: StemFunction, scan_id: int | None = None) -> tuple[set[str], int]:
+                         batch: int = 5000, *, stem: StemFunction, scan_id: int | None = None,
+                         label: Callable[[Resource], EncodedLabel | None] | None = None) -> tuple[set[str], int]:
         """Insert new and changed resources, each with its lookalike ``stem`` (of its name: the pipeline passes
         the taxonomy's, having made the stored stems its own with :func:`envlabel.store.lookalikes.restem`).
         A resource whose recovery facts differ from the stored ones gets a ``fact_history`` row (of ``scan_id``).
-        Returns (ids seen, rows written)."""
+
+        ``label``, in a :meth:`first_load` only, labels each resource as it is stored: a label it gives is stored
+        with the row (its first label, a history row, the environment on the resource), so the relabel after it
+        has only the resources it gave None for (their label is not known yet) to read back. Elsewhere it is not
+        called. Returns (ids seen, rows written)."""
         stamp = ts(now)
         seen: set[str] = set()
         written = 0
@@ -203,26 +210,19 @@ class Transaction:
 
         # into a store that held no resource, every row is new: nothing stored to compare facts with or revive
         empty, self._empty = self._empty, False
+        if not empty:
+            label = None
+        labels: list[tuple[str, EncodedLabel]] = []
 
         def flush() -> None:
-            before = {} if empty else self.stored_facts([row[0] for row in pending])
-            # a resource coming back after a tombstone starts unlabeled, so its return is a history event
-            revived = [t for t, (gone, _) in before.items() if gone]
-            if revived:
-                self.executemany("DELETE FROM labels WHERE target = ?", [(t,) for t in revived])
-                self.executemany("UPDATE resources SET label_environment = 'unknown' WHERE id = ?",
-                                 [(t,) for t in revived])
-            self.insert_rows("fact_history", ("target", "at", "scan_id", "facts"),
-                             [(row[0], stamp, scan_id, row[17]) for row in pending
-                              if before.get(row[0], (False, "{}"))[1] != row[17]])
-            # under the write lock no other writer adds a row meanwhile: an id not stored is inserted (on PostgreSQL
-            # copied, the whole of a first commit), a stored one (live, gone or of another source) replaced
-            self.insert_rows("resources", STORED_RESOURCE, [row for row in pending if row[0] not in before])
-            self.upsert_rows("resources", STORED_RESOURCE, "id", [row for row in pending if row[0] in before],
-                             update=RESOURCE_UPDATE)
-            self.upsert_rows("aliases", ("alias", "target"), "alias", aliases)
+            if label is not None:  # a first load labeled as it streams: every row is new, each with its environment
+                self._insert_labeled(pending, aliases, labels, now, scan_id)
+            else:
+                self._store_resources(pending, aliases, {} if empty else self.stored_facts([r[0] for r in pending]),
+                                      stamp, scan_id)
             pending.clear()
             aliases.clear()
+            labels.clear()
 
         for r in resources:
             if r.id in seen:
@@ -234,9 +234,18 @@ class Transaction:
             # taken out as seen: a re-scan of a million frees the stored digests as it goes, while ``seen`` grows
             if existing and existing.pop(r.id, None) == fingerprint:
                 continue
-            pending.append((r.id, source, r.provider, r.kind, r.name, r.parent, r.scope, r.region, r.path,
-                            tags, int(r.name_signal), r.declared, encode_aliases(r.aliases) if r.aliases else "[]",
-                            fingerprint, stamp, stamp, None, facts, stem(r.name)))
+            row: tuple[Any, ...] = (r.id, source, r.provider, r.kind, r.name, r.parent, r.scope, r.region, r.path,
+                                    tags, int(r.name_signal), r.declared,
+                                    encode_aliases(r.aliases) if r.aliases else "[]", fingerprint, stamp, stamp, None,
+                                    facts, stem(r.name))
+            if label is not None:
+                encoded = label(r)
+                if encoded is None:
+                    row += (UNKNOWN,)
+                else:
+                    row += (encoded.environment,)
+                    labels.append((r.id, encoded))
+            pending.append(row)
             if r.aliases:
                 aliases += [(a, r.id) for a in r.aliases]
             written += 1
@@ -246,6 +255,37 @@ class Transaction:
         if written >= ANALYZE_AT_LEAST and self.dialect.analyze_sql:
             self.execute(self.dialect.analyze_sql.format(table="resources"))
         return seen, written
+
+    def _store_resources(self, rows: Sequence[tuple[Any, ...]], aliases: Sequence[tuple[str, str]],
+                         before: Mapping[str, tuple[bool, str]], stamp: str, scan_id: int | None) -> None:
+        """Store resources (rows in :data:`STORED_RESOURCE` order) and their aliases; ``before`` is what
+        :meth:`stored_facts` says of them."""
+        # a resource coming back after a tombstone starts unlabeled, so its return is a history event
+        revived = [t for t, (gone, _) in before.items() if gone]
+        if revived:
+            self.executemany("DELETE FROM labels WHERE target = ?", [(t,) for t in revived])
+            self.executemany("UPDATE resources SET label_environment = 'unknown' WHERE id = ?",
+                             [(t,) for t in revived])
+        self.insert_rows("fact_history", ("target", "at", "scan_id", "facts"),
+                         [(row[0], stamp, scan_id, row[17]) for row in rows
+                          if before.get(row[0], (False, "{}"))[1] != row[17]])
+        # under the write lock no other writer adds a row meanwhile: an id not stored is inserted (on PostgreSQL
+        # copied, the whole of a first commit), a stored one (live, gone or of another source) replaced
+        self.insert_rows("resources", STORED_RESOURCE, [row for row in rows if row[0] not in before])
+        self.upsert_rows("resources", STORED_RESOURCE, "id", [row for row in rows if row[0] in before],
+                         update=RESOURCE_UPDATE)
+        self.upsert_rows("aliases", ("alias", "target"), "alias", aliases)
+
+    def _insert_labeled(self, rows: Sequence[tuple[Any, ...]], aliases: Sequence[tuple[str, str]],
+                        labels: Sequence[tuple[str, EncodedLabel]], now: datetime, scan_id: int | None) -> None:
+        """Store resources none of which is stored (rows in :data:`LABELED_RESOURCE` order), their aliases and the
+        first labels given to them."""
+        stamp = ts(now)
+        self.insert_rows("fact_history", ("target", "at", "scan_id", "facts"),
+                         [(row[0], stamp, scan_id, row[17]) for row in rows if row[17] != "{}"])
+        self.insert_rows("resources", LABELED_RESOURCE, rows)
+        self.upsert_rows("aliases", ("alias", "target"), "alias", aliases)
+        self.write_first_labels(labels, now, scan_id)
 
     def stored_facts(self, ids: Sequence[str]) -> dict[str, tuple[bool, str]]:
         """``(tombstoned, facts as stored)`` of each of ``ids`` that is stored, whatever its source: what an
@@ -435,6 +475,24 @@ class Transaction:
         self.insert_rows("label_history", HISTORY_COLUMNS, history)
         # the stem index orders lookalikes by their label's environment, kept on the resource's row
         keep_label_environments(self, [(row[0], row[1]) for rows in (first, again) for row in rows])
+
+    def write_first_labels(self, labels: Sequence[tuple[str, EncodedLabel]], now: datetime,
+                           scan_id: int | None) -> None:
+        """Store the first label of each ``(target, label)``, with its history row, for resources stored with its
+        environment already (:meth:`upsert_resources`' ``label``): :meth:`write_labels` but the environment kept on
+        the resource, which it writes afterwards."""
+        if not labels:
+            return
+        stamp = ts(now)
+        rows = [(target, *encoded, stamp, scan_id) for target, encoded in labels]
+        if self.dialect.copy_rows:
+            self.insert_rows("labels", LABEL_COLUMNS, rows)
+            self.insert_rows("label_history", HISTORY_COLUMNS, [
+                (target, stamp, scan_id, "label", None, *encoded) for target, encoded in labels])
+            return
+        last = self.execute("SELECT COALESCE(MAX(rowid), 0) FROM labels").fetchone()[0]
+        self.insert_rows("labels", LABEL_COLUMNS, rows)
+        self.execute(FIRST_HISTORY, (last,))
 
     def lapsed_labels(self, now: datetime) -> list[str]:
         """Targets whose label relied on an override that has expired by ``now``."""

@@ -20,7 +20,7 @@ from envlabel.labelers.resolve import Labeler
 from envlabel.labelers.stems import stem
 from envlabel.labelers.taxonomy import Taxonomy
 from envlabel.model import Override, Resource, ScanError, ScanResult
-from envlabel.service.core.pipeline import commit_scan
+from envlabel.service.core.pipeline import StreamLabeler, commit_scan
 from envlabel.store import open_store
 from envlabel.store.records import EncodedLabel
 from envlabel.store.sql import Store
@@ -37,7 +37,7 @@ SCOPE = f"{ACCOUNT}/eu-west-1"
 #: every column of every table a scan writes, serial ids left out
 TABLES = {
     "resources": "id, source, provider, kind, name, parent, scope, region, path, tags, name_signal, declared, "
-                 "aliases, digest, first_seen, updated_at, tombstoned_at, facts, stem",
+                 "aliases, digest, first_seen, updated_at, tombstoned_at, facts, stem, label_environment",
     "labels": "target, environment, decided_by, conflict, evidence, valid_until, labeled_at, scan_id",
     "label_history": "target, at, scan_id, event, before, environment, decided_by, conflict, evidence, valid_until",
     "fact_history": "target, at, scan_id, facts",
@@ -216,3 +216,66 @@ def new_store_at(url: str) -> Store:
     with store.transaction() as tx:
         tx.set_override(OVERRIDE)
     return store
+
+
+def labeled_in_the_stream(store: Store, resources: Iterable[Resource]) -> StreamLabeler:
+    """Commit ``resources`` streamed, and return the StreamLabeler that labeled them."""
+    made: list[StreamLabeler] = []
+
+    class Watched(StreamLabeler):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            made.append(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("envlabel.service.core.pipeline.StreamLabeler", Watched)
+        commit(store, stream(resources))
+    [labeler] = made
+    return labeler
+
+
+def test_a_first_load_labels_as_it_stores_what_comes_after_its_parents(stores: tuple[Store, Store]) -> None:
+    bulk, plain = stores
+    labeler = labeled_in_the_stream(bulk, estate())
+    # only what sits below a parent never observed is left to the relabel
+    assert sorted(labeler.deferred) == sorted(r.id for r in estate() if r.parent == "never-seen-parent")
+    assert labeler.labeled == len(estate()) - len(labeler.deferred)
+    commit(plain, estate())
+    assert rows(bulk) == rows(plain)
+
+
+def test_children_before_their_parents_are_labeled_by_the_relabel(stores: tuple[Store, Store]) -> None:
+    bulk, plain = stores
+    labeler = labeled_in_the_stream(bulk, reversed(estate()))  # every child before its parent: nearly all left
+    assert len(labeler.deferred) > len(estate()) // 2
+    commit(plain, estate())
+    assert rows(bulk) == rows(plain)
+
+
+def test_a_parent_forgotten_before_its_first_child_leaves_the_child_to_the_relabel(
+        stores: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch) -> None:
+    bulk, plain = stores
+    monkeypatch.setattr(StreamLabeler, "WINDOW", 2)
+    monkeypatch.setattr(StreamLabeler, "KEEP", 1)
+    resources = estate()
+    # the VPC right after its account, then everything else, and what is in the VPC last: by then it is forgotten
+    below_vpc = [r for r in resources if r.parent == VPC]
+    late = [r for r in resources if r.parent != VPC] + below_vpc
+    labeler = labeled_in_the_stream(bulk, late)
+    assert VPC not in labeler.deferred  # its account was still remembered
+    assert {r.id for r in below_vpc} <= set(labeler.deferred)
+    assert ACCOUNT not in labeler.deferred and OTHER not in labeler.deferred
+    commit(plain, estate())
+    assert rows(bulk) == rows(plain)
+
+
+def test_a_child_of_a_parent_left_to_the_relabel_is_left_too(stores: tuple[Store, Store]) -> None:
+    bulk, plain = stores
+    resources = estate()
+    # the VPC before its account: its chain is not known in the stream, so neither is its children's
+    vpc = next(r for r in resources if r.id == VPC)
+    labeler = labeled_in_the_stream(bulk, [vpc, *(r for r in resources if r.id != VPC)])
+    assert VPC in labeler.deferred
+    assert {r.id for r in resources if r.parent == VPC} <= set(labeler.deferred)
+    commit(plain, estate())
+    assert rows(bulk) == rows(plain)

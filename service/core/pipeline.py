@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence, Sized
+from collections.abc import Callable, Collection, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -27,7 +27,7 @@ from envlabel.config import Config, Source
 from envlabel.labelers.resolve import Chain, Labeler, Signals, resolve_chain
 from envlabel.labelers.stems import Stemmer
 from envlabel.labelers.taxonomy import Taxonomy
-from envlabel.model import UNKNOWN, Resolution, Resource, ScanError, ScanResult
+from envlabel.model import UNKNOWN, Override, Resolution, Resource, ScanError, ScanResult
 from envlabel.service.core.clock import utcnow
 from envlabel.service.core.gc_pause import LARGE_PASS, gc_paused_if_large
 from envlabel.store.codec import digest, evidence_item, ts
@@ -156,6 +156,87 @@ class LabelEncoder:
                             ts(until) if until else None)
 
 
+class StreamLabeler:
+    """Labels a first load's resources as they stream in (the ``label`` of ``Transaction.upsert_resources``), so the
+    relabel after it reads back only what could not be labeled then (:meth:`relabel_rest`).
+
+    A resource is labeled in the stream only when every container above it came before it: then its chain is the one
+    a relabel of the whole store computes, from the same containers and overrides. Scanners list an account before
+    its VPCs and a VPC before what runs in it. Anything else (a child before its parent, a parent never observed, a
+    parent that came too long before its first child) is left to the relabel: labeling it later is always right,
+    only slower.
+
+    What it keeps to find parents: every resource that has had a child in the stream (the labeler's containers),
+    those of a kind that has had children (up to ``keep`` of them: accounts, VPCs, namespaces, folders), and the
+    last ``window`` to ``2 * window`` resources, so the memory of a million-resource load stays small.
+    """
+
+    WINDOW = 10_000
+    KEEP = 50_000
+
+    def __init__(self, taxonomy: Taxonomy, overrides: Mapping[str, Override]) -> None:
+        self.taxonomy = taxonomy
+        self.overrides = overrides
+        #: containers whose chain is exact (every one above them came before them); the labeler walks these only
+        self._containers: dict[str, Resource] = {}
+        self._labeler = Labeler(taxonomy, self._containers, overrides)
+        self._encode = LabelEncoder()
+        #: recent resources, and kept ones of container kinds: id -> (resource, whether its chain is exact)
+        self._recent: dict[str, tuple[Resource, bool]] = {}
+        self._older: dict[str, tuple[Resource, bool]] = {}
+        self._kept: dict[str, tuple[Resource, bool]] = {}
+        self._container_kinds: set[str] = set()
+        self._window, self._keep = self.WINDOW, self.KEEP
+        #: the resources left to the relabel, in stream order
+        self.deferred: list[str] = []
+        self.environments: Counter[str] = Counter()
+
+    @property
+    def labeled(self) -> int:
+        return sum(self.environments.values())
+
+    def __call__(self, resource: Resource) -> EncodedLabel | None:
+        parent = resource.parent
+        exact = parent is None or parent in self._containers or self._promote(parent)
+        encoded = None
+        if exact:
+            own, chain = self._labeler.parts(resource)
+            resolution = resolve_chain(self.taxonomy, own, chain)
+            encoded = self._encode(resolution, own, chain)
+            self.environments[resolution.environment] += 1
+        else:
+            self.deferred.append(resource.id)
+        if resource.kind in self._container_kinds and len(self._kept) < self._keep:
+            self._kept[resource.id] = (resource, exact)
+        else:
+            if len(self._recent) >= self._window:
+                self._older, self._recent = self._recent, {}
+            self._recent[resource.id] = (resource, exact)
+        return encoded
+
+    def _promote(self, parent: str) -> bool:
+        """Whether ``parent`` came before, with an exact chain: then it becomes one of the labeler's containers."""
+        found = self._recent.get(parent) or self._older.get(parent) or self._kept.get(parent)
+        if found is None or not found[1]:
+            return False
+        container = found[0]
+        self._containers[parent] = container
+        self._container_kinds.add(container.kind)
+        return True
+
+    def relabel_rest(self, tx: Transaction, now: datetime, scan_id: int | None) -> Relabeled:
+        """Label what the stream left (``deferred``) and return what the whole load labeled. When it left most of
+        the estate (a scanner listing children first), one relabel of everything costs less than reading the rest
+        back in pieces; what the stream labeled compares equal there and is not written again."""
+        if not self.deferred:
+            return Relabeled(self.labeled, 0, self.environments)
+        if len(self.deferred) * 2 > self.labeled + len(self.deferred):
+            done = relabel_holding(tx, self.taxonomy, now, scan_id)
+            return Relabeled(self.labeled + done.changed, 0, done.environments)
+        done = relabel_holding(tx, self.taxonomy, now, scan_id, targets=sorted(self.deferred))
+        return Relabeled(self.labeled + done.changed, 0, self.environments + done.environments)
+
+
 def relabel_subtree(store: Store, taxonomy: Taxonomy, roots: Sequence[str], now: datetime | None = None,
                     scan_id: int | None = None) -> int:
     """Relabel ``roots`` and everything below them (after an override or a watch event). Returns changes."""
@@ -187,8 +268,10 @@ def commit_scan(store: Store, taxonomy: Taxonomy, result: ScanResult, started_at
         if fence is not None:
             tx.hold_fence(fence)
         scan_id = tx.record_scan(result.source, started_at, now, result.complete, result.errors)
+        # into an empty store, resources are labeled as they are stored, parents first (StreamLabeler)
+        streamed = StreamLabeler(taxonomy, tx.active_overrides(now)) if first else None
         seen, written = tx.upsert_resources(result.source, result.resources, now, stem=stems_of(tx, taxonomy),
-                                             scan_id=scan_id)
+                                             scan_id=scan_id, label=streamed)
         # An incomplete scan removes nothing: what it did not see may only be out of reach.
         # (Nor does the first commit into an empty store: everything live is what it just saw.)
         removed = tx.tombstone(result.source, seen, now, scan_id) if result.complete and not first else []
@@ -199,7 +282,8 @@ def commit_scan(store: Store, taxonomy: Taxonomy, result: ScanResult, started_at
         # What an incomplete scan did not see is held: its own listing failed, so its parents' fresh records
         # may tighten its label but not relax it (README, "A failed scope changes nothing").
         unseen = frozenset() if result.complete or first else frozenset(tx.live_ids(result.source) - seen)
-        done = relabel_holding(tx, taxonomy, now, scan_id, hold=(lambda r: r.id in unseen) if unseen else None)
+        done = streamed.relabel_rest(tx, now, scan_id) if streamed is not None else \
+            relabel_holding(tx, taxonomy, now, scan_id, hold=(lambda r: r.id in unseen) if unseen else None)
         tx.finish_scan(scan_id, len(seen), done.changed, len(removed))
     # into an empty store, the relabel counted this source's resources and nothing else: no need to count again
     environments = done.environments if first else Counter(store.environment_counts(result.source))
